@@ -1,0 +1,70 @@
+# Entry points. `make demo` and `make test` are the README's two commands; both
+# install what they need (scripts/bootstrap.sh) before doing anything else.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      ?= $(CURDIR)/.venv
+STAMP     := $(VENV)/.bootstrap-stamp
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+# The lab's default name; helpers and CI may run their own with POOL_LAB_NAME=...
+export POOL_LAB_NAME ?= lab
+
+.PHONY: help bootstrap demo test unit kmod sanity lint molecule bench lab-image lab-up lab-down collection clean
+
+help:
+	@echo "make demo   - bootstrap, boot the two-VM lab, run playbooks/site.yml against it"
+	@echo "make test   - bootstrap, then every test: unit, kmod builds, sanity, lint, molecule"
+	@echo "make bench  - benchmarks in the lab (figures and ratios against a same-run baseline)"
+	@echo "make lab-up / lab-down - boot or destroy the lab alone"
+
+$(STAMP): requirements.txt scripts/bootstrap.sh
+	scripts/bootstrap.sh
+	touch $@
+
+bootstrap: $(STAMP)
+
+# The collection must live at ansible_collections/pool/ops for ansible-galaxy,
+# ansible-test and FQCN resolution; scripts/link-collection.sh keeps a copy there.
+collection: bootstrap
+	scripts/link-collection.sh
+
+demo: bootstrap collection
+	python3 molecule/lab/pool_lab.py up
+	ansible-playbook -i inventories/lab playbooks/site.yml
+
+lab-image: bootstrap
+	python3 molecule/lab/pool_lab.py image
+
+lab-up: bootstrap
+	python3 molecule/lab/pool_lab.py up
+
+lab-down:
+	python3 molecule/lab/pool_lab.py down
+
+test: bootstrap
+	$(MAKE) unit kmod sanity lint molecule
+
+unit: bootstrap
+	python3 -m pytest -q tests/unit
+
+kmod: bootstrap
+	scripts/build-kmod.sh
+
+sanity: bootstrap collection
+	scripts/sanity.sh
+
+lint: bootstrap collection
+	ruff check .
+	ansible-lint --profile production
+
+molecule: bootstrap collection
+	scripts/molecule-all.sh
+
+bench: bootstrap collection
+	scripts/bench.sh
+
+clean:
+	rm -rf .cache build dist .pytest_cache .ruff_cache
+	$(MAKE) -C kmod clean || true
