@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * handshake.h - the POOL/1 handshake (docs/protocol.md section 3) as pure
+ * functions over byte buffers: no sockets, no sessions, no allocation except
+ * the one-shot AEADs. session/socket code drives them.
+ */
+#ifndef _POOL_HANDSHAKE_H
+#define _POOL_HANDSHAKE_H
+
+#include <linux/types.h>
+#include <linux/spinlock.h>
+#include "wire.h"
+
+#define POOL_ID_LEN		8	/* iid / rid */
+#define POOL_CLOCK_SKEW_NS	(30ULL * NSEC_PER_SEC)
+#define POOL_MAX_DIFFICULTY	28
+#define POOL_COOKIE_ROTATE_S	120
+
+/* The node's static identity, as the handshake needs it. */
+struct pool_static {
+	u8	secret[32];
+	u8	public[32];
+	u8	mac_key[32];	/* mk for packets addressed to us: HASH("POOL/1 mac" || S) */
+};
+
+/* Transport keys of one epoch, already oriented: send/recv for this side. */
+struct pool_keys {
+	u8	send_key[32];
+	u8	send_mac[32];
+	u8	recv_key[32];
+	u8	recv_mac[32];
+	u64	send_seq0;	/* first packet sent uses send_seq0 + 1 */
+	u64	recv_seq0;
+	u8	rk[32];		/* rekey chaining key */
+};
+
+/* Initiator state, from INIT until the ACK is consumed. */
+struct pool_hs_initiator {
+	u8	e_secret[32];
+	u8	e_public[32];
+	u8	iid[POOL_ID_LEN];
+	u64	ts;
+	u8	peer_static[32];
+	u8	mac_key[32];	/* mk of the responder */
+	u8	ck[32];
+	u8	h[32];
+};
+
+/* What a responder derives from a valid RESPONSE; on its stack, then wiped. */
+struct pool_hs_responder {
+	u8	peer_static[32];
+	u8	e_peer[32];	/* E_i */
+	u8	iid[POOL_ID_LEN];
+	u64	ts;
+	u8	ck[32];
+	u8	h[32];
+};
+
+/* mk for any static public key. */
+void pool_hs_mac_key(u8 out[32], const u8 static_public[32]);
+/* HMAC of a packet: header with MAC field zeroed, then payload. */
+void pool_packet_mac(u8 out[32], const u8 key[32], const u8 hdr[POOL_HDR_LEN],
+		     const u8 *payload, size_t len);
+
+/* Initiator */
+void pool_hs_init_create(struct pool_hs_initiator *hs, const u8 peer_static[32],
+			 u64 now_ns, u8 payload[POOL_INIT_LEN]);
+/* Solves the puzzle; -EINVAL if difficulty > POOL_MAX_DIFFICULTY, -EINTR on a signal. */
+int pool_hs_solve(const u8 seed[32], u8 difficulty, u64 *solution);
+int pool_hs_response_create(struct pool_hs_initiator *hs, const struct pool_static *self,
+			    u64 solution, u8 payload[POOL_RESPONSE_LEN]);
+/* -EBADMSG if the confirm tag fails. */
+int pool_hs_ack_consume(struct pool_hs_initiator *hs, const struct pool_static *self,
+			const u8 payload[POOL_ACK_LEN], const u8 rid[POOL_ID_LEN],
+			struct pool_keys *out);
+
+/* Responder: cookie secret, rotated lazily on use every POOL_COOKIE_ROTATE_S. */
+struct pool_cookie {
+	spinlock_t	lock;
+	u8		secret[2][32];	/* [0] current, [1] previous */
+	u64		rotated_at;	/* ktime_get_boottime_seconds() */
+};
+void pool_cookie_init(struct pool_cookie *c);
+/* which: 0 current, 1 previous */
+void pool_cookie_seed(struct pool_cookie *c, int which, const u8 ip[16], u16 port,
+		      const u8 iid[POOL_ID_LEN], const u8 e_i[32], u64 ts, u8 seed[32]);
+bool pool_puzzle_ok(const u8 seed[32], u64 solution, u8 difficulty);
+
+/* Parses INIT (checks nothing but sizes). */
+void pool_hs_init_parse(const u8 payload[POOL_INIT_LEN], u8 e_i[32], u64 *ts);
+void pool_hs_challenge_create(const u8 seed[32], u8 difficulty, u8 payload[POOL_CHALLENGE_LEN]);
+int pool_hs_challenge_parse(const u8 payload[POOL_CHALLENGE_LEN], u8 seed[32], u8 *difficulty);
+/* Clear fields of a RESPONSE, for the cheap checks before any DH. */
+void pool_hs_response_peek(const u8 payload[POOL_RESPONSE_LEN], u8 e_i[32], u64 *ts, u64 *solution);
+/*
+ * The DH part of RESPONSE checking: -EBADMSG (AUTH_FAIL) if a tag fails or the
+ * proof does not repeat ts/solution. The caller then checks the trust store
+ * (out->peer_static) and the replay guard.
+ */
+int pool_hs_response_consume(const struct pool_static *self, const u8 iid[POOL_ID_LEN],
+			     const u8 payload[POOL_RESPONSE_LEN], struct pool_hs_responder *out);
+void pool_hs_ack_create(struct pool_hs_responder *st, u8 payload[POOL_ACK_LEN],
+			struct pool_keys *out);
+
+/* Rekey: new keys for epoch n+1 from rk and the ephemeral DH (section 5). */
+void pool_rekey_derive(const u8 rk[32], const u8 dh[32], bool initiator,
+		       struct pool_keys *out);
+
+#endif
