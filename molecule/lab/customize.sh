@@ -1,0 +1,129 @@
+#!/bin/sh
+# Customisation of the POOL lab image, run inside the mmdebstrap chroot.
+# Part of the image recipe: any change here changes the image hash.
+set -eu
+
+echo pool-lab >/etc/hostname
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >/etc/hosts
+printf '/dev/vda\t/\text4\trw,errors=remount-ro\t0\t1\n' >/etc/fstab
+# Each VM gets its own machine-id at first boot.
+: >/etc/machine-id
+rm -f /var/lib/dbus/machine-id
+
+# No SSH host keys in the image: each VM makes its own at first boot.
+rm -f /etc/ssh/ssh_host_*
+# Root by key only; no password anywhere.
+usermod -p '*' root
+mkdir -p /etc/ssh/sshd_config.d /root/.ssh
+chmod 700 /root/.ssh
+cat >/etc/ssh/sshd_config.d/pool-lab.conf <<'EOF'
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+EOF
+
+# First-boot (and every-boot) setup from the kernel command line:
+# hostname, addresses, /etc/hosts, the controller's SSH key, host keys.
+cat >/usr/local/sbin/pool-lab-setup <<'EOF'
+#!/bin/sh
+# Applies the per-VM settings that pool_lab.py passes as pool_lab.* kernel
+# parameters, so the shared base image stays untouched.
+set -eu
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^pool_lab\.$1=//p" | tail -n 1; }
+by_mac() {
+	for d in /sys/class/net/*; do
+		if [ "$(cat "$d/address" 2>/dev/null)" = "$1" ]; then
+			basename "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+
+name="$(arg hostname)"
+[ -n "$name" ] || { echo "pool-lab-setup: no pool_lab.hostname on the kernel command line"; exit 0; }
+echo "$name" >/etc/hostname
+echo "$name" >/proc/sys/kernel/hostname
+
+# Hosts file: localhost plus every lab node (pool_lab.hosts=name=v4=v6,...).
+{
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
+	printf '127.0.1.1\t%s\n' "$name"
+	arg hosts | tr ',' '\n' | while IFS='=' read -r n v4 v6; do
+		[ -n "$n" ] || continue
+		printf '%s\t%s\n%s\t%s\n' "$v4" "$n" "$v6" "$n"
+	done
+} >/etc/hosts.new
+mv /etc/hosts.new /etc/hosts
+
+key="$(arg key)"
+if [ -n "$key" ]; then
+	umask 077
+	mkdir -p /root/.ssh
+	echo "$key" | base64 -d >/root/.ssh/authorized_keys.new
+	mv /root/.ssh/authorized_keys.new /root/.ssh/authorized_keys
+	umask 022
+fi
+ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
+
+# NICs are found by MAC: the user-mode NIC keeps eth0, the private link
+# becomes lab0 (wait for udev to have probed both).
+umac="$(arg umac)"
+pmac="$(arg pmac)"
+i=0
+until by_mac "$umac" >/dev/null && by_mac "$pmac" >/dev/null; do
+	i=$((i + 1))
+	[ "$i" -lt 300 ] || { echo "pool-lab-setup: NICs $umac/$pmac not found"; exit 1; }
+	sleep 0.1
+done
+udev="$(by_mac "$umac")"
+pdev="$(by_mac "$pmac")"
+if [ "$pdev" != lab0 ]; then
+	ip link set dev "$pdev" down
+	ip link set dev "$pdev" name lab0
+fi
+ip link set dev lo up
+ip link set dev "$udev" up
+ip addr replace 10.0.2.15/24 dev "$udev"
+ip route replace default via 10.0.2.2 dev "$udev"
+echo 'nameserver 10.0.2.3' >/etc/resolv.conf
+sysctl -q -w net.ipv6.conf.lab0.accept_ra=0
+ip link set dev lab0 up
+ip addr replace "$(arg ipv4)" dev lab0
+ip -6 addr replace "$(arg ipv6)" dev lab0 nodad
+echo "pool-lab-setup: $name lab0 $(arg ipv4) $(arg ipv6)"
+EOF
+chmod 755 /usr/local/sbin/pool-lab-setup
+
+cat >/etc/systemd/system/pool-lab-setup.service <<'EOF'
+[Unit]
+Description=POOL lab per-VM setup (hostname, addresses, SSH keys)
+DefaultDependencies=no
+After=local-fs.target systemd-udev-trigger.service
+Wants=network-pre.target
+Before=network-pre.target ssh.service systemd-user-sessions.service shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/pool-lab-setup
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+EOF
+systemctl enable pool-lab-setup.service
+
+# Keep boots short under TCG: nothing periodic, no waiting for the network.
+systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer \
+	e2scrub_all.timer e2scrub_reap.service fstrim.timer \
+	systemd-networkd-wait-online.service >/dev/null 2>&1 || true
+
+# The image must boot its own kernel and build modules against it.
+kver="$(ls /lib/modules)"
+[ "$(echo "$kver" | wc -l)" -eq 1 ] || { echo "customize: expected one kernel, got: $kver" >&2; exit 1; }
+[ -e "/lib/modules/$kver/build" ] || { echo "customize: headers for $kver missing" >&2; exit 1; }
+[ -e "/boot/initrd.img-$kver" ] || update-initramfs -c -k "$kver"
+apt-get clean

@@ -1,0 +1,867 @@
+#!/usr/bin/env python3
+"""The POOL QEMU lab: Debian bookworm VMs on this host, standard library only.
+
+    pool_lab.py image                 build (or reuse) the cached base image
+    pool_lab.py up [--count N]        boot N VMs, wait for SSH, write the inventory
+    pool_lab.py down                  stop the VMs and remove their runtime state
+    pool_lab.py status [--json]       what runs
+    pool_lab.py inventory [--inventory PATH]   (re)write the inventory of a running lab
+
+State lives under ${XDG_CACHE_HOME:-~/.cache}/pool-lab/: images/<recipe sha256>/ and
+run/$POOL_LAB_NAME/ (default name "lab"). See molecule/lab/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CUSTOMIZE = HERE / "customize.sh"
+DEFAULT_INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
+
+# Bump when the build procedure itself (not the package list or script) changes.
+RECIPE_VERSION = 1
+SUITE = "bookworm"
+SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
+PACKAGES = (
+    "linux-image-amd64",
+    "linux-headers-amd64",
+    "dkms",
+    "build-essential",
+    "openssh-server",
+    "python3",
+    "python3-venv",
+    "python3-apt",
+    "kmod",
+    "iproute2",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "initramfs-tools",
+    "zstd",
+    "mokutil",
+    "openssl",
+    "wireguard-tools",
+    "iperf3",
+    "iputils-ping",
+    "procps",
+    "ca-certificates",
+    "netcat-openbsd",
+    "rsync",
+    "curl",
+    "less",
+    "strace",
+    "tcpdump",
+    "jq",
+)
+DISK_SIZE = "8G"
+
+PRIVATE_V4 = "10.253.0.{}"
+PRIVATE_V6 = "fd53:253::{}"
+SSH_USER = "root"
+
+# Debian package providing each host tool, for the one-line "missing" error.
+TOOL_PACKAGES = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "mmdebstrap": "mmdebstrap",
+    "mkfs.ext4": "e2fsprogs",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+}
+
+
+class LabError(Exception):
+    """A failure to report as one line (plus optional detail) and exit 1."""
+
+    def __init__(self, msg: str, detail: str = "") -> None:
+        super().__init__(msg)
+        self.detail = detail
+
+
+# ---------------------------------------------------------------- paths
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pool-lab"
+
+
+def lab_name() -> str:
+    name = os.environ.get("POOL_LAB_NAME", "lab") or "lab"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name) or name.startswith("."):
+        raise LabError(f"bad POOL_LAB_NAME {name!r}: use letters, digits, '-', '_', '.' (max 40)")
+    return name
+
+
+def run_dir(name: str | None = None) -> Path:
+    return cache_root() / "run" / (name or lab_name())
+
+
+def need(tool: str) -> str:
+    """Path of a host tool, or a one-line error naming the Debian package."""
+    path = shutil.which(tool)
+    if path is None:
+        # /usr/sbin is not always on a user's PATH.
+        for d in ("/usr/sbin", "/sbin"):
+            if os.access(f"{d}/{tool}", os.X_OK):
+                return f"{d}/{tool}"
+        pkg = TOOL_PACKAGES.get(tool, tool)
+        raise LabError(f"{tool} not found: install the Debian package {pkg} (apt-get install {pkg})")
+    return path
+
+
+def atomic_write(path: Path, data: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# ---------------------------------------------------------------- image
+
+
+def recipe_hash(packages: Iterable[str], script: str) -> str:
+    """sha256 over everything that defines the image's content."""
+    recipe = {
+        "version": RECIPE_VERSION,
+        "suites": list(SUITES),
+        "packages": sorted(set(packages)),
+        "script": script,
+        "disk": DISK_SIZE,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def current_recipe_hash() -> str:
+    return recipe_hash(PACKAGES, CUSTOMIZE.read_text())
+
+
+def image_dir(digest: str | None = None) -> Path:
+    return cache_root() / "images" / (digest or current_recipe_hash())
+
+
+def parse_sources(texts: Iterable[str]) -> dict[str, str]:
+    """Debian and security mirror URIs from apt sources (one-line or deb822)."""
+    found: dict[str, str] = {}
+
+    def note(uri: str, suites: list[str]) -> None:
+        uri = uri.rstrip("/")
+        for s in suites:
+            if s == f"{SUITE}-security" or s.startswith(f"{SUITE}/updates"):
+                found.setdefault("security", uri)
+            elif s in (SUITE, f"{SUITE}-updates"):
+                found.setdefault("debian", uri)
+
+    for text in texts:
+        if re.search(r"^\s*URIs:", text, re.M | re.I):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields: dict[str, str] = {}
+                for line in stanza.splitlines():
+                    m = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
+                    if m:
+                        fields[m.group(1).lower()] = m.group(2).strip()
+                if fields.get("enabled", "yes").lower() == "no":
+                    continue
+                if "deb" not in fields.get("types", "").split():
+                    continue
+                for uri in fields.get("uris", "").split():
+                    note(uri, fields.get("suites", "").split())
+        else:
+            for line in text.splitlines():
+                line = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+                if len(line) >= 3 and line[0] == "deb":
+                    note(line[1], [line[2]])
+    return found
+
+
+def host_mirrors() -> tuple[str, str]:
+    """The host's apt mirrors for bookworm (and security), with Debian's defaults."""
+    override = os.environ.get("POOL_LAB_MIRROR")
+    sec_override = os.environ.get("POOL_LAB_SECURITY_MIRROR")
+    texts = []
+    paths = [Path("/etc/apt/sources.list")]
+    d = Path("/etc/apt/sources.list.d")
+    if d.is_dir():
+        paths += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
+    for p in paths:
+        with contextlib.suppress(OSError):
+            texts.append(p.read_text())
+    found = parse_sources(texts)
+    debian = override or found.get("debian", "http://deb.debian.org/debian")
+    security = sec_override or found.get("security", "http://deb.debian.org/debian-security")
+    return debian, security
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def image_ready(d: Path) -> bool:
+    return all((d / n).is_file() for n in ("disk.qcow2", "vmlinuz", "initrd.img", "manifest.json"))
+
+
+def build_image(force: bool = False, quiet: bool = False) -> Path:
+    """Build the base image unless the one for the current recipe is cached."""
+    digest = current_recipe_hash()
+    final = image_dir(digest)
+    if image_ready(final) and not force:
+        return final
+    mmdebstrap = need("mmdebstrap")
+    mkfs = need("mkfs.ext4")
+    qemu_img = need("qemu-img")
+    if os.geteuid() != 0:
+        raise LabError("building the lab image needs root (mmdebstrap --mode=root): run as root")
+    with locked(final.parent / f".{digest}.lock"):
+        if image_ready(final) and not force:
+            return final  # another process built it meanwhile
+        t0 = time.monotonic()
+        work = Path(tempfile.mkdtemp(prefix=f".build-{digest[:12]}-", dir=final.parent))
+        try:
+            root = work / "root"
+            debian, security = host_mirrors()
+            mirrors = [
+                f"deb {debian} {SUITE} main",
+                f"deb {debian} {SUITE}-updates main",
+                f"deb {security} {SUITE}-security main",
+            ]
+            cmd = [
+                mmdebstrap,
+                "--mode=root",
+                "--variant=apt",
+                "--format=directory",
+                "--include=" + ",".join(PACKAGES),
+                '--aptopt=Acquire::Check-Valid-Until "false"',
+                '--aptopt=APT::Install-Recommends "false"',
+                f"--customize-hook=copy-in {CUSTOMIZE} /tmp",
+                f'--customize-hook=chroot "$1" sh /tmp/{CUSTOMIZE.name}',
+                f'--customize-hook=rm -f "$1/tmp/{CUSTOMIZE.name}"',
+                SUITE,
+                str(root),
+                *mirrors,
+            ]
+            log = work / "mmdebstrap.log"
+            if not quiet:
+                print(f"pool_lab: building image {digest[:12]} (mmdebstrap, log {log})", file=sys.stderr)
+            with open(log, "w") as lf:
+                rc = subprocess.run(cmd, stdout=lf, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                raise LabError(f"mmdebstrap failed (exit {rc})", tail(log, 30))
+            kvers = sorted(p.name for p in (root / "lib/modules").iterdir())
+            if len(kvers) != 1:
+                raise LabError(f"image has {len(kvers)} kernels ({kvers}), expected one")
+            kver = kvers[0]
+            shutil.copy2(root / "boot" / f"vmlinuz-{kver}", work / "vmlinuz")
+            shutil.copy2(root / "boot" / f"initrd.img-{kver}", work / "initrd.img")
+            raw = work / "disk.raw"
+            subprocess.run(
+                [mkfs, "-q", "-F", "-L", "poolroot", "-d", str(root), str(raw), DISK_SIZE],
+                check=True,
+            )
+            shutil.rmtree(root)
+            subprocess.run(
+                [qemu_img, "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(work / "disk.qcow2")],
+                check=True,
+            )
+            raw.unlink()
+            manifest = {
+                "recipe": digest,
+                "kernel": kver,
+                "packages": list(PACKAGES),
+                "mirrors": mirrors,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "build_seconds": round(time.monotonic() - t0, 1),
+            }
+            atomic_write(work / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(work, final)
+        except subprocess.CalledProcessError as e:
+            raise LabError(f"image build step failed: {' '.join(map(str, e.cmd))} (exit {e.returncode})") from e
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+        if not quiet:
+            print(
+                f"pool_lab: image {digest[:12]} built in {manifest['build_seconds']} s (kernel {kver})",
+                file=sys.stderr,
+            )
+    return final
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def tail(path: Path, n: int = 50) -> str:
+    """Last n lines of a (console) log, tolerant of binary garbage."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return f"(no console log at {path})"
+    lines = data.decode("utf-8", "replace").replace("\r", "").splitlines()
+    return "\n".join(lines[-n:])
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int = 0, avoid: Iterable[int] = (), host: str = "127.0.0.1") -> int:
+    """The preferred port if it can be bound, else a free one the kernel picks."""
+    avoid = set(avoid)
+    if preferred and preferred not in avoid and port_free(preferred, host):
+        return preferred
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in avoid:
+            return port
+    raise LabError("no free TCP port on 127.0.0.1")
+
+
+def mcast_group(name: str) -> str:
+    """A per-lab multicast group and port, so that labs never share a link."""
+    h = hashlib.sha256(f"{os.getuid()}:{name}".encode()).digest()
+    return f"239.253.{h[0]}.{h[1] or 1}:{20000 + int.from_bytes(h[2:4], 'big') % 20000}"
+
+
+def kvm_works(kernel: Path, qemu: str, timeout: float = 15.0) -> bool:
+    """True only if a KVM guest really runs: boot the kernel to its root-fs panic."""
+    if os.environ.get("POOL_LAB_ACCEL") in ("tcg", "kvm"):
+        return os.environ["POOL_LAB_ACCEL"] == "kvm"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    with tempfile.TemporaryDirectory(prefix="pool-lab-kvm-") as td:
+        log = Path(td) / "serial.log"
+        cmd = [
+            qemu, "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-no-user-config",
+            "-display", "none", "-no-reboot", "-kernel", str(kernel),
+            "-append", "console=ttyS0 panic=-1 root=/dev/pool-lab-none",
+            "-serial", f"file:{log}",
+        ]  # fmt: skip
+        try:
+            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            return False
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return rc == 0 and "Kernel panic" in text
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass
+class Node:
+    index: int
+    name: str
+    port: int
+    ipv4: str
+    ipv6: str
+    umac: str
+    pmac: str
+    overlay: str
+    console: str
+    pidfile: str
+    monitor: str
+    pid: int = 0
+
+
+@dataclass
+class State:
+    name: str
+    count: int
+    accel: str
+    image: str
+    kernel: str
+    mcast: str
+    inventory: str = ""
+    nodes: list[Node] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, rd: Path) -> State | None:
+        try:
+            raw = json.loads((rd / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        raw["nodes"] = [Node(**n) for n in raw.get("nodes", [])]
+        return cls(**raw)
+
+    def save(self, rd: Path) -> None:
+        atomic_write(rd / "state.json", json.dumps(asdict(self), indent=2) + "\n")
+
+
+def make_node(rd: Path, i: int, port: int) -> Node:
+    return Node(
+        index=i,
+        name=f"node{i}",
+        port=port,
+        ipv4=PRIVATE_V4.format(10 + i),
+        ipv6=PRIVATE_V6.format(10 + i),
+        umac=f"52:54:00:00:00:{i:02x}",
+        pmac=f"52:54:00:fd:53:{10 + i:02x}",
+        overlay=str(rd / f"node{i}.qcow2"),
+        console=str(rd / f"node{i}.console.log"),
+        pidfile=str(rd / f"node{i}.pid"),
+        monitor=str(rd / f"node{i}.monitor"),
+    )
+
+
+def lab_processes(rd: Path) -> list[int]:
+    """Pids of qemu processes started for this lab (found by their run dir in argv)."""
+    marker = str(rd) + "/"
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"qemu-system" in argv[0] and any(marker.encode() in a for a in argv):
+            pids.append(int(p.name))
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- inventory
+
+
+def q(s: object) -> str:
+    """A YAML scalar: JSON strings are valid YAML."""
+    return json.dumps(s) if isinstance(s, str) else str(s)
+
+
+def render_inventory(st: State, rd: Path) -> str:
+    key = rd / "id_ed25519"
+    known = rd / "known_hosts"
+    ssh_args = (
+        f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes "
+        "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s"
+    )
+    lines = [
+        f"# Generated by molecule/lab/pool_lab.py for lab {st.name!r}; rewritten by every `up`.",
+        "all:",
+        "  children:",
+        "    pool_nodes:",
+        "      hosts:",
+    ]
+    for n in st.nodes:
+        lines += [
+            f"        {n.name}:",
+            "          ansible_host: 127.0.0.1",
+            f"          ansible_port: {n.port}",
+            f"          ansible_user: {SSH_USER}",
+            f"          ansible_ssh_private_key_file: {q(str(key))}",
+            f"          ansible_ssh_common_args: {q(ssh_args)}",
+            "          ansible_python_interpreter: /usr/bin/python3",
+            f"          pool_lab_ipv4: {q(n.ipv4)}",
+            f"          pool_lab_ipv6: {q(n.ipv6)}",
+            "          pool_lab_interface: lab0",
+        ]
+    lines += [
+        "  vars:",
+        f"    pool_lab_name: {q(st.name)}",
+        f"    pool_lab_run_dir: {q(str(rd))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- ssh
+
+
+def ssh_base(rd: Path, port: int) -> list[str]:
+    return [
+        need("ssh"), "-i", str(rd / "id_ed25519"), "-p", str(port),
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={rd / 'known_hosts'}", "-o", "StrictHostKeyChecking=accept-new",
+        "-o", "LogLevel=ERROR", f"{SSH_USER}@127.0.0.1",
+    ]  # fmt: skip
+
+
+def ssh_answers(rd: Path, node: Node) -> bool:
+    try:
+        r = subprocess.run(
+            [*ssh_base(rd, node.port), "true"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return r.returncode == 0
+
+
+def wait_for_ssh(
+    nodes: list[Node],
+    timeout: float,
+    answers: Callable[[Node], bool],
+    alive: Callable[[Node], bool],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Wait until every node answers SSH; on timeout or death, fail with its console tail."""
+    deadline = clock() + timeout
+    pending = list(nodes)
+    while pending:
+        for n in list(pending):
+            if not alive(n):
+                raise LabError(
+                    f"{n.name}: qemu exited before SSH answered; last 50 lines of {n.console}:",
+                    tail(Path(n.console), 50),
+                )
+            if answers(n):
+                pending.remove(n)
+        if not pending:
+            return
+        if clock() >= deadline:
+            n = pending[0]
+            raise LabError(
+                f"{n.name}: no SSH answer on 127.0.0.1:{n.port} within {timeout:.0f} s; "
+                f"last 50 lines of {n.console}:",
+                tail(Path(n.console), 50),
+            )
+        sleep(2)
+
+
+# ---------------------------------------------------------------- up / down
+
+
+def ensure_key(rd: Path) -> str:
+    key = rd / "id_ed25519"
+    if not (key.exists() and key.with_suffix(".pub").exists()):
+        for p in (key, key.with_suffix(".pub")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        subprocess.run(
+            [need("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", f"pool-lab-{rd.name}", "-f", str(key)],
+            check=True,
+        )
+    return key.with_suffix(".pub").read_text().strip()
+
+
+def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: int, cpus: int) -> list[str]:
+    hosts = ",".join(f"{m.name}={m.ipv4}={m.ipv6}" for m in st.nodes)
+    append = " ".join(
+        [
+            "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=10",
+            f"pool_lab.hostname={n.name}",
+            f"pool_lab.ipv4={n.ipv4}/24",
+            f"pool_lab.ipv6={n.ipv6}/64",
+            f"pool_lab.umac={n.umac}",
+            f"pool_lab.pmac={n.pmac}",
+            f"pool_lab.hosts={hosts}",
+            "pool_lab.key=" + base64.b64encode(pubkey.encode()).decode(),
+        ]
+    )
+    accel = ["-accel", "kvm", "-cpu", "host"] if st.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    return [
+        qemu, "-name", f"pool-lab-{st.name}-{n.name}", *accel,
+        "-m", str(memory), "-smp", str(cpus),
+        "-nodefaults", "-no-user-config", "-display", "none",
+        "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"), "-append", append,
+        "-drive", f"file={n.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        "-netdev", f"user,id=u0,hostfwd=tcp:127.0.0.1:{n.port}-:22",
+        "-device", f"virtio-net-pci,netdev=u0,mac={n.umac}",
+        "-netdev", f"socket,id=p0,mcast={st.mcast},localaddr=127.0.0.1",
+        "-device", f"virtio-net-pci,netdev=p0,mac={n.pmac}",
+        "-device", "virtio-rng-pci",
+        "-serial", f"file:{n.console}",
+        "-monitor", f"unix:{n.monitor},server=on,wait=off",
+        "-pidfile", n.pidfile, "-daemonize",
+    ]  # fmt: skip
+
+
+def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port_base: int = 0) -> State:
+    if count < 1 or count > 200:
+        raise LabError(f"bad --count {count}: use 1..200")
+    name = lab_name()
+    rd = run_dir(name)
+    qemu = need("qemu-system-x86_64")
+    qemu_img = need("qemu-img")
+    need("ssh")
+    old = State.load(rd)
+    if old and old.count == count and old.nodes and all(pid_alive(n.pid) for n in old.nodes):
+        if all(ssh_answers(rd, n) for n in old.nodes):
+            write_inventory(old, rd, inventory)
+            print(f"pool_lab: lab {name!r} already up ({count} VMs)", file=sys.stderr)
+            return old
+    down(quiet=True)
+    img = build_image()
+    manifest = json.loads((img / "manifest.json").read_text())
+    rd.mkdir(parents=True, exist_ok=True)
+    os.chmod(rd, 0o700)
+    pubkey = ensure_key(rd)
+    with contextlib.suppress(FileNotFoundError):
+        (rd / "known_hosts").unlink()
+    accel = "kvm" if kvm_works(img / "vmlinuz", qemu) else "tcg"
+    st = State(
+        name=name,
+        count=count,
+        accel=accel,
+        image=str(img),
+        kernel=manifest["kernel"],
+        mcast=mcast_group(name),
+        inventory=str(inventory),
+    )
+    used: list[int] = []
+    for i in range(1, count + 1):
+        port = free_port(port_base + i if port_base else 0, used)
+        used.append(port)
+        st.nodes.append(make_node(rd, i, port))
+    st.save(rd)
+    t0 = time.monotonic()
+    try:
+        for n in st.nodes:
+            subprocess.run(
+                [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(img / "disk.qcow2"), n.overlay],
+                check=True,
+            )
+            with contextlib.suppress(FileNotFoundError):
+                Path(n.console).unlink()
+            for attempt in range(5):
+                r = subprocess.run(
+                    qemu_command(qemu, st, n, img, pubkey, memory, cpus),
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
+                )
+                if r.returncode == 0:
+                    break
+                msg = (r.stderr or r.stdout).strip().splitlines()
+                if attempt < 4 and any("hostfwd" in m or "forwarding rule" in m for m in msg):
+                    # The port was taken between our check and qemu's bind: pick another.
+                    n.port = free_port(0, used)
+                    used.append(n.port)
+                    continue
+                raise LabError(f"{n.name}: qemu failed to start: {msg[-1] if msg else f'exit {r.returncode}'}")
+            n.pid = int(Path(n.pidfile).read_text().strip())
+            st.save(rd)
+        print(
+            f"pool_lab: {count} VMs started ({accel}), waiting for SSH "
+            f"(ports {', '.join(str(n.port) for n in st.nodes)})",
+            file=sys.stderr,
+        )
+        wait_for_ssh(st.nodes, timeout, lambda n: ssh_answers(rd, n), lambda n: pid_alive(n.pid))
+    except BaseException:
+        # A failed or interrupted up leaves nothing running behind.
+        with contextlib.suppress(Exception):
+            down(quiet=True)
+        raise
+    write_inventory(st, rd, inventory)
+    print(
+        f"pool_lab: lab {name!r} up: {count} VMs answer SSH after {time.monotonic() - t0:.0f} s; inventory {inventory}",
+        file=sys.stderr,
+    )
+    return st
+
+
+def write_inventory(st: State, rd: Path, inventory: Path) -> None:
+    atomic_write(inventory, render_inventory(st, rd))
+    if str(inventory) != st.inventory:
+        st.inventory = str(inventory)
+        st.save(rd)
+
+
+def kill_all(pids: Iterable[int], grace: float = 5.0) -> None:
+    pids = [p for p in set(pids) if pid_alive(p)]
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.1)
+    for p in pids:
+        if pid_alive(p):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.1)
+
+
+def down(quiet: bool = False) -> None:
+    """Stop every qemu of this lab and remove overlays, sockets, pid files, state."""
+    name = lab_name()
+    rd = run_dir(name)
+    if not rd.exists():
+        return
+    st = State.load(rd)
+    pids = set(lab_processes(rd))
+    for pf in rd.glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pf.read_text().strip())
+            if pid in pids or pid_alive(pid) and str(rd) in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                pids.add(pid)
+    kill_all(pids)
+    left = [p for p in lab_processes(rd) if pid_alive(p)]
+    if left:
+        raise LabError(f"lab {name!r}: qemu processes {left} survived SIGKILL")
+    for pattern in ("*.qcow2", "*.pid", "*.monitor", "state.json", "known_hosts", ".*.tmp*"):
+        for p in rd.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    if st and st.inventory:
+        inv = Path(st.inventory)
+        with contextlib.suppress(OSError):
+            if inv.read_text().startswith("# Generated by molecule/lab/pool_lab.py"):
+                inv.unlink()
+    if not quiet:
+        print(f"pool_lab: lab {name!r} down", file=sys.stderr)
+
+
+def status(as_json: bool) -> int:
+    name = lab_name()
+    rd = run_dir(name)
+    st = State.load(rd)
+    stray = [p for p in lab_processes(rd)] if rd.exists() else []
+    if st is None:
+        out = {"name": name, "up": False, "nodes": [], "stray_pids": stray}
+    else:
+        nodes = [
+            {"name": n.name, "pid": n.pid, "running": pid_alive(n.pid), "ssh_port": n.port,
+             "ipv4": n.ipv4, "ipv6": n.ipv6, "console": n.console}
+            for n in st.nodes
+        ]  # fmt: skip
+        known = {n.pid for n in st.nodes}
+        out = {
+            "name": name,
+            "up": bool(nodes) and all(n["running"] for n in nodes),
+            "accel": st.accel,
+            "kernel": st.kernel,
+            "image": st.image,
+            "inventory": st.inventory,
+            "nodes": nodes,
+            "stray_pids": [p for p in stray if p not in known],
+        }
+    if as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        if st is None:
+            print(f"lab {name!r}: down")
+        else:
+            print(f"lab {name!r}: {'up' if out['up'] else 'partly down'} ({out['accel']}, kernel {out['kernel']})")
+            for n in out["nodes"]:
+                state = "running" if n["running"] else "stopped"
+                print(f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['ipv4']} {n['ipv6']}")
+            print(f"  inventory: {out['inventory']}")
+        if out["stray_pids"]:
+            print(f"  stray qemu pids: {out['stray_pids']} (run down)")
+    return 0 if out["up"] else 3
+
+
+# ---------------------------------------------------------------- cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pool_lab.py", description="The POOL QEMU lab.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("image", help="build the base image unless cached")
+    p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.add_argument("--print", action="store_true", help="only print the image directory (no build)")
+    p = sub.add_parser("up", help="boot the VMs and write the inventory")
+    p.add_argument("--count", type=int, default=int(os.environ.get("POOL_LAB_COUNT", "2")))
+    p.add_argument("--memory", type=int, default=int(os.environ.get("POOL_LAB_MEMORY", "2048")), help="MiB per VM")
+    p.add_argument("--cpus", type=int, default=int(os.environ.get("POOL_LAB_CPUS", "2")), help="vCPUs per VM")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "600")))
+    p.add_argument("--ssh-port-base", type=int, default=0, help="try ports BASE+i first (default: any free)")
+    p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
+    sub.add_parser("down", help="stop the VMs and remove runtime state")
+    p = sub.add_parser("status", help="what runs (exit 0 when up, 3 when not)")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("inventory", help="rewrite the inventory of the running lab")
+    p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "image":
+            if args.print:
+                print(image_dir())
+            else:
+                print(build_image(force=args.force))
+        elif args.cmd == "up":
+            up(args.count, args.memory, args.cpus, args.timeout, args.inventory.resolve(), args.ssh_port_base)
+        elif args.cmd == "down":
+            down()
+        elif args.cmd == "status":
+            return status(args.json)
+        elif args.cmd == "inventory":
+            rd = run_dir()
+            st = State.load(rd)
+            if st is None:
+                raise LabError(f"lab {lab_name()!r} is not up: run up first")
+            write_inventory(st, rd, args.inventory.resolve())
+            print(args.inventory.resolve())
+    except LabError as e:
+        print(f"pool_lab: {e}", file=sys.stderr)
+        if e.detail:
+            print(e.detail, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pool_lab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

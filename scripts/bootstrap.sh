@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Make a fresh Debian 12 machine ready for `make demo` and `make test`:
+# host packages via apt (update only when something is missing), then the
+# project venv at $VENV with the pinned controller packages.
+# Idempotent and fast when everything is already in place.
+# Any failure ends with one line on stderr naming what is missing.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV="${VENV:-$PWD/.venv}"
+PYTHON="${PYTHON:-/usr/bin/python3}"
+
+die() {
+	echo "bootstrap: $*" >&2
+	exit 1
+}
+
+# Host packages: the lab (qemu, mmdebstrap, e2fsprogs, openssh-client),
+# the controller venv (python3-venv), kmod builds against bookworm's 6.1 and
+# 6.12 headers, and the usual tools.
+PACKAGES=(
+	qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client
+	python3 python3-venv python3-pip
+	build-essential linux-headers-amd64 linux-headers-6.12-amd64
+	git rsync make procps ca-certificates debian-archive-keyring
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+	status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+	[ "$status" = installed ] || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	command -v apt-get >/dev/null || die "apt-get not found: this script needs Debian 12; install by hand: ${missing[*]}"
+	SUDO=()
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null || die "not root and no sudo: install as root: ${missing[*]}"
+		SUDO=(sudo)
+	fi
+	echo "bootstrap: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	"${SUDO[@]}" apt-get update -qq >/dev/null ||
+		die "apt-get update failed: check /etc/apt/sources.list*; needed: ${missing[*]}"
+	"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+		die "apt-get install failed for: ${missing[*]}"
+fi
+
+[ -x "$PYTHON" ] || die "$PYTHON not found: install python3 (or set PYTHON=)"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+	die "$PYTHON is older than 3.11: install Debian 12's python3"
+
+# The venv: rebuilt when broken, reinstalled when requirements.txt changes.
+req_sum="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+	rm -rf "$VENV"
+	"$PYTHON" -m venv "$VENV" >/dev/null 2>&1 ||
+		die "cannot create venv at $VENV: install python3-venv"
+fi
+if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
+	echo "bootstrap: installing requirements.txt into $VENV"
+	"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+	log="$(mktemp)"
+	if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt >"$log" 2>&1; then
+		tail -n 20 "$log" >&2
+		rm -f "$log"
+		die "pip install -r requirements.txt failed (see above): check network access to PyPI"
+	fi
+	rm -f "$log"
+	echo "$req_sum" >"$VENV/.requirements.sha256"
+fi
+
+for tool in ansible-playbook molecule pytest ruff ansible-lint; do
+	[ -x "$VENV/bin/$tool" ] || die "$tool missing from $VENV: remove $VENV and rerun"
+done
+echo "bootstrap: ready ($VENV)"
