@@ -168,17 +168,20 @@ PLAINTEXT_LEN = {
 def payload_range(ptype: int, flags: int) -> tuple[int, int]:
     """(min, max) payload_len that framing accepts for a type and its flags.
 
-    INIT, CHALLENGE, RESPONSE: their exact size. ACK and CLOSE without ENCRYPTED
-    (handshake forms): exactly 48 and 2. Every other case is an encrypted
-    packet: TAG_LEN..MAX_PAYLOAD (exact plaintext sizes are checked after
-    decryption).
+    Two shapes exist. Handshake shape (ENCRYPTED clear): INIT 40, CHALLENGE 40,
+    RESPONSE 128, ACK 48, CLOSE 2 exactly; other types cannot be unencrypted.
+    Transport shape (ENCRYPTED set; never INIT, CHALLENGE, RESPONSE): the
+    type's plaintext size + 16 for fixed-size types, 16..65535 for DATA,
+    DISCOVER and JOURNAL. (0, -1) means "no valid length".
     """
     pt = PacketType(ptype)
+    if not flags & Flag.ENCRYPTED:
+        n = _HANDSHAKE_EXACT.get(pt, _PLAIN_EXACT.get(pt))
+        return (n, n) if n is not None else (0, -1)
     if pt in _HANDSHAKE_EXACT:
-        n = _HANDSHAKE_EXACT[pt]
-        return n, n
-    if pt in _PLAIN_EXACT and not flags & Flag.ENCRYPTED:
-        n = _PLAIN_EXACT[pt]
+        return 0, -1
+    if pt in PLAINTEXT_LEN:
+        n = PLAINTEXT_LEN[pt] + TAG_LEN
         return n, n
     return TAG_LEN, MAX_PAYLOAD
 
@@ -228,7 +231,7 @@ class Header:
         _u("channel", self.channel, 8)
         mac = _b("HMAC", self.mac, MAC_LEN)
         if check:
-            _check_framing(self.type, self.flags, self.payload_len)
+            _check_framing(self.type, self.flags, self.payload_len, self.seq, self.ack, self.channel)
         return _HDR.pack(
             (VERSION << 4) | self.type,
             0,
@@ -271,21 +274,31 @@ class Header:
             raise MalformedError("reserved byte 1", f"0x{res1:02x}, must be zero")
         if res2:
             raise MalformedError("reserved byte 47", f"0x{res2:02x}, must be zero")
-        _check_framing(ptype, flags, plen)
+        _check_framing(ptype, flags, plen, seq, ack, chan)
         return cls(ptype, flags, seq, ack, sid, ts, plen, chan, mac)
 
 
-def _check_framing(ptype: int, flags: int, plen: int) -> None:
+def _check_framing(ptype: int, flags: int, plen: int, seq: int = 0, ack: int = 0, channel: int = 0) -> None:
     try:
-        PacketType(ptype)
+        name = PacketType(ptype).name
     except ValueError:
         raise MalformedError("type", f"unknown packet type 0x{ptype:x}") from None
     if flags & ~FLAGS_ALL:
         raise MalformedError("flags", f"0x{flags:04x} has undefined bits 0x{flags & ~FLAGS_ALL:04x}")
+    if not flags & Flag.ENCRYPTED:
+        if ptype not in _HANDSHAKE_EXACT and ptype not in _PLAIN_EXACT:
+            raise MalformedError("flags", f"{name} must have ENCRYPTED set")
+        if flags:
+            raise MalformedError("flags", f"0x{flags:04x} in an unencrypted (handshake) {name}, must be zero")
+        for field_name, value in (("sequence", seq), ("acknowledgment", ack), ("channel", channel)):
+            if value:
+                raise MalformedError(field_name, f"{value} in a handshake {name}, must be zero")
+    elif ptype in _HANDSHAKE_EXACT:
+        raise MalformedError("flags", f"{name} is never encrypted")
     lo, hi = payload_range(ptype, flags)
     if not lo <= plen <= hi:
         want = str(lo) if lo == hi else f"{lo}..{hi}"
-        raise MalformedError("payload length", f"{plen} outside {want} for {PacketType(ptype).name}")
+        raise MalformedError("payload length", f"{plen} outside {want} for {name}")
 
 
 # ---- handshake payloads (section 3) ----

@@ -1,0 +1,121 @@
+"""One established POOL/1 session's packet state (docs/protocol.md sections 4 and 5).
+
+Pure bookkeeping over byte strings: the oriented keys of the current epoch,
+the send sequence, the receive replay window, the acknowledgment value and
+the rekey state machine. Callers must write packets in the order seal()
+returns them (a rekey switches keys between two packets).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import noise, wire
+from .wire import Flag, Header, PacketType
+
+
+@dataclass(frozen=True)
+class Received:
+    """A transport packet that passed HMAC, replay window and decryption."""
+
+    type: PacketType
+    plaintext: bytes
+    header: Header
+
+
+class Session:
+    def __init__(
+        self,
+        result: noise.HandshakeResult,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        k = result.keys
+        self.initiator = result.initiator
+        self.session_id = result.session_id
+        self.peer_static = result.peer_static
+        if self.initiator:
+            self.send_keys, self.recv_keys = k.i2r, k.r2i
+            self.send_seq, recv_start = k.seq_i2r, k.seq_r2i
+        else:
+            self.send_keys, self.recv_keys = k.r2i, k.i2r
+            self.send_seq, recv_start = k.seq_r2i, k.seq_i2r
+        self.window = noise.ReplayWindow(recv_start)
+        self.highest_recv = 0
+        own, peer = (result.iid, result.rid) if self.initiator else (result.rid, result.iid)
+        self.rekeyer = noise.Rekeyer(k.rk, self.initiator, own, rng)
+        self.rekeyer.set_peer_id(peer)
+        self.clock = clock
+        self.packets_on_keys = 0
+        self.keys_since = clock()
+
+    @property
+    def epoch(self) -> int:
+        return self.rekeyer.epoch
+
+    def seal(self, ptype: int, plaintext: bytes, *, channel: int = 0, flags: int = 0) -> bytes:
+        if len(plaintext) > wire.MAX_MESSAGE:
+            raise ValueError(f"message of {len(plaintext)} bytes above {wire.MAX_MESSAGE}")
+        self.send_seq += 1
+        self.packets_on_keys += 1
+        return noise.protect(
+            self.send_keys,
+            ptype,
+            plaintext,
+            seq=self.send_seq,
+            ack=self.highest_recv,
+            session_id=self.session_id,
+            timestamp=self.clock(),
+            channel=channel,
+            flags=flags,
+        )
+
+    def open(self, hdr: Header, payload: bytes) -> Received:
+        """Check and decrypt; TransportError (drop) or MalformedError (close) otherwise."""
+        if not hdr.flags & Flag.ENCRYPTED:
+            raise wire.MalformedError("flags", f"unencrypted {PacketType(hdr.type).name} after the handshake")
+        pt = noise.unprotect(self.recv_keys, hdr, payload, self.window)
+        self.highest_recv = max(self.highest_recv, hdr.seq)
+        ptype = PacketType(hdr.type)
+        want = wire.PLAINTEXT_LEN.get(ptype)
+        if want is not None and len(pt) != want:
+            raise wire.MalformedError("payload length", f"{ptype.name} plaintext of {len(pt)} bytes, expected {want}")
+        return Received(ptype, pt, hdr)
+
+    def _apply(self, action: noise.RekeyAction) -> list[bytes]:
+        out = []
+        if action.new_recv is not None and action.send is not None:
+            # REPLY received: receive with n+1 from now, SWITCH goes out under epoch n.
+            self.recv_keys = action.new_recv
+        if action.send is not None:
+            out.append(self.seal(PacketType.REKEY, action.send.encode()))
+        if action.new_send is not None:
+            self.send_keys = action.new_send
+            self.packets_on_keys = 0
+            self.keys_since = self.clock()
+        if action.new_recv is not None:
+            self.recv_keys = action.new_recv
+        return out
+
+    def start_rekey(self) -> list[bytes]:
+        """Packets to send to start a rekey (none if one is in flight)."""
+        msg = self.rekeyer.start()
+        return [self.seal(PacketType.REKEY, msg.encode())] if msg else []
+
+    def on_rekey(self, plaintext: bytes) -> list[bytes]:
+        """Packets to send in answer to a REKEY plaintext; RekeyError closes the session."""
+        try:
+            msg = wire.Rekey.decode(plaintext)
+        except wire.WireError as exc:
+            raise noise.RekeyError(str(exc)) from None
+        return self._apply(self.rekeyer.on_rekey(msg))
+
+    def rekey_due(self, rekey_seconds: float, rekey_packets: int) -> bool:
+        if self.rekeyer.state != noise.RekeyState.IDLE:
+            return False
+        age = (self.clock() - self.keys_since) / 1e9
+        return age >= rekey_seconds or self.packets_on_keys >= rekey_packets
