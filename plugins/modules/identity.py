@@ -1,0 +1,225 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, POOL operations team
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: identity
+short_description: Make the POOL identity key of a node, on the node
+version_added: 0.1.0
+description:
+  - Makes sure the node has a POOL identity: an X25519 private key in O(path), created on the node with
+    C(poolctl identity generate) (mode 0600, owner root, written atomically). The private key never leaves the
+    node and is never returned.
+  - Returns the public key and the POOL address, read with C(poolctl identity show), so that a play can
+    gather every node's public key as a fact and fill each node's trust store.
+  - An existing key is kept; its mode and owner are corrected to 0600 root:root if they drifted.
+  - It does not load the key into pool.ko; C(poold) does that from C(/etc/pool/pool.conf).
+author:
+  - POOL operations team
+attributes:
+  check_mode:
+    support: full
+    description: In check mode a missing key is reported as a change and the public key is null.
+  diff_mode:
+    support: full
+    description: The diff shows the key file appearing or its mode changing, never its content.
+options:
+  path:
+    description:
+      - Path of the private key file on the node.
+    type: path
+    default: /etc/pool/private.key
+  state:
+    description:
+      - V(present) makes the key if it is missing.
+      - V(regenerated) always makes a new key (rotation). Every peer must then learn the new public key; sessions
+        made with the old key close when poold loads the new one.
+    type: str
+    choices: [present, regenerated]
+    default: present
+  org_id:
+    description:
+      - Organisation id used to derive the POOL address that is returned.
+    type: int
+    default: 0
+  segment_id:
+    description:
+      - Segment id used to derive the POOL address that is returned.
+    type: int
+    default: 0
+  poolctl_path:
+    description:
+      - Path of C(poolctl). By default it is searched in E(PATH), C(/usr/local/sbin) and C(/opt/pool/bin).
+    type: path
+requirements:
+  - The POOL tools (C(poolctl)) on the node; pool.ko need not be loaded.
+seealso:
+  - module: pool.ops.info
+"""
+
+EXAMPLES = r"""
+- name: Make the node identity key on the node
+  pool.ops.identity:
+  register: pool_identity
+
+- name: Publish the public key to the other plays and hosts
+  ansible.builtin.set_fact:
+    pool_node_public_key: "{{ pool_identity.public_key }}"
+
+- name: Rotate the identity key
+  pool.ops.identity:
+    path: /etc/pool/private.key
+    state: regenerated
+"""
+
+RETURN = r"""
+public_key:
+  description: The node's public key (base64, 44 characters); null in check mode when the key does not exist yet.
+  returned: always
+  type: str
+  sample: 3y1bEa4ZkL4I0mZ0x9u5q6v2Q4iCzH3q7ZtBv6eVw1E=
+address:
+  description: The node's POOL address for O(org_id) and O(segment_id); null when the public key is.
+  returned: always
+  type: str
+  sample: "00000000:00000000:1b2c3d4e:5f607182:93a4b5c6:d7e8f901:12233445:56677889"
+path:
+  description: Path of the private key file.
+  returned: always
+  type: str
+  sample: /etc/pool/private.key
+created:
+  description: Whether a new key was made (or would be, in check mode).
+  returned: always
+  type: bool
+  sample: false
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
+    PoolctlError,
+    find_poolctl,
+    run_json,
+)
+
+KEY_MODE = 0o600
+
+
+def generate_cmd(path):
+    return ["identity", "generate", "--key-file", path, "--force"]
+
+
+def show_cmd(path, org_id, segment_id):
+    return ["identity", "show", "--key-file", path, "--org-id", str(org_id), "--segment-id", str(segment_id)]
+
+
+def _text(doc, key):
+    if isinstance(doc, dict):
+        ident = doc.get("identity", doc)
+        if isinstance(ident, dict) and ident.get(key):
+            return ident[key]
+    return None
+
+
+def fix_attributes(module, path, diff):
+    """Mode 0600 and owner root:root on an existing key; returns whether it changed."""
+    st = os.stat(path)
+    changed = False
+    if (st.st_mode & 0o7777) != KEY_MODE:
+        diff["before"]["mode"] = "%04o" % (st.st_mode & 0o7777)
+        diff["after"]["mode"] = "%04o" % KEY_MODE
+        module.warn("%s had mode %04o: set to 0600 (the key may have been readable by others: consider "
+                    "state=regenerated)" % (path, st.st_mode & 0o7777))
+        if not module.check_mode:
+            os.chmod(path, KEY_MODE)
+        changed = True
+    if st.st_uid != 0 or st.st_gid != 0:
+        diff["before"]["owner"] = "%d:%d" % (st.st_uid, st.st_gid)
+        diff["after"]["owner"] = "0:0"
+        if not module.check_mode:
+            os.chown(path, 0, 0)
+        changed = True
+    return changed
+
+
+def ensure(module, params):
+    path = params["path"]
+    result = {"changed": False, "created": False, "path": path, "public_key": None, "address": None}
+    diff = {"before": {"path": path}, "after": {"path": path}}
+    try:
+        poolctl = find_poolctl(module, params["poolctl_path"])
+    except PoolctlError as exc:
+        module.fail_json(msg=str(exc), **result)
+    if not poolctl:
+        module.fail_json(msg="poolctl not found: install the POOL tools first (role pool.ops.node)", **result)
+
+    exists = os.path.exists(path)
+    if exists and not os.path.isfile(path):
+        module.fail_json(msg="%s exists and is not a regular file: remove it or choose another path" % path, **result)
+    diff["before"]["state"] = "present" if exists else "absent"
+    diff["after"]["state"] = "present"
+
+    if not exists or params["state"] == "regenerated":
+        result["changed"] = result["created"] = True
+        if exists:
+            diff["before"]["key"] = "<old private key>"
+            diff["after"]["key"] = "<new private key>"
+        if module.check_mode:
+            if exists:
+                result["public_key"] = None
+            result["diff"] = diff
+            return result
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            module.fail_json(msg="directory %s does not exist: create it (mode 0700) first" % parent, **result)
+        try:
+            run_json(module, poolctl, generate_cmd(path))
+        except PoolctlError as exc:
+            module.fail_json(msg=str(exc), rc=exc.rc, stderr=exc.stderr, **result)
+    elif fix_attributes(module, path, diff):
+        result["changed"] = True
+
+    if module.check_mode and not os.path.exists(path):
+        result["diff"] = diff
+        return result
+    try:
+        doc = run_json(module, poolctl, show_cmd(path, params["org_id"], params["segment_id"]))
+    except PoolctlError as exc:
+        module.fail_json(msg=str(exc), rc=exc.rc, stderr=exc.stderr, **result)
+    result["public_key"] = _text(doc, "public_key")
+    result["address"] = _text(doc, "address")
+    if not result["public_key"]:
+        module.fail_json(msg="poolctl identity show printed no public_key for %s: upgrade the POOL tools" % path,
+                         **result)
+    if result["changed"]:
+        result["diff"] = diff
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default="/etc/pool/private.key"),
+            state=dict(type="str", choices=["present", "regenerated"], default="present"),
+            org_id=dict(type="int", default=0),
+            segment_id=dict(type="int", default=0),
+            poolctl_path=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    for name in ("org_id", "segment_id"):
+        if not 0 <= module.params[name] < 2 ** 64:
+            module.fail_json(msg="%s must be between 0 and 2^64-1, got %d" % (name, module.params[name]))
+    module.exit_json(**ensure(module, module.params))
+
+
+if __name__ == "__main__":
+    main()
