@@ -1,0 +1,431 @@
+"""/dev/pool and session fds: typed ioctl wrappers with errors people can act on.
+
+Device opens /dev/pool; every method is one ioctl. Failures raise PoolError,
+whose message names the cause ("peer already trusted", "pool.ko not loaded")
+and whose exit_code is the CLI's documented exit status. FakeDevice (in
+pooltools.fakedevice) has the same interface, in memory, for tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import select
+from dataclasses import dataclass
+
+from pooltools import uapi
+from pooltools.journal import Entry
+
+DEVICE_PATH = "/dev/pool"
+
+# Exit statuses of poolctl, poold and pool_test (documented in docs/poolctl-json.md).
+EXIT_OK = 0
+EXIT_FAILURE = 1  # anything not listed below
+EXIT_USAGE = 2  # bad arguments or bad input (malformed key, bad endpoint, bad pool.conf)
+EXIT_NO_MODULE = 3  # /dev/pool missing: pool.ko not loaded
+EXIT_PERMISSION = 4  # permission denied (device, key file permissions or owner)
+EXIT_NOT_FOUND = 5  # unknown peer, session index, file
+EXIT_EXISTS = 6  # already exists (peer already trusted, key file exists)
+EXIT_TIMEOUT = 7  # timed out (connect, accept, recv)
+EXIT_BUSY = 8  # busy (listening on another port, journal already seeded)
+EXIT_VERIFY = 9  # journal chain does not verify; pool_test checksum mismatch
+EXIT_UNREACHABLE = 10  # connection refused, host or network unreachable, peer closed
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "general failure",
+    EXIT_USAGE: "usage error or invalid input",
+    EXIT_NO_MODULE: "pool.ko not loaded (/dev/pool missing)",
+    EXIT_PERMISSION: "permission denied",
+    EXIT_NOT_FOUND: "not found (peer, session, file)",
+    EXIT_EXISTS: "already exists",
+    EXIT_TIMEOUT: "timed out",
+    EXIT_BUSY: "busy",
+    EXIT_VERIFY: "verification failed",
+    EXIT_UNREACHABLE: "peer unreachable or connection closed",
+}
+
+
+class PoolError(Exception):
+    """A failure with a one-line message "<what>: <why>" and an exit status."""
+
+    def __init__(self, what: str, why: str, exit_code: int = EXIT_FAILURE, err: int | None = None) -> None:
+        super().__init__(f"{what}: {why}")
+        self.what = what
+        self.why = why
+        self.exit_code = exit_code
+        self.errno = err
+
+
+# errno -> (why, exit status), for every ioctl unless the call overrides it.
+_COMMON: dict[int, tuple[str, int]] = {
+    errno.EPERM: ("operation not permitted (needs root / CAP_NET_ADMIN)", EXIT_PERMISSION),
+    errno.EACCES: ("permission denied (needs root / CAP_NET_ADMIN)", EXIT_PERMISSION),
+    errno.ENOTTY: ("ioctl not supported by the loaded pool.ko (module and tools ABI differ)", EXIT_FAILURE),
+    errno.ENODEV: ("pool.ko is gone (module unloaded)", EXIT_NO_MODULE),
+    errno.ENOKEY: ("no identity loaded (poolctl identity load)", EXIT_FAILURE),
+    errno.ETIMEDOUT: ("timed out", EXIT_TIMEOUT),
+    errno.EINTR: ("interrupted", EXIT_FAILURE),
+    errno.EINVAL: ("invalid argument (rejected by pool.ko)", EXIT_USAGE),
+    errno.ENOMEM: ("out of memory", EXIT_FAILURE),
+    errno.ECONNREFUSED: ("connection refused", EXIT_UNREACHABLE),
+    errno.EHOSTUNREACH: ("host unreachable", EXIT_UNREACHABLE),
+    errno.ENETUNREACH: ("network unreachable", EXIT_UNREACHABLE),
+    errno.ECONNRESET: ("connection reset by peer", EXIT_UNREACHABLE),
+    errno.EPIPE: ("session closed", EXIT_UNREACHABLE),
+    errno.ENOTCONN: ("session not established", EXIT_UNREACHABLE),
+    errno.EMSGSIZE: (f"message larger than {uapi.POOL_MAX_MESSAGE} bytes", EXIT_USAGE),
+    errno.EBUSY: ("busy", EXIT_BUSY),
+}
+
+
+def _error(what: str, exc: OSError, overrides: dict[int, tuple[str, int]] | None = None) -> PoolError:
+    e = exc.errno or 0
+    why, code = (overrides or {}).get(e) or _COMMON.get(e) or (os.strerror(e) if e else str(exc), EXIT_FAILURE)
+    return PoolError(what, why, code, e)
+
+
+def open_error(path: str, exc: OSError) -> PoolError:
+    if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return PoolError(f"{path} missing", "pool.ko not loaded (modprobe pool)", EXIT_NO_MODULE, exc.errno)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return PoolError(f"open {path}", "permission denied (mode 0600: run as root)", EXIT_PERMISSION, exc.errno)
+    return _error(f"open {path}", exc)
+
+
+# Per-call meanings of errno values (shared with FakeDevice so both say the same).
+SET_IDENTITY_ERRORS = {errno.EINVAL: ("invalid private key", EXIT_USAGE)}
+PEER_ADD_ERRORS = {
+    errno.EEXIST: ("peer already trusted", EXIT_EXISTS),
+    errno.EINVAL: ("invalid public key (all-zero, low-order or the node's own key)", EXIT_USAGE),
+    errno.ENOSPC: ("trust store full", EXIT_FAILURE),
+}
+PEER_DEL_ERRORS = {errno.ENOENT: ("peer not trusted", EXIT_NOT_FOUND)}
+LISTEN_ERRORS = {
+    errno.EBUSY: ("already listening on another port (poolctl stop first)", EXIT_BUSY),
+    errno.EADDRINUSE: ("port already in use", EXIT_BUSY),
+}
+CONNECT_ERRORS = {
+    errno.ENOENT: ("peer not in the trust store (poolctl peers add)", EXIT_NOT_FOUND),
+    errno.EKEYREJECTED: ("peer rejected the handshake (it does not trust this node)", EXIT_UNREACHABLE),
+    errno.ETIMEDOUT: ("handshake timed out", EXIT_TIMEOUT),
+    errno.EMFILE: ("too many open files", EXIT_FAILURE),
+    errno.ENOSPC: ("session table full (max_sessions)", EXIT_BUSY),
+}
+ACCEPT_ERRORS = {errno.EAGAIN: ("no inbound session waiting", EXIT_TIMEOUT)}
+SESSION_ERRORS = {errno.ENOENT: ("no such session", EXIT_NOT_FOUND)}
+SEED_ERRORS = {errno.EBUSY: ("the kernel journal already has entries beyond its genesis", EXIT_BUSY)}
+
+
+def raise_errno(what: str, err: int, overrides: dict[int, tuple[str, int]] | None = None) -> None:
+    """Raise the PoolError that a failing ioctl with this errno gives (FakeDevice uses it)."""
+    raise _error(what, OSError(err, os.strerror(err)), overrides)
+
+
+@dataclass
+class JournalChunk:
+    entries: list[Entry]
+    first_seq: int  # oldest seq the kernel still holds
+    next_seq: int  # seq the next entry will get
+    head_hash: bytes  # hash of the newest entry
+
+
+def _ioctl(
+    fd: int,
+    req: int,
+    arg: ctypes.Structure | ctypes.c_uint32 | int,
+    what: str,
+    overrides: dict[int, tuple[str, int]] | None = None,
+) -> int:
+    try:
+        if isinstance(arg, int):
+            return fcntl.ioctl(fd, req, arg)
+        return fcntl.ioctl(fd, req, arg, True)
+    except OSError as exc:
+        raise _error(what, exc, overrides) from None
+
+
+class Session:
+    """A session fd (from CONNECT, ACCEPT or ATTACH). The session lives while any fd is open."""
+
+    def __init__(self, fd: int, index: int, peer_public_key: bytes = b"") -> None:
+        self.fd = fd
+        self.index = index
+        self.peer_public_key = peer_public_key
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def info(self) -> uapi.PoolSessionInfo:
+        info = uapi.PoolSessionInfo()
+        _ioctl(self.fd, uapi.POOL_SESS_IOC_INFO, info, f"session {self.index} info")
+        return info
+
+    def set_channel(self, channel: int) -> None:
+        _ioctl(self.fd, uapi.POOL_SESS_IOC_SET_CHANNEL, ctypes.c_uint32(channel), f"session {self.index} set channel")
+
+    def send(self, data: bytes, channel: int | None = None) -> None:
+        """One message; on the fd's default channel (write()) unless channel is given."""
+        if len(data) > uapi.POOL_MAX_MESSAGE:
+            raise PoolError(
+                f"send on session {self.index}",
+                f"message of {len(data)} bytes exceeds {uapi.POOL_MAX_MESSAGE}",
+                EXIT_USAGE,
+            )
+        what = f"send on session {self.index}"
+        if channel is None:
+            try:
+                os.write(self.fd, data)
+            except OSError as exc:
+                raise _error(what, exc) from None
+            return
+        buf = ctypes.create_string_buffer(bytes(data), max(len(data), 1))
+        msg = uapi.PoolMsg(ptr=ctypes.addressof(buf), len=len(data), channel=channel, flags=0)
+        _ioctl(self.fd, uapi.POOL_SESS_IOC_SEND, msg, what)
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        p = select.poll()
+        p.register(self.fd, select.POLLIN | select.POLLHUP)
+        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
+
+    def recv(self, channel: int = uapi.POOL_CHANNEL_ANY, timeout: float | None = None) -> tuple[int, bytes] | None:
+        """(channel, message); None once the peer has closed and the queue is empty.
+
+        Raises PoolError(EXIT_TIMEOUT) if nothing arrives within timeout seconds.
+        """
+        what = f"receive on session {self.index}"
+        buf = ctypes.create_string_buffer(uapi.POOL_MAX_MESSAGE)
+        while True:
+            if timeout is not None and not self.wait_readable(timeout):
+                raise PoolError(what, f"nothing received within {timeout:g} s", EXIT_TIMEOUT)
+            msg = uapi.PoolMsg(ptr=ctypes.addressof(buf), len=len(buf), channel=channel, flags=0)
+            if timeout is not None:
+                msg.flags = uapi.POOL_MSG_DONTWAIT
+            try:
+                fcntl.ioctl(self.fd, uapi.POOL_SESS_IOC_RECV, msg, True)
+            except OSError as exc:
+                if exc.errno == errno.EAGAIN:
+                    continue
+                if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    return None
+                raise _error(what, exc) from None
+            if msg.len == 0 and self._hung_up():
+                return None
+            return msg.channel, buf.raw[: msg.len]
+
+    def _hung_up(self) -> bool:
+        p = select.poll()
+        p.register(self.fd, select.POLLHUP)
+        return any(ev & select.POLLHUP for _, ev in p.poll(0))
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.fd, data)
+
+    def read(self, size: int = uapi.POOL_MAX_MESSAGE) -> bytes:
+        return os.read(self.fd, size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Device:
+    """/dev/pool, the node-wide control device."""
+
+    def __init__(self, path: str = DEVICE_PATH) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise open_error(path, exc) from None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _io(
+        self, req: int, arg: ctypes.Structure | int, what: str, overrides: dict[int, tuple[str, int]] | None = None
+    ) -> int:
+        return _ioctl(self.fd, req, arg, what, overrides)
+
+    # ---- identity
+    def get_identity(self) -> uapi.PoolIdentity:
+        ident = uapi.PoolIdentity()
+        self._io(uapi.POOL_IOC_GET_IDENTITY, ident, "get identity")
+        return ident
+
+    def set_identity(self, private_key: bytes, org_id: int = 0, segment_id: int = 0) -> uapi.PoolIdentity:
+        ident = uapi.PoolIdentity(org_id=org_id, segment_id=segment_id)
+        ctypes.memmove(ident.private_key, private_key, uapi.POOL_KEY_LEN)
+        try:
+            self._io(uapi.POOL_IOC_SET_IDENTITY, ident, "set identity", SET_IDENTITY_ERRORS)
+        finally:
+            ctypes.memset(ident.private_key, 0, uapi.POOL_KEY_LEN)
+        return ident
+
+    # ---- trust store
+    def peer_add(
+        self, public_key: bytes, name: str = "", endpoint_addr: bytes = bytes(16), endpoint_port: int = 0
+    ) -> uapi.PoolPeer:
+        peer = make_peer(public_key, name, endpoint_addr, endpoint_port)
+        self._io(
+            uapi.POOL_IOC_PEER_ADD,
+            peer,
+            "add peer",
+            PEER_ADD_ERRORS,
+        )
+        return peer
+
+    def peer_del(self, public_key: bytes) -> None:
+        peer = make_peer(public_key)
+        self._io(uapi.POOL_IOC_PEER_DEL, peer, "remove peer", PEER_DEL_ERRORS)
+
+    def _list(self, req: int, item: type, what: str) -> list:
+        capacity = 64
+        while True:
+            arr = (item * capacity)()
+            lst = uapi.PoolList(ptr=ctypes.addressof(arr), capacity=capacity)
+            self._io(req, lst, what)
+            if lst.total <= capacity:
+                return [arr[i].copy() for i in range(lst.count)]
+            capacity = lst.total + 16  # the list grew between calls: try again
+
+    def peers(self) -> list[uapi.PoolPeer]:
+        return self._list(uapi.POOL_IOC_PEER_LIST, uapi.PoolPeer, "list peers")
+
+    # ---- listener
+    def listen(self, port: int = 0) -> None:
+        self._io(
+            uapi.POOL_IOC_LISTEN,
+            uapi.PoolListen(port=port),
+            f"listen on port {port or 'default'}",
+            LISTEN_ERRORS,
+        )
+
+    def stop(self) -> None:
+        self._io(uapi.POOL_IOC_STOP, 0, "stop listener")
+
+    # ---- sessions
+    def connect(
+        self,
+        peer_public_key: bytes,
+        addr: bytes,
+        port: int = 0,
+        channel: int = 0,
+        timeout_ms: int = 0,
+        scope_id: int = 0,
+        fd_flags: int = os.O_CLOEXEC,
+    ) -> Session:
+        c = uapi.PoolConnect(port=port, channel=channel, scope_id=scope_id, timeout_ms=timeout_ms, fd_flags=fd_flags)
+        ctypes.memmove(c.addr, addr, 16)
+        ctypes.memmove(c.peer_public_key, peer_public_key, uapi.POOL_KEY_LEN)
+        self._io(
+            uapi.POOL_IOC_CONNECT,
+            c,
+            "connect",
+            CONNECT_ERRORS,
+        )
+        return Session(c.fd, c.index, peer_public_key)
+
+    def accept(self, timeout_ms: int = 0, fd_flags: int = os.O_CLOEXEC) -> Session:
+        a = uapi.PoolAccept(timeout_ms=timeout_ms, fd_flags=fd_flags)
+        self._io(uapi.POOL_IOC_ACCEPT, a, "accept", ACCEPT_ERRORS)
+        return Session(a.fd, a.index, bytes(a.peer_public_key))
+
+    def attach(self, index: int, fd_flags: int = os.O_CLOEXEC) -> Session:
+        a = uapi.PoolAttach(index=index, fd_flags=fd_flags)
+        self._io(uapi.POOL_IOC_ATTACH, a, f"attach to session {index}", SESSION_ERRORS)
+        return Session(a.fd, index)
+
+    def close_session(self, index: int, code: int = 0) -> None:
+        self._io(
+            uapi.POOL_IOC_CLOSE,
+            uapi.PoolClose(index=index, code=code),
+            f"close session {index}",
+            SESSION_ERRORS,
+        )
+
+    def sessions(self) -> list[uapi.PoolSessionInfo]:
+        return self._list(uapi.POOL_IOC_SESSIONS, uapi.PoolSessionInfo, "list sessions")
+
+    # ---- statistics, journal, configuration
+    def stats(self) -> dict[str, int]:
+        s = uapi.PoolStats()
+        self._io(uapi.POOL_IOC_STATS, s, "read statistics")
+        return stats_dict(s)
+
+    def journal_read(self, from_seq: int = 0) -> JournalChunk:
+        entries: list[Entry] = []
+        capacity = 256
+        arr = (uapi.PoolJournalEntry * capacity)()
+        seq = from_seq
+        while True:
+            jr = uapi.PoolJournalRead(from_seq=seq)
+            jr.list.ptr = ctypes.addressof(arr)
+            jr.list.capacity = capacity
+            self._io(uapi.POOL_IOC_JOURNAL_READ, jr, "read journal")
+            entries.extend(Entry.from_struct(arr[i]) for i in range(jr.list.count))
+            if jr.list.count == 0 or jr.list.total <= jr.list.count or not entries:
+                return JournalChunk(entries, jr.first_seq, jr.next_seq, bytes(jr.head_hash))
+            seq = entries[-1].seq + 1
+            if seq >= jr.next_seq:
+                return JournalChunk(entries, jr.first_seq, jr.next_seq, bytes(jr.head_hash))
+
+    def journal_seed(self, next_seq: int, head_hash: bytes) -> None:
+        s = uapi.PoolJournalSeed(next_seq=next_seq)
+        ctypes.memmove(s.head_hash, head_hash, uapi.POOL_HASH_LEN)
+        self._io(
+            uapi.POOL_IOC_JOURNAL_SEED,
+            s,
+            "seed journal",
+            SEED_ERRORS,
+        )
+
+    def config_get(self) -> uapi.PoolConfig:
+        c = uapi.PoolConfig()
+        self._io(uapi.POOL_IOC_CONFIG_GET, c, "read configuration")
+        return c
+
+
+def make_peer(
+    public_key: bytes, name: str = "", endpoint_addr: bytes = bytes(16), endpoint_port: int = 0
+) -> uapi.PoolPeer:
+    raw_name = name.encode()
+    if len(raw_name) >= uapi.POOL_NAME_LEN:
+        raise PoolError("peer name", f"{name!r} is longer than {uapi.POOL_NAME_LEN - 1} bytes", EXIT_USAGE)
+    if len(public_key) != uapi.POOL_KEY_LEN:
+        raise PoolError("peer key", f"must be {uapi.POOL_KEY_LEN} bytes", EXIT_USAGE)
+    peer = uapi.PoolPeer(name=raw_name, endpoint_port=endpoint_port)
+    ctypes.memmove(peer.public_key, public_key, uapi.POOL_KEY_LEN)
+    ctypes.memmove(peer.endpoint_addr, endpoint_addr, 16)
+    return peer
+
+
+def stats_dict(s: uapi.PoolStats) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in range(min(s.count, uapi.POOL_STATS_MAX)):
+        try:
+            name = uapi.Stat(i).name.lower()
+        except ValueError:
+            name = f"stat_{i}"
+        out[name] = s.value[i]
+    return out
