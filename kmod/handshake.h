@@ -69,7 +69,11 @@ void pool_hs_init_create(struct pool_hs_initiator *hs, const u8 peer_static[32],
 int pool_hs_solve(const u8 seed[32], u8 difficulty, u64 *solution);
 int pool_hs_response_create(struct pool_hs_initiator *hs, const struct pool_static *self,
 			    u64 solution, u8 payload[POOL_RESPONSE_LEN]);
-/* -EBADMSG if the confirm tag fails. */
+/*
+ * -EBADMSG if the confirm tag fails. Wipes hs->e_secret, ck and h whatever
+ * the outcome; iid, ts, peer_static and mac_key stay. rid is not part of
+ * the key schedule.
+ */
 int pool_hs_ack_consume(struct pool_hs_initiator *hs, const struct pool_static *self,
 			const u8 payload[POOL_ACK_LEN], const u8 rid[POOL_ID_LEN],
 			struct pool_keys *out);
@@ -99,10 +103,26 @@ void pool_hs_response_peek(const u8 payload[POOL_RESPONSE_LEN], u8 e_i[32], u64 
  */
 int pool_hs_response_consume(const struct pool_static *self, const u8 iid[POOL_ID_LEN],
 			     const u8 payload[POOL_RESPONSE_LEN], struct pool_hs_responder *out);
-void pool_hs_ack_create(struct pool_hs_responder *st, u8 payload[POOL_ACK_LEN],
-			struct pool_keys *out);
+/*
+ * The same in the exact order of docs/protocol.md section 3 step 3: once
+ * enc_static is decrypted, trusted(S_i, arg) is asked (in the caller's
+ * context) before the ss DH; -ENOKEY (UNKNOWN_PEER) if it says no, with
+ * out->peer_static set. trusted may be NULL.
+ */
+typedef bool (*pool_trust_fn)(const u8 peer_static[32], void *arg);
+int pool_hs_response_consume_trust(const struct pool_static *self,
+				   const u8 iid[POOL_ID_LEN],
+				   const u8 payload[POOL_RESPONSE_LEN],
+				   pool_trust_fn trusted, void *arg,
+				   struct pool_hs_responder *out);
+/* 0, or -ENOMEM if the one-shot AEAD could not be allocated. Wipes st->ck/h. */
+int pool_hs_ack_create(struct pool_hs_responder *st, u8 payload[POOL_ACK_LEN],
+		       struct pool_keys *out);
 
-/* Rekey: new keys for epoch n+1 from rk and the ephemeral DH (section 5). */
+/*
+ * Rekey: new keys for epoch n+1 from rk and the ephemeral DH (section 5).
+ * send_seq0/recv_seq0 are set to 0: sequences continue across rekeys.
+ */
 void pool_rekey_derive(const u8 rk[32], const u8 dh[32], bool initiator,
 		       struct pool_keys *out);
 

@@ -7,6 +7,12 @@
 #define _POOL_WIRE_H
 
 #include <linux/types.h>
+/* <asm/unaligned.h> became <linux/unaligned.h> in 6.12 */
+#if __has_include(<linux/unaligned.h>)
+#include <linux/unaligned.h>
+#else
+#include <asm/unaligned.h>
+#endif
 
 #define POOL_HDR_LEN		80
 #define POOL_HDR_MAC_OFF	48
@@ -71,5 +77,19 @@ void pool_hdr_encode(u8 out[POOL_HDR_LEN], const struct pool_hdr *h);
  * encrypted types: >= POOL_TAG_LEN). Returns 0 or -EPROTO.
  */
 int pool_hdr_decode(struct pool_hdr *h, const u8 in[POOL_HDR_LEN]);
+
+/* The 256-bit POOL address of a static public key (section 2). */
+#define POOL_ADDR_BYTES		32
+void pool_address_compute(u8 out[POOL_ADDR_BYTES], const u8 pub[32], u64 org,
+			  u64 seg);
+
+/*
+ * Journal entry hash (section 6). peer_public_key may be NULL (all zero);
+ * detail is hashed up to its first NUL or detail_max bytes.
+ */
+void pool_journal_hash_compute(u8 out[32], const u8 prev_hash[32], u64 seq,
+			       u64 timestamp_ns, u16 type, u16 code,
+			       u32 config_version, const u8 *peer_public_key,
+			       const char *detail, size_t detail_max);
 
 #endif
