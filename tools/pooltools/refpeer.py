@@ -1,0 +1,643 @@
+"""POOL/1 reference peer on asyncio and ``cryptography`` (docs/protocol.md).
+
+    python3 -m pooltools.refpeer genkey FILE
+    python3 -m pooltools.refpeer connect HOST PORT --key FILE --peer-key B64 [--send FILE [--expect-echo] | --echo]
+    python3 -m pooltools.refpeer serve --port P --key FILE --trust B64 [B64...] [--echo | --send FILE] [--once]
+    python3 -m pooltools.refpeer fuzz HOST PORT --count N --key FILE --peer-key B64
+
+It handshakes in either direction (as initiator or responder), exchanges DATA,
+answers HEARTBEATs with ACK and sends its own, rekeys (either side starting,
+with the tie-break), handles CLOSE, and prints one JSON summary per session on
+stdout (sha256 and byte counts of what was sent and received). `fuzz` sends
+malformed packets to the address it is given, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import noise, wire
+from .keys import decode_key, encode_key
+from .session import Session
+from .wire import ErrorCode, Flag, Header, PacketType
+
+PROG = "refpeer"
+
+
+@dataclass
+class Config:
+    heartbeat_seconds: float = 5.0
+    rekey_seconds: float = 3600.0
+    rekey_packets: int = 1 << 30
+    difficulty: int = noise.DEFAULT_DIFFICULTY
+    handshake_timeout: float = 10.0
+    max_sessions: int = 64
+    channel: int = 0
+
+
+class PeerError(Exception):
+    """A failure the CLI reports as one line."""
+
+
+async def read_packet(reader: asyncio.StreamReader) -> tuple[Header, bytes]:
+    """One packet: MalformedError on bad framing, IncompleteReadError at EOF."""
+    raw = await reader.readexactly(wire.HEADER_LEN)
+    hdr = Header.decode(raw)
+    body = await reader.readexactly(hdr.payload_len) if hdr.payload_len else b""
+    return hdr, body
+
+
+@dataclass
+class Stats:
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    messages_sent: int = 0
+    messages_recv: int = 0
+    heartbeats_sent: int = 0
+    heartbeats_recv: int = 0
+    acks_recv: int = 0
+    dropped: int = 0
+    rekeys: int = 0
+    close_code_recv: int | None = None
+    close_reason: str = ""
+    rtt_ns: int = 0
+    jitter_ns: int = 0
+    heartbeats_unanswered: int = 0
+    peer_telemetry: dict[str, int] = field(default_factory=dict)
+    announcements: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PeerSession:
+    """An established session over one TCP connection."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session: Session,
+        cfg: Config,
+    ) -> None:
+        self.reader, self.writer, self.s, self.cfg = reader, writer, session, cfg
+        self.stats = Stats()
+        self.inbox: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self.established_ns = time.time_ns()
+        self.last_valid = time.monotonic()
+        self._hb_pending: dict[int, int] = {}  # heartbeat seq -> its timestamp
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rx_hash = hashlib.sha256()
+        self._tx_hash = hashlib.sha256()
+        self._sent_at_last_hb = 0
+        self._closing = False
+
+    # ---- sending ----
+
+    def _write(self, packets: list[bytes]) -> None:
+        for p in packets:
+            self.writer.write(p)
+
+    async def _send(self, ptype: PacketType, plaintext: bytes, *, channel: int = 0, flags: int = 0) -> None:
+        if self.closed.is_set() or self._closing:
+            raise PeerError("session closed")
+        self._write([self.s.seal(ptype, plaintext, channel=channel, flags=flags)])
+        if self.s.rekey_due(self.cfg.rekey_seconds, self.cfg.rekey_packets):
+            self._write(self.s.start_rekey())
+        await self.writer.drain()
+
+    async def send(self, data: bytes, channel: int | None = None) -> None:
+        await self._send(PacketType.DATA, data, channel=self.cfg.channel if channel is None else channel)
+        self.stats.bytes_sent += len(data)
+        self.stats.messages_sent += 1
+        self._tx_hash.update(data)
+
+    async def rekey(self) -> None:
+        self._write(self.s.start_rekey())
+        await self.writer.drain()
+
+    async def close(self, code: int = ErrorCode.NONE, reason: str = "local close", *, wait: float = 5.0) -> None:
+        """Send CLOSE(code) (codes below 0x10 only), half-close, wait for the peer to close TCP."""
+        if self.closed.is_set() or self._closing:
+            return
+        self._closing = True
+        self.stats.close_reason = reason
+        if 0 <= code < 0x10:
+            with contextlib.suppress(Exception):
+                self._write([self.s.seal(PacketType.CLOSE, wire.encode_close(code))])
+                await asyncio.wait_for(self.writer.drain(), 2)
+                if self.writer.can_write_eof():
+                    self.writer.write_eof()
+            if wait and self._tasks and asyncio.current_task() is not self._tasks[0]:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closed.wait(), wait)
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.stats.close_reason = self.stats.close_reason or reason
+        self.closed.set()
+        self.inbox.put_nowait(None)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        for t in self._tasks:
+            if t is not asyncio.current_task():
+                t.cancel()
+
+    # ---- receiving ----
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._rx_loop()), asyncio.create_task(self._timer_loop())]
+
+    async def wait_closed(self) -> None:
+        await self.closed.wait()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def _rx_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    hdr, body = await read_packet(self.reader)
+                except asyncio.IncompleteReadError:
+                    self._finish("peer closed the connection")
+                    return
+                except wire.MalformedError as exc:
+                    self._finish(f"malformed packet: {exc}")
+                    return
+                try:
+                    got = self.s.open(hdr, body)
+                except noise.TransportError:
+                    self.stats.dropped += 1
+                    continue
+                except wire.MalformedError as exc:
+                    self._finish(f"malformed packet: {exc}")
+                    return
+                self.last_valid = time.monotonic()
+                if not await self._dispatch(got):
+                    return
+        except (ConnectionError, OSError) as exc:
+            self._finish(f"connection error: {exc}")
+        except asyncio.CancelledError:
+            pass
+
+    async def _dispatch(self, got: Any) -> bool:
+        t, pt, hdr = got.type, got.plaintext, got.header
+        st = self.stats
+        if t == PacketType.DATA:
+            st.bytes_recv += len(pt)
+            st.messages_recv += 1
+            self._rx_hash.update(pt)
+            await self.inbox.put((hdr.channel, pt))
+        elif t == PacketType.HEARTBEAT:
+            st.heartbeats_recv += 1
+            st.peer_telemetry = wire.Telemetry.decode(pt).__dict__
+            if not self._closing:
+                await self._send(PacketType.ACK, wire.AckEcho(hdr.seq, hdr.timestamp).encode())
+        elif t == PacketType.ACK:
+            echo = wire.AckEcho.decode(pt)
+            st.acks_recv += 1
+            if self._hb_pending.pop(echo.seq, None) == echo.timestamp:
+                rtt = max(0, time.time_ns() - echo.timestamp)
+                if st.rtt_ns:
+                    st.jitter_ns += (abs(rtt - st.rtt_ns) - st.jitter_ns) // 8
+                st.rtt_ns = rtt
+        elif t == PacketType.REKEY and not self._closing:
+            before = self.s.epoch
+            try:
+                self._write(self.s.on_rekey(pt))
+            except noise.RekeyError as exc:
+                await self.close(ErrorCode.REKEY_FAIL, f"rekey failed: {exc}")
+                return False
+            await self.writer.drain()
+            st.rekeys += self.s.epoch - before
+        elif t == PacketType.CLOSE:
+            st.close_code_recv = wire.decode_close(pt)
+            self._finish(f"peer sent CLOSE {wire.code_name(st.close_code_recv)}")
+            return False
+        elif t == PacketType.CONFIG:
+            st.announcements.append({"config": wire.ConfigAnnounce.decode(pt).version})
+        elif t == PacketType.ROLLBACK:
+            st.announcements.append({"rollback": wire.RollbackAnnounce.decode(pt).restored_version})
+        return True  # DISCOVER, JOURNAL: authenticated, ignored
+
+    async def _timer_loop(self) -> None:
+        hb = self.cfg.heartbeat_seconds
+        next_hb = time.monotonic() + hb
+        try:
+            while not self.closed.is_set():
+                await asyncio.sleep(min(1.0, hb))
+                now = time.monotonic()
+                if now - self.last_valid > 3 * hb:
+                    self.stats.close_reason = "peer dead: nothing valid for 3 heartbeat intervals"
+                    self._finish(self.stats.close_reason)
+                    return
+                if self.s.rekey_due(self.cfg.rekey_seconds, self.cfg.rekey_packets):
+                    await self.rekey()
+                if now >= next_hb:
+                    next_hb = now + hb
+                    await self._heartbeat(hb)
+        except (ConnectionError, OSError, PeerError) as exc:
+            self._finish(f"connection error: {exc}")
+        except asyncio.CancelledError:
+            pass
+
+    async def _heartbeat(self, interval: float) -> None:
+        if self._closing:
+            return
+        st = self.stats
+        st.heartbeats_unanswered += len(self._hb_pending)
+        self._hb_pending.clear()
+        sent = st.heartbeats_sent
+        loss = st.heartbeats_unanswered * 1_000_000 // sent if sent else 0
+        tput = min((st.bytes_sent - self._sent_at_last_hb) * 8 / interval, 2**32 - 1)
+        self._sent_at_last_hb = st.bytes_sent
+        tel = wire.Telemetry(
+            rtt_ns=st.rtt_ns,
+            jitter_ns=st.jitter_ns,
+            loss_rate_ppm=min(loss, 1_000_000),
+            throughput_bps=int(tput),
+            mtu=1500,
+            queue_depth=min(self.inbox.qsize(), 0xFFFF),
+            uptime_ns=time.time_ns() - self.established_ns,
+            rekey_count=self.s.epoch,
+            config_version=0,
+        )
+        pkt = self.s.seal(PacketType.HEARTBEAT, tel.encode(), flags=Flag.TELEMETRY)
+        self._hb_pending[self.s.send_seq] = Header.decode(pkt).timestamp
+        self._write([pkt])
+        st.heartbeats_sent += 1
+        await self.writer.drain()
+
+    async def recv(self) -> tuple[int, bytes] | None:
+        return await self.inbox.get()
+
+    def summary(self) -> dict[str, Any]:
+        st = self.stats
+        return {
+            "session_id": self.s.session_id.hex(),
+            "role": "initiator" if self.s.initiator else "responder",
+            "peer": encode_key(self.s.peer_static),
+            "epoch": self.s.epoch,
+            "bytes_sent": st.bytes_sent,
+            "bytes_received": st.bytes_recv,
+            "messages_sent": st.messages_sent,
+            "messages_received": st.messages_recv,
+            "sha256_sent": self._tx_hash.hexdigest(),
+            "sha256_received": self._rx_hash.hexdigest(),
+            "heartbeats_sent": st.heartbeats_sent,
+            "heartbeats_received": st.heartbeats_recv,
+            "acks_received": st.acks_recv,
+            "rtt_ns": st.rtt_ns,
+            "jitter_ns": st.jitter_ns,
+            "rekeys": st.rekeys,
+            "dropped": st.dropped,
+            "close_code_received": st.close_code_recv,
+            "close_reason": st.close_reason,
+            "peer_telemetry": st.peer_telemetry,
+        }
+
+
+# ---- handshakes over TCP ----
+
+
+async def connect(
+    host: str,
+    port: int,
+    static_secret: bytes,
+    peer_static: bytes,
+    cfg: Config,
+    *,
+    initiator_factory: Callable[..., noise.Initiator] = noise.Initiator,
+) -> PeerSession:
+    """Open TCP and run the initiator handshake; HandshakeError/PeerError on failure."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), cfg.handshake_timeout)
+    except (OSError, TimeoutError) as exc:
+        raise PeerError(f"connect to {host}:{port}: {exc or 'timed out'}") from None
+    try:
+        ini = initiator_factory(static_secret, peer_static)
+        writer.write(ini.create_init())
+        await writer.drain()
+        hdr, body = await asyncio.wait_for(read_packet(reader), cfg.handshake_timeout)
+        ini.on_challenge(hdr, body)
+        loop = asyncio.get_running_loop()
+        solution = await loop.run_in_executor(None, noise.puzzle_solve, ini.seed, ini.difficulty)
+        writer.write(ini.create_response(solution))
+        await writer.drain()
+        hdr, body = await asyncio.wait_for(read_packet(reader), cfg.handshake_timeout)
+        result = ini.on_ack(hdr, body)
+    except TimeoutError:
+        writer.close()
+        raise noise.HandshakeError("handshake timed out") from None
+    except asyncio.IncompleteReadError:
+        writer.close()
+        raise noise.HandshakeError("responder closed the connection during the handshake") from None
+    except (noise.PoolError, wire.WireError):
+        writer.close()
+        raise
+    peer = PeerSession(reader, writer, Session(result), cfg)
+    peer.start()
+    return peer
+
+
+class Server:
+    """Responder side: one stateless handshake per TCP connection, then a PeerSession."""
+
+    def __init__(
+        self,
+        static_secret: bytes,
+        trust: list[bytes],
+        cfg: Config,
+        on_session: Callable[[PeerSession], Any],
+    ) -> None:
+        self.cfg = cfg
+        self.sessions: set[PeerSession] = set()
+        self.responder = noise.Responder(
+            static_secret, trust, difficulty=cfg.difficulty, room=lambda: len(self.sessions) < cfg.max_sessions
+        )
+        self.on_session = on_session
+        self.refusals: dict[str, int] = {}
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str | None, port: int) -> int:
+        self.server = await asyncio.start_server(self._handle, host, port)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        ip, port = noise.ip_bytes(peername[0]), peername[1]
+        res = self.responder
+        hdr: Header | None = None
+        try:
+            async with asyncio.timeout(self.cfg.handshake_timeout):
+                hdr, body = await read_packet(reader)
+                writer.write(res.on_init(hdr, body, ip, port))
+                await writer.drain()
+                hdr, body = await read_packet(reader)
+                ack, result = res.on_response(hdr, body, ip, port)
+                writer.write(ack)
+                await writer.drain()
+        except noise.HandshakeError as exc:
+            name = type(exc).__name__
+            self.refusals[name] = self.refusals.get(name, 0) + 1
+            if hdr is not None and exc.code < 0x10 and not isinstance(exc, noise.BadMacError):
+                with contextlib.suppress(Exception):
+                    writer.write(res.close_packet(hdr, exc.code))
+                    await writer.drain()
+            writer.close()
+            return
+        except (wire.WireError, asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError) as exc:
+            name = type(exc).__name__
+            self.refusals[name] = self.refusals.get(name, 0) + 1
+            writer.close()
+            return
+        peer = PeerSession(reader, writer, Session(result), self.cfg)
+        self.sessions.add(peer)
+        peer.start()
+        try:
+            await self.on_session(peer)
+        finally:
+            await peer.close()
+            self.sessions.discard(peer)
+
+    async def close(self) -> None:
+        if self.server:
+            self.server.close()
+            await self.server.wait_closed()
+        for s in list(self.sessions):
+            await s.close(ErrorCode.NONE)
+
+
+# ---- session behaviours (CLI modes) ----
+
+
+async def run_echo(peer: PeerSession) -> None:
+    """Echo every DATA message on its channel until the peer closes."""
+    while (item := await peer.recv()) is not None:
+        channel, data = item
+        try:
+            await peer.send(data, channel)
+        except (PeerError, ConnectionError, OSError):
+            break
+    await peer.wait_closed()
+
+
+async def run_sink(peer: PeerSession, out: Path | None = None) -> None:
+    fh = out.open("wb") if out else None
+    try:
+        while (item := await peer.recv()) is not None:
+            if fh:
+                fh.write(item[1])
+    finally:
+        if fh:
+            fh.close()
+    await peer.wait_closed()
+
+
+async def run_send(
+    peer: PeerSession, path: Path, *, expect_echo: bool = False, chunk: int = wire.MAX_MESSAGE, timeout: float = 60.0
+) -> None:
+    """Send a file as DATA messages, optionally wait for it to come back, then CLOSE(0)."""
+    drain = asyncio.create_task(_collect(peer))
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            await peer.send(block)
+    if expect_echo:
+        deadline = time.monotonic() + timeout
+        while peer.stats.bytes_recv < peer.stats.bytes_sent and not peer.closed.is_set():
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+    await peer.close(ErrorCode.NONE, "sent everything")
+    drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
+    await peer.wait_closed()
+
+
+async def _collect(peer: PeerSession) -> None:
+    while await peer.recv() is not None:
+        pass
+
+
+# ---- key helpers ----
+
+
+def load_private(path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PeerError(f"key file {path}: {exc.strerror or exc}") from None
+    if len(data) == 32:
+        return data
+    try:
+        return decode_key(data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PeerError(f"key file {path}: {exc}") from None
+
+
+def parse_key(text: str, what: str) -> bytes:
+    try:
+        return decode_key(text)
+    except ValueError as exc:
+        raise PeerError(f"{what}: {exc}") from None
+
+
+# ---- CLI ----
+
+
+def _cfg(args: argparse.Namespace) -> Config:
+    return Config(
+        heartbeat_seconds=args.heartbeat_seconds,
+        rekey_seconds=args.rekey_seconds,
+        rekey_packets=args.rekey_packets,
+        difficulty=getattr(args, "difficulty", noise.DEFAULT_DIFFICULTY),
+        handshake_timeout=args.timeout,
+        channel=args.channel,
+    )
+
+
+def _emit(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+async def cmd_connect(args: argparse.Namespace) -> int:
+    cfg = _cfg(args)
+    peer = await connect(args.host, args.port, load_private(args.key), parse_key(args.peer_key, "--peer-key"), cfg)
+    if args.rekey_now:
+        await peer.rekey()
+    if args.send:
+        await run_send(peer, Path(args.send), expect_echo=args.expect_echo, timeout=args.echo_timeout)
+    elif args.echo:
+        await run_echo(peer)
+    else:
+        await run_sink(peer, Path(args.out) if args.out else None)
+    _emit(peer.summary())
+    return 0
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _cfg(args)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def on_session(peer: PeerSession) -> None:
+        try:
+            if args.send:
+                await run_send(peer, Path(args.send), expect_echo=args.expect_echo, timeout=args.echo_timeout)
+            elif args.echo:
+                await run_echo(peer)
+            else:
+                await run_sink(peer, Path(args.out) if args.out else None)
+        finally:
+            _emit(peer.summary())
+            if args.once and not done.done():
+                done.set_result(None)
+
+    trust = [parse_key(t, "--trust") for t in args.trust]
+    server = Server(load_private(args.key), trust, cfg, on_session)
+    port = await server.start(args.listen, args.port)
+    sys.stderr.write(f"{PROG}: listening on {args.listen or '*'}:{port}\n")
+    sys.stderr.flush()
+    try:
+        await done
+    finally:
+        await server.close()
+    return 0
+
+
+def cmd_genkey(args: argparse.Namespace) -> int:
+    from .x25519 import generate_private, public_key
+
+    priv = generate_private()
+    path = Path(args.file)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(encode_key(priv) + "\n")
+    print(encode_key(public_key(priv)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=f"python3 -m pooltools.{PROG}", description="POOL/1 reference peer")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--key", required=True, help="private key file (base64 line or 32 raw bytes)")
+        p.add_argument("--heartbeat-seconds", type=float, default=5.0)
+        p.add_argument("--rekey-seconds", type=float, default=3600.0)
+        p.add_argument("--rekey-packets", type=int, default=1 << 30)
+        p.add_argument("--timeout", type=float, default=10.0, help="handshake timeout (s)")
+        p.add_argument("--channel", type=int, default=0, help="channel of sent DATA")
+        p.add_argument("--out", help="write received data here")
+        p.add_argument("--expect-echo", action="store_true", help="with --send: wait for the data to come back")
+        p.add_argument("--echo-timeout", type=float, default=120.0)
+
+    g = sub.add_parser("genkey", help="write a new private key file (0600), print the public key")
+    g.add_argument("file")
+
+    c = sub.add_parser("connect", help="handshake as initiator, then send/echo/receive")
+    c.add_argument("host")
+    c.add_argument("port", type=int)
+    c.add_argument("--peer-key", required=True, help="responder's static public key (base64)")
+    common(c)
+    m = c.add_mutually_exclusive_group()
+    m.add_argument("--send", help="send this file, then CLOSE")
+    m.add_argument("--echo", action="store_true", help="echo every message back")
+    c.add_argument("--rekey-now", action="store_true", help="start a rekey right after the handshake")
+
+    s = sub.add_parser("serve", help="accept handshakes as responder")
+    s.add_argument("--port", type=int, default=9253)
+    s.add_argument("--listen", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--trust", nargs="+", required=True, help="trusted static public keys (base64)")
+    s.add_argument("--difficulty", type=int, default=noise.DEFAULT_DIFFICULTY)
+    s.add_argument("--once", action="store_true", help="exit after the first session ends")
+    common(s)
+    m = s.add_mutually_exclusive_group()
+    m.add_argument("--send", help="send this file to each peer, then CLOSE")
+    m.add_argument("--echo", action="store_true", help="echo every message back")
+
+    f = sub.add_parser("fuzz", help="send malformed packets to HOST PORT (bounded)")
+    f.add_argument("host")
+    f.add_argument("port", type=int)
+    f.add_argument("--peer-key", required=True)
+    f.add_argument("--count", type=int, default=10000)
+    f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--concurrency", type=int, default=8)
+    common(f)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.cmd == "genkey":
+            return cmd_genkey(args)
+        if args.cmd == "connect":
+            return asyncio.run(cmd_connect(args))
+        if args.cmd == "serve":
+            return asyncio.run(cmd_serve(args))
+        from .fuzz import cmd_fuzz
+
+        return asyncio.run(cmd_fuzz(args))
+    except KeyboardInterrupt:
+        return 130
+    except (PeerError, noise.PoolError, wire.WireError, OSError) as exc:
+        sys.stderr.write(f"{PROG}: {args.cmd}: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
