@@ -54,6 +54,20 @@ class PoolError(Exception):
 class HandshakeError(PoolError):
     code = ErrorCode.AUTH_FAIL
 
+    @property
+    def wire_code(self) -> int:
+        """Code a responder sends in a handshake CLOSE for this refusal, 0 for none.
+
+        Only AUTH_FAIL (also for an unknown peer) and OVERLOAD are told; stale
+        timestamps, bad puzzles, replays, bad framing and bad header HMACs are
+        answered by closing the connection only.
+        """
+        if self.code in (ErrorCode.AUTH_FAIL, ErrorCode.UNKNOWN_PEER) and not isinstance(self, BadMacError):
+            return ErrorCode.AUTH_FAIL
+        if self.code == ErrorCode.OVERLOAD:
+            return ErrorCode.OVERLOAD
+        return 0
+
 
 class BadMacError(HandshakeError):
     """Handshake header HMAC does not verify (sender does not know our static key)."""

@@ -392,9 +392,9 @@ class Server:
         except noise.HandshakeError as exc:
             name = type(exc).__name__
             self.refusals[name] = self.refusals.get(name, 0) + 1
-            if hdr is not None and exc.code < 0x10 and not isinstance(exc, noise.BadMacError):
+            if hdr is not None and exc.wire_code:
                 with contextlib.suppress(Exception):
-                    writer.write(res.close_packet(hdr, exc.code))
+                    writer.write(res.close_packet(hdr, exc.wire_code))
                     await writer.drain()
             writer.close()
             return

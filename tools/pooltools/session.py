@@ -45,13 +45,17 @@ class Session:
             self.send_keys, self.recv_keys = k.r2i, k.i2r
             self.send_seq, recv_start = k.seq_r2i, k.seq_i2r
         self.window = noise.ReplayWindow(recv_start)
-        self.highest_recv = 0
         own, peer = (result.iid, result.rid) if self.initiator else (result.rid, result.iid)
         self.rekeyer = noise.Rekeyer(k.rk, self.initiator, own, rng)
         self.rekeyer.set_peer_id(peer)
         self.clock = clock
         self.packets_on_keys = 0
         self.keys_since = clock()
+
+    @property
+    def highest_recv(self) -> int:
+        """The acknowledgment value: highest sequence accepted, the peer's seq_* before any."""
+        return self.window.top
 
     @property
     def epoch(self) -> int:
@@ -79,7 +83,6 @@ class Session:
         if not hdr.flags & Flag.ENCRYPTED:
             raise wire.MalformedError("flags", f"unencrypted {PacketType(hdr.type).name} after the handshake")
         pt = noise.unprotect(self.recv_keys, hdr, payload, self.window)
-        self.highest_recv = max(self.highest_recv, hdr.seq)
         ptype = PacketType(hdr.type)
         want = wire.PLAINTEXT_LEN.get(ptype)
         if want is not None and len(pt) != want:

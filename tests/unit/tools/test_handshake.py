@@ -480,3 +480,17 @@ def test_journal_hash_truncates_at_nul() -> None:
     )
     expect = noise.sha256(prev, struct.pack(">QQHHI", 0, 1, 0, 0, 0), bytes(32), b"abc")
     assert noise.journal_hash(prev, 0, 1, 0, 0, 0, bytes(32), b"abc") == expect
+
+
+def test_wire_codes_of_refusals() -> None:
+    assert noise.UnknownPeerError("x").wire_code == ErrorCode.AUTH_FAIL
+    assert noise.AuthFailError("x").wire_code == ErrorCode.AUTH_FAIL
+    assert noise.OverloadError("x").wire_code == ErrorCode.OVERLOAD
+    for cls in (noise.BadMacError, noise.StaleTimestampError, noise.BadPuzzleError, noise.ReplayedInitError):
+        assert cls("x").wire_code == 0
+
+
+def test_acknowledgment_starts_at_peer_seq0(parties: dict) -> None:
+    ri, _ = run(parties)
+    a = Session(ri, clock=parties["clock"])
+    assert wire.Header.decode(a.seal(PacketType.DATA, b"x")).ack == ri.keys.seq_r2i
