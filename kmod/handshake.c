@@ -23,16 +23,22 @@
 #include "handshake.h"
 #include "handshake_kat.h"
 
-#define POOL_LABEL(s)	(const u8 *)(s), sizeof(s) - 1
-
+/* Labels, hashed without their NUL: use sizeof() - 1. */
 static const u8 pool_name[] = "POOL/1 X25519 ChaChaPoly SHA256";
+static const u8 pool_label_mac[] = "POOL/1 mac";
+static const u8 pool_label_mix[] = "POOL/1 mix";
+static const u8 pool_label_transport[] = "POOL/1 transport";
+static const u8 pool_label_rekey[] = "POOL/1 rekey";
+static const u8 pool_label_puzzle[] = "POOL/1 puzzle";
+static const u8 pool_label_pow[] = "POOL/1 pow";
 static const u8 pool_zero_nonce[POOL_NONCE_LEN];
 
 #define POOL_OKM_LEN	176
 
 void pool_hs_mac_key(u8 out[32], const u8 static_public[32])
 {
-	pool_hash(out, POOL_LABEL("POOL/1 mac"), static_public, 32);
+	pool_hash(out, pool_label_mac, sizeof(pool_label_mac) - 1,
+		  static_public, 32);
 }
 
 void pool_packet_mac(u8 out[32], const u8 key[32], const u8 hdr[POOL_HDR_LEN],
@@ -64,7 +70,7 @@ static bool __must_check pool_mix_dh(u8 ck[32], u8 k[32], const u8 secret[32],
 	ok = pool_x25519(dh, secret, pub);
 	if (ok) {
 		pool_hkdf(okm, sizeof(okm), ck, 32, dh, sizeof(dh),
-			  POOL_LABEL("POOL/1 mix"));
+			  pool_label_mix, sizeof(pool_label_mix) - 1);
 		memcpy(ck, okm, 32);
 		memcpy(k, okm + 32, 32);
 	}
@@ -113,7 +119,8 @@ static void pool_transport_derive(struct pool_keys *out, const u8 ck[32],
 {
 	u8 t[POOL_OKM_LEN];
 
-	pool_hkdf(t, sizeof(t), ck, 32, h, 32, POOL_LABEL("POOL/1 transport"));
+	pool_hkdf(t, sizeof(t), ck, 32, h, 32, pool_label_transport,
+		  sizeof(pool_label_transport) - 1);
 	pool_keys_from_okm(out, t, initiator, true);
 	memzero_explicit(t, sizeof(t));
 }
@@ -123,7 +130,8 @@ void pool_rekey_derive(const u8 rk[32], const u8 dh[32], bool initiator,
 {
 	u8 t[POOL_OKM_LEN];
 
-	pool_hkdf(t, sizeof(t), rk, 32, dh, 32, POOL_LABEL("POOL/1 rekey"));
+	pool_hkdf(t, sizeof(t), rk, 32, dh, 32, pool_label_rekey,
+		  sizeof(pool_label_rekey) - 1);
 	pool_keys_from_okm(out, t, initiator, false);
 	memzero_explicit(t, sizeof(t));
 }
@@ -180,10 +188,8 @@ static bool pool_zero_bits(const u8 d[32], unsigned int bits)
 
 static void pool_pow_start(struct sha256_state *s, const u8 seed[32])
 {
-	static const u8 label[] = "POOL/1 pow";
-
 	sha256_init(s);
-	sha256_update(s, label, sizeof(label) - 1);
+	sha256_update(s, pool_label_pow, sizeof(pool_label_pow) - 1);
 	sha256_update(s, seed, 32);
 }
 
@@ -342,7 +348,7 @@ void pool_cookie_seed_secret(const u8 secret[32], const u8 ip[16], u16 port,
 	u8 be[8];
 
 	pool_hmac_init(&ctx, secret, 32);
-	pool_hmac_update(&ctx, POOL_LABEL("POOL/1 puzzle"));
+	pool_hmac_update(&ctx, pool_label_puzzle, sizeof(pool_label_puzzle) - 1);
 	pool_hmac_update(&ctx, ip, 16);
 	put_unaligned_be16(port, be);
 	pool_hmac_update(&ctx, be, 2);

@@ -58,21 +58,25 @@ static const u8 rfc7748_alice_secret[] __initconst = {
 	0x51, 0xb2, 0x66, 0x45, 0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0, 0x99, 0x2a,
 	0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9, 0x2c, 0x2a
 };
+
 static const u8 rfc7748_alice_public[] __initconst = {
 	0x85, 0x20, 0xf0, 0x09, 0x89, 0x30, 0xa7, 0x54, 0x74, 0x8b, 0x7d, 0xdc,
 	0xb4, 0x3e, 0xf7, 0x5a, 0x0d, 0xbf, 0x3a, 0x0d, 0x26, 0x38, 0x1a, 0xf4,
 	0xeb, 0xa4, 0xa9, 0x8e, 0xaa, 0x9b, 0x4e, 0x6a
 };
+
 static const u8 rfc7748_bob_secret[] __initconst = {
 	0x5d, 0xab, 0x08, 0x7e, 0x62, 0x4a, 0x8a, 0x4b, 0x79, 0xe1, 0x7f, 0x8b,
 	0x83, 0x80, 0x0e, 0xe6, 0x6f, 0x3b, 0xb1, 0x29, 0x26, 0x18, 0xb6, 0xfd,
 	0x1c, 0x2f, 0x8b, 0x27, 0xff, 0x88, 0xe0, 0xeb
 };
+
 static const u8 rfc7748_bob_public[] __initconst = {
 	0xde, 0x9e, 0xdb, 0x7d, 0x7b, 0x7d, 0xc1, 0xb4, 0xd3, 0x5b, 0x61, 0xc2,
 	0xec, 0xe4, 0x35, 0x37, 0x3f, 0x83, 0x43, 0xc8, 0x5b, 0x78, 0x67, 0x4d,
 	0xad, 0xfc, 0x7e, 0x14, 0x6f, 0x88, 0x2b, 0x4f
 };
+
 static const u8 rfc7748_shared[] __initconst = {
 	0x4a, 0x5d, 0x9d, 0x5b, 0xa4, 0xce, 0x2d, 0xe1, 0x72, 0x8e, 0x3b, 0xf4,
 	0x80, 0x35, 0x0f, 0x25, 0xe0, 0x7e, 0x21, 0xc9, 0x47, 0xd1, 0x9e, 0x33,
@@ -106,12 +110,15 @@ static const u8 rfc8439_key[] __initconst = {
 	0x8c, 0x8d, 0x8e, 0x8f, 0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97,
 	0x98, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9e, 0x9f
 };
+
 static const u8 rfc8439_nonce[] __initconst = {
 	0x07, 0x00, 0x00, 0x00, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47
 };
+
 static const u8 rfc8439_ad[] __initconst = {
 	0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7
 };
+
 static const char rfc8439_pt[] __initconst =
 	"Ladies and Gentlemen of the class of '99: If I could offer you only "
 	"one tip for the future, sunscreen would be it.";
@@ -197,18 +204,22 @@ static const u8 rfc4231_tc2[] __initconst = {
 	0x08, 0x95, 0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
 	0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43
 };
+
 static const u8 rfc4231_tc6[] __initconst = {
 	0x60, 0xe4, 0x31, 0x59, 0x1e, 0xe0, 0xb6, 0x7f, 0x0d, 0x8a, 0x26, 0xaa,
 	0xcb, 0xf5, 0xb7, 0x7f, 0x8e, 0x0b, 0xc6, 0x21, 0x37, 0x28, 0xc5, 0x14,
 	0x05, 0x46, 0x04, 0x0f, 0x0e, 0xe3, 0x7f, 0x54
 };
+
 static const u8 rfc5869_tc1_salt[] __initconst = {
 	0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
 	0x0c
 };
+
 static const u8 rfc5869_tc1_info[] __initconst = {
 	0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9
 };
+
 static const u8 rfc5869_tc1_okm[] __initconst = {
 	0x3c, 0xb2, 0x5f, 0x25, 0xfa, 0xac, 0xd5, 0x7a, 0x90, 0x43, 0x4f, 0x64,
 	0xd0, 0x36, 0x2f, 0x2a, 0x2d, 0x2d, 0x0a, 0x90, 0xcf, 0x1a, 0x5a, 0x4c,
@@ -379,7 +390,6 @@ static bool __init pool_check_packet(struct pool_selftest_state *st,
 	return pool_same(what, "payload", payload, pkt + POOL_HDR_LEN, len);
 }
 
-#define PKT(v)	pool_vec_handshake_##v, sizeof(pool_vec_handshake_##v)
 #define VEC(v)	pool_vec_handshake_##v
 
 static bool __init pool_selftest_identities(struct pool_selftest_state *st)
@@ -417,7 +427,8 @@ static bool __init pool_selftest_init_challenge(struct pool_selftest_state *st)
 	SAME(st->ini.e_public, VEC(initiator_ephemeral_public), 32, "E_i");
 	SAME(st->ini.mac_key, mk, 32, "mk");
 	SAME(mk, VEC(mac_key), 32, "mk of the vectors");
-	if (!pool_check_packet(st, "INIT", PKT(init_packet), POOL_PKT_INIT, mk,
+	if (!pool_check_packet(st, "INIT", VEC(init_packet),
+			       sizeof(VEC(init_packet)), POOL_PKT_INIT, mk,
 			       st->payload, POOL_INIT_LEN))
 		return false;
 	CHECK(!memcmp(st->hdr.session_id, VEC(iid), POOL_ID_LEN) &&
@@ -436,9 +447,9 @@ static bool __init pool_selftest_init_challenge(struct pool_selftest_state *st)
 	SAME(st->seed, VEC(puzzle_seed), 32, "puzzle seed");
 	pool_hs_challenge_create(st->seed, POOL_VEC_HANDSHAKE_DIFFICULTY,
 				 st->payload);
-	if (!pool_check_packet(st, "CHALLENGE", PKT(challenge_packet),
-			       POOL_PKT_CHALLENGE, mk, st->payload,
-			       POOL_CHALLENGE_LEN))
+	if (!pool_check_packet(st, "CHALLENGE", VEC(challenge_packet),
+			       sizeof(VEC(challenge_packet)), POOL_PKT_CHALLENGE,
+			       mk, st->payload, POOL_CHALLENGE_LEN))
 		return false;
 	CHECK(!memcmp(st->hdr.session_id, VEC(iid), POOL_ID_LEN) &&
 	      !memchr_inv(st->hdr.session_id + POOL_ID_LEN, 0, POOL_ID_LEN),
@@ -472,9 +483,9 @@ static bool __init pool_selftest_response(struct pool_selftest_state *st)
 	CHECK(!pool_hs_response_create(&st->ini, &st->si,
 				       POOL_VEC_HANDSHAKE_SOLUTION, st->payload),
 	      "RESPONSE");
-	if (!pool_check_packet(st, "RESPONSE", PKT(response_packet),
-			       POOL_PKT_RESPONSE, mk, st->payload,
-			       POOL_RESPONSE_LEN))
+	if (!pool_check_packet(st, "RESPONSE", VEC(response_packet),
+			       sizeof(VEC(response_packet)), POOL_PKT_RESPONSE,
+			       mk, st->payload, POOL_RESPONSE_LEN))
 		return false;
 	CHECK(!memcmp(st->hdr.session_id, VEC(iid), POOL_ID_LEN),
 	      "RESPONSE session id");
@@ -550,7 +561,8 @@ static bool __init pool_selftest_ack(struct pool_selftest_state *st)
 	CHECK(!pool_hs_ack_create_kat(&st->rsp, VEC(responder_ephemeral_secret),
 				      st->payload, &st->kr), "ACK");
 	SAME(st->payload, VEC(responder_ephemeral_public), 32, "E_r");
-	if (!pool_check_packet(st, "ACK", PKT(ack_packet), POOL_PKT_ACK, mk,
+	if (!pool_check_packet(st, "ACK", VEC(ack_packet),
+			       sizeof(VEC(ack_packet)), POOL_PKT_ACK, mk,
 			       st->payload, POOL_ACK_LEN))
 		return false;
 	CHECK(!memcmp(st->hdr.session_id, VEC(iid), POOL_ID_LEN) &&
@@ -650,7 +662,6 @@ out:
 	return ok;
 }
 
-#undef PKT
 #undef VEC
 
 static bool __init pool_selftest_rekey(struct pool_selftest_state *st)
