@@ -213,7 +213,8 @@ bool pool_puzzle_ok(const u8 seed[32], u64 solution, u8 difficulty)
 	return pool_pow_try(&base, solution, difficulty);
 }
 
-int pool_hs_solve(const u8 seed[32], u8 difficulty, u64 *solution)
+int pool_hs_solve_until(const u8 seed[32], u8 difficulty, u64 deadline_ns,
+			u64 *solution)
 {
 	struct sha256_state base;
 	u64 i;
@@ -226,11 +227,18 @@ int pool_hs_solve(const u8 seed[32], u8 difficulty, u64 *solution)
 		if ((i & 1023) == 1023) {
 			if (signal_pending(current))
 				return -EINTR;
+			if (deadline_ns && ktime_get_ns() >= deadline_ns)
+				return -ETIMEDOUT;
 			cond_resched();
 		}
 	}
 	*solution = i;
 	return 0;
+}
+
+int pool_hs_solve(const u8 seed[32], u8 difficulty, u64 *solution)
+{
+	return pool_hs_solve_until(seed, difficulty, 0, solution);
 }
 
 int pool_hs_challenge_parse(const u8 payload[POOL_CHALLENGE_LEN], u8 seed[32],

@@ -67,6 +67,9 @@ void pool_hs_init_create(struct pool_hs_initiator *hs, const u8 peer_static[32],
 			 u64 now_ns, u8 payload[POOL_INIT_LEN]);
 /* Solves the puzzle; -EINVAL if difficulty > POOL_MAX_DIFFICULTY, -EINTR on a signal. */
 int pool_hs_solve(const u8 seed[32], u8 difficulty, u64 *solution);
+/* The same, giving up with -ETIMEDOUT at deadline_ns (ktime_get_ns(); 0: never). */
+int pool_hs_solve_until(const u8 seed[32], u8 difficulty, u64 deadline_ns,
+			u64 *solution);
 int pool_hs_response_create(struct pool_hs_initiator *hs, const struct pool_static *self,
 			    u64 solution, u8 payload[POOL_RESPONSE_LEN]);
 /*

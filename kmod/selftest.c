@@ -353,6 +353,7 @@ struct pool_selftest_state {
 	struct pool_keys ki, kr;
 	struct pool_hdr hdr;
 	struct pool_aead aead;
+	struct pool_cookie cookie;
 	u8 payload[POOL_RESPONSE_LEN];
 	u8 e[32], seed[32], mac[32];
 	u8 hbuf[POOL_HDR_LEN];
@@ -471,6 +472,8 @@ static bool __init pool_selftest_init_challenge(struct pool_selftest_state *st)
 	       sol <= POOL_VEC_HANDSHAKE_SOLUTION), "solver");
 	CHECK(pool_hs_solve(st->seed, POOL_MAX_DIFFICULTY + 1, &sol) == -EINVAL,
 	      "difficulty above the maximum refused");
+	CHECK(pool_hs_solve_until(st->seed, POOL_MAX_DIFFICULTY, 1, &sol) ==
+	      -ETIMEDOUT, "solver deadline");
 	return true;
 }
 
@@ -664,6 +667,50 @@ out:
 
 #undef VEC
 
+/* The whole handshake with fresh randomness, as the session code runs it. */
+static bool __init pool_selftest_roundtrip(struct pool_selftest_state *st)
+{
+	static const u8 ip[16] __initconst = {
+		[10] = 0xff, [11] = 0xff, [12] = 127, [15] = 1
+	};
+	u64 ts = 1, sol;
+	u8 difficulty;
+
+	pool_cookie_init(&st->cookie);
+	pool_hs_init_create(&st->ini, st->sr.public, ts, st->payload);
+	pool_hs_init_parse(st->payload, st->e, &ts);
+	pool_cookie_seed(&st->cookie, 0, ip, 9253, st->ini.iid, st->e, ts,
+			 st->seed);
+	pool_hs_challenge_create(st->seed, 8, st->payload);
+	CHECK(!pool_hs_challenge_parse(st->payload, st->seed, &difficulty) &&
+	      !pool_hs_solve(st->seed, difficulty, &sol) &&
+	      !pool_hs_response_create(&st->ini, &st->si, sol, st->payload),
+	      "initiator");
+
+	pool_hs_response_peek(st->payload, st->e, &ts, &sol);
+	pool_cookie_seed(&st->cookie, 0, ip, 9253, st->ini.iid, st->e, ts,
+			 st->seed);
+	CHECK(pool_puzzle_ok(st->seed, sol, 8), "puzzle");
+	pool_cookie_seed(&st->cookie, 1, ip, 9253, st->ini.iid, st->e, ts,
+			 st->mac);
+	CHECK(memcmp(st->seed, st->mac, 32), "previous cookie secret");
+	CHECK(!pool_hs_response_consume(&st->sr, st->ini.iid, st->payload,
+					&st->rsp) &&
+	      !memcmp(st->rsp.peer_static, st->si.public, 32) &&
+	      !pool_hs_ack_create(&st->rsp, st->payload, &st->kr) &&
+	      !pool_hs_ack_consume(&st->ini, &st->si, st->payload, st->e,
+				   &st->ki), "handshake");
+	CHECK(!memcmp(st->ki.send_key, st->kr.recv_key, 32) &&
+	      !memcmp(st->ki.send_mac, st->kr.recv_mac, 32) &&
+	      !memcmp(st->ki.recv_key, st->kr.send_key, 32) &&
+	      !memcmp(st->ki.recv_mac, st->kr.send_mac, 32) &&
+	      !memcmp(st->ki.rk, st->kr.rk, 32) &&
+	      st->ki.send_seq0 == st->kr.recv_seq0 &&
+	      st->ki.recv_seq0 == st->kr.send_seq0 &&
+	      memcmp(st->ki.send_key, st->ki.recv_key, 32), "keys agree");
+	return true;
+}
+
 static bool __init pool_selftest_rekey(struct pool_selftest_state *st)
 {
 	BUILD_BUG_ON(sizeof(pool_vec_rekey_okm) != 176);
@@ -724,6 +771,7 @@ int __init pool_selftest(void)
 	     pool_selftest_response(st) &&
 	     pool_selftest_ack(st) &&
 	     pool_selftest_data(st) &&
+	     pool_selftest_roundtrip(st) &&
 	     pool_selftest_rekey(st) &&
 	     pool_selftest_address_journal(st);
 
