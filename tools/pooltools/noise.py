@@ -137,6 +137,12 @@ class DecryptError(TransportError):
     code = ErrorCode.DECRYPT_FAIL
 
 
+class BadPlaintextError(TransportError):
+    """An authenticated plaintext of the wrong size for its type (dropped, MALFORMED)."""
+
+    code = ErrorCode.MALFORMED
+
+
 class RekeyError(PoolError):
     code = ErrorCode.REKEY_FAIL
 
@@ -489,9 +495,13 @@ class Responder:
         self.last_init: dict[bytes, int] = {}
 
     def _rotate(self, now: int) -> None:
-        if now - self.cookie_rotated >= COOKIE_ROTATE_NS:
-            self.cookies = [self.rng(32), self.cookies[0]]
-            self.cookie_rotated = now
+        """Whole periods from the first secret: current for one period, previous for the next."""
+        periods = (now - self.cookie_rotated) // COOKIE_ROTATE_NS
+        if periods <= 0:
+            return
+        previous = self.cookies[0] if periods == 1 else self.rng(32)
+        self.cookies = [self.rng(32), previous]
+        self.cookie_rotated += periods * COOKIE_ROTATE_NS
 
     def check_mac(self, hdr: Header, payload: bytes) -> None:
         if not check_mac(self.mk, hdr, payload):
@@ -591,8 +601,8 @@ class ReplayWindow:
 
     def __init__(self, start: int, size: int = REPLAY_WINDOW) -> None:
         self.size = size
-        self.top = start  # start itself counts as seen: the first valid is start + 1
-        self.bits = 1
+        self.top = start  # everything at or below start counts as seen: the first valid is start + 1
+        self.bits = (1 << size) - 1
 
     def check(self, seq: int) -> bool:
         if seq > self.top:

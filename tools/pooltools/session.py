@@ -79,14 +79,14 @@ class Session:
         )
 
     def open(self, hdr: Header, payload: bytes) -> Received:
-        """Check and decrypt; TransportError (drop) or MalformedError (close) otherwise."""
+        """Check and decrypt; TransportError (drop it) or MalformedError (close) otherwise."""
         if not hdr.flags & Flag.ENCRYPTED:
             raise wire.MalformedError("flags", f"unencrypted {PacketType(hdr.type).name} after the handshake")
         pt = noise.unprotect(self.recv_keys, hdr, payload, self.window)
         ptype = PacketType(hdr.type)
         want = wire.PLAINTEXT_LEN.get(ptype)
         if want is not None and len(pt) != want:
-            raise wire.MalformedError("payload length", f"{ptype.name} plaintext of {len(pt)} bytes, expected {want}")
+            raise noise.BadPlaintextError(f"{ptype.name} plaintext of {len(pt)} bytes, expected {want}")
         return Received(ptype, pt, hdr)
 
     def _apply(self, action: noise.RekeyAction) -> list[bytes]:

@@ -231,8 +231,17 @@ def test_puzzle_bound_to_address(parties: dict) -> None:
     ini = noise.Initiator(parties["s_i"], parties["S_r"], clock=parties["clock"])
     ini.on_challenge(*noise.split_packet(res.on_init(*noise.split_packet(ini.create_init()), IP, PORT)))
     resp = ini.create_response()
+    sol = wire.Response.decode(noise.split_packet(resp)[1]).solution
+
+    def solves(port: int) -> bool:
+        return any(
+            noise.puzzle_ok(noise.puzzle_seed(c, IP, port, ini.iid, ini.E, ini.ts), sol, res.difficulty)
+            for c in res.cookies
+        )
+
+    other = next(p for p in range(PORT + 1, PORT + 100) if not solves(p))  # 1 in 256 also solves
     with pytest.raises(noise.BadPuzzleError):
-        res.on_response(*noise.split_packet(resp), IP, PORT + 1)
+        res.on_response(*noise.split_packet(resp), IP, other)
 
 
 def test_previous_cookie_accepted_then_expires(parties: dict) -> None:
@@ -246,7 +255,16 @@ def test_previous_cookie_accepted_then_expires(parties: dict) -> None:
     parties["clock"].now += 1
     ini2.on_challenge(*noise.split_packet(res.on_init(*noise.split_packet(ini2.create_init()), IP, PORT)))
     resp2 = ini2.create_response()
-    res.cookies = [b"\x02" * 32, b"\x03" * 32]  # two rotations: gone
+    sol = wire.Response.decode(noise.split_packet(resp2)[1]).solution
+    fresh = next(
+        [bytes([i]) * 32, bytes([i + 1]) * 32]
+        for i in range(2, 200, 2)
+        if not any(
+            noise.puzzle_ok(noise.puzzle_seed(bytes([j]) * 32, IP, PORT, ini2.iid, ini2.E, ini2.ts), sol, 8)
+            for j in (i, i + 1)
+        )
+    )
+    res.cookies = fresh  # two rotations: the secret that made the seed is gone
     with pytest.raises(noise.BadPuzzleError):
         res.on_response(*noise.split_packet(resp2), IP, PORT)
 
@@ -375,7 +393,7 @@ def test_replay_window(parties: dict) -> None:
 
 def test_replay_window_unit() -> None:
     w = noise.ReplayWindow(1000)
-    assert not w.check(1000) and not w.check(5)
+    assert not w.check(1000) and not w.check(999) and not w.check(900) and not w.check(5)
     assert w.check(1001)
     w.update(1001)
     assert not w.check(1001)
@@ -494,3 +512,13 @@ def test_acknowledgment_starts_at_peer_seq0(parties: dict) -> None:
     ri, _ = run(parties)
     a = Session(ri, clock=parties["clock"])
     assert wire.Header.decode(a.seal(PacketType.DATA, b"x")).ack == ri.keys.seq_r2i
+
+
+def test_cookie_rotation_after_long_idle(parties: dict) -> None:
+    res: noise.Responder = parties["res"]
+    first = res.cookies[0]
+    parties["clock"].now += 250 * 10**9  # two periods: the old secret is gone
+    ini = noise.Initiator(parties["s_i"], parties["S_r"], clock=parties["clock"])
+    res.on_init(*noise.split_packet(ini.create_init()), IP, PORT)
+    assert first not in res.cookies
+    assert res.cookie_rotated == T0 + 240 * 10**9
