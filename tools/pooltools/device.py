@@ -108,13 +108,20 @@ LISTEN_ERRORS = {
     errno.EADDRINUSE: ("port already in use", EXIT_BUSY),
 }
 CONNECT_ERRORS = {
+    errno.ENOKEY: ("no identity loaded or peer not trusted (poolctl identity load / peers add)", EXIT_FAILURE),
     errno.ENOENT: ("peer not in the trust store (poolctl peers add)", EXIT_NOT_FOUND),
-    errno.EKEYREJECTED: ("peer rejected the handshake (it does not trust this node)", EXIT_UNREACHABLE),
+    errno.EACCES: ("the peer rejected this node (AUTH_FAIL: does it trust this node's key?)", EXIT_UNREACHABLE),
+    errno.EBUSY: ("the peer is overloaded (OVERLOAD)", EXIT_BUSY),
+    errno.EPROTO: ("handshake failed: malformed or unauthenticated reply", EXIT_UNREACHABLE),
+    errno.ECONNREFUSED: ("connection refused (or the peer closed the handshake)", EXIT_UNREACHABLE),
     errno.ETIMEDOUT: ("handshake timed out", EXIT_TIMEOUT),
     errno.EMFILE: ("too many open files", EXIT_FAILURE),
     errno.ENOSPC: ("session table full (max_sessions)", EXIT_BUSY),
 }
-ACCEPT_ERRORS = {errno.EAGAIN: ("no inbound session waiting", EXIT_TIMEOUT)}
+ACCEPT_ERRORS = {
+    errno.EAGAIN: ("no inbound session waiting", EXIT_TIMEOUT),
+    errno.ETIMEDOUT: ("no inbound session within the timeout", EXIT_TIMEOUT),
+}
 SESSION_ERRORS = {errno.ENOENT: ("no such session", EXIT_NOT_FOUND)}
 SEED_ERRORS = {errno.EBUSY: ("the kernel journal already has entries beyond its genesis", EXIT_BUSY)}
 
@@ -211,14 +218,9 @@ class Session:
                 if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                     return None
                 raise _error(what, exc) from None
-            if msg.len == 0 and self._hung_up():
-                return None
+            if msg.len == 0 and msg.channel == uapi.POOL_CHANNEL_ANY:
+                return None  # end of stream: the peer closed and the queue is empty
             return msg.channel, buf.raw[: msg.len]
-
-    def _hung_up(self) -> bool:
-        p = select.poll()
-        p.register(self.fd, select.POLLHUP)
-        return any(ev & select.POLLHUP for _, ev in p.poll(0))
 
     def write(self, data: bytes) -> int:
         return os.write(self.fd, data)

@@ -346,7 +346,7 @@ class FakeDevice:
         if not self._identity.flags & uapi.POOL_IDENTITY_SET:
             raise_errno("connect", errno.ENOKEY, CONNECT_ERRORS)
         if peer_public_key not in self._peers:
-            raise_errno("connect", errno.ENOENT, CONNECT_ERRORS)
+            raise_errno("connect", errno.ENOKEY, CONNECT_ERRORS)  # as pool.ko does
         if peer_public_key in self.refuse:
             self._stats[uapi.Stat.HANDSHAKES_FAILED] += 1
             raise_errno("connect", self.refuse[peer_public_key], CONNECT_ERRORS)

@@ -33,6 +33,7 @@ from pooltools.netaddr import format_endpoint, parse_endpoint
 from pooltools.x25519 import public_key as x25519_public
 
 PROG = "poolctl"
+MAX_CHANNEL = 255  # pool.ko carries channels 0-255
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}")
 
 
@@ -120,8 +121,8 @@ def _channel(text: str) -> int:
     if text == "any":
         return uapi.POOL_CHANNEL_ANY
     v = int(text, 0)
-    if not 0 <= v <= 0xFFFF:
-        raise argparse.ArgumentTypeError("must be 0-65535 or 'any'")
+    if not 0 <= v <= MAX_CHANNEL:
+        raise argparse.ArgumentTypeError(f"must be 0-{MAX_CHANNEL} or 'any'")
     return v
 
 
@@ -725,7 +726,7 @@ def build_parser() -> Parser:
     jsub.required = True
     sp = add(jsub, "show", cmd_journal_show, "print journal entries (oldest first)")
     sp.add_argument("--from", dest="from_seq", type=_u64, default=0, help="first seq to show")
-    sp.add_argument("--limit", type=int, default=0, help="only the newest N entries")
+    sp.add_argument("--limit", "--last", dest="limit", type=int, default=0, help="only the newest N entries")
     sp = add(jsub, "verify", cmd_journal_verify, "verify the SHA-256 chain (docs/protocol.md section 6)")
     sp.add_argument("--file", help="verify a journal persisted by poold instead of the kernel's")
 

@@ -349,7 +349,7 @@ def test_connect_errors(dev: FakeDevice, capsys: pytest.CaptureFixture[str]) -> 
 
     dev.refuse[PEER] = errno.ECONNREFUSED
     rc, _, err = run(capsys, dev, "connect", "--peer", "node2", "--hold", "0")
-    assert rc == 10 and err == "poolctl: connect: connection refused\n"
+    assert rc == 10 and err == "poolctl: connect: connection refused (or the peer closed the handshake)\n"
     dev.refuse[PEER] = errno.ETIMEDOUT
     rc, _, err = run(capsys, dev, "connect", "--peer", "node2", "--hold", "0")
     assert rc == 7 and err == "poolctl: connect: handshake timed out\n"

@@ -1,0 +1,336 @@
+"""poold against the FakeDevice: diffing, accept/connect policy, SIGHUP reload, module reload, journal."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pooltools import journal as jr
+from pooltools import poold, sdnotify, uapi
+from pooltools.fakedevice import FakeDevice
+from pooltools.keys import encode_key
+
+PRIV = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+PUB = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+HIGH = bytes([0xDE]) + bytes(range(1, 32))  # greater than PUB: this node connects
+LOW = bytes([0x10]) + bytes(range(1, 32))  # smaller than PUB: the peer connects
+OTHER = bytes([0xEE]) + bytes(range(1, 32))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Path:
+    key = tmp_path / "private.key"
+    key.write_text(encode_key(PRIV) + "\n")
+    key.chmod(0o600)
+    return tmp_path
+
+
+def write_conf(d: Path, peers: str = "", node_extra: str = "") -> Path:
+    p = d / "pool.conf"
+    p.write_text(f"[node]\nprivate_key_file = {d / 'private.key'}\nstate_dir = {d / 'state'}\n{node_extra}\n{peers}")
+    return p
+
+
+PEERS = f"""
+[peer high]
+public_key = {encode_key(HIGH)}
+endpoint = 10.253.0.12:9253
+
+[peer low]
+public_key = {encode_key(LOW)}
+endpoint = 10.253.0.10:9253
+"""
+
+
+def make(d: Path, dev: FakeDevice, clock: Clock | None = None) -> poold.Poold:
+    p = poold.Poold(str(d / "pool.conf"), lambda: dev, executor=poold.SyncExecutor(), clock=clock or Clock())
+    p.load_config()
+    p.open_journal()
+    return p
+
+
+def test_start_applies_state_and_connect_policy(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    ident = dev.get_identity()
+    assert bytes(ident.public_key) == PUB and ident.flags & uapi.POOL_IDENTITY_SET
+    assert {p.name for p in dev.peers()} == {b"high", b"low"}
+    assert dev.stats()["listening"] == 1 and d.owns_listener
+    # connects only to the peer whose key is greater than ours
+    sessions = dev.sessions()
+    assert [bytes(s.peer_public_key) for s in sessions] == [HIGH]
+    assert sessions[0].role == uapi.POOL_ROLE_INITIATOR
+    assert list(d.held) == [sessions[0].index]
+    # inbound from the other peer is accepted and held
+    st = dev.inbound(LOW)
+    d.step()
+    assert st.index in d.held and st.fds == 1
+    # the journal is persisted and verifies
+    entries, _ = jr.read_file(node / "state" / "journal.jsonl")
+    assert [e.seq for e in entries] == list(range(len(entries)))
+    assert jr.verify(entries).ok
+    assert entries[-1].hash == dev.journal_read(0).head_hash
+
+
+def test_restart_changes_nothing_that_is_right(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    d.shutdown()
+    dev.mutations.clear()
+    d2 = make(node, dev)
+    d2.step()
+    # no identity or peer changes; only listen (stopped by the first poold) and the connect
+    assert dev.mutations == ["listen 9253", "connect"]
+    entries, _ = jr.read_file(node / "state" / "journal.jsonl")
+    assert jr.verify(entries).ok and entries[-1].hash == dev.journal_read(0).head_hash
+
+
+def test_diff_removes_stale_peers_and_updates_idle_ones(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    dev.set_identity(PRIV)
+    dev.peer_add(OTHER, "gone")
+    dev.peer_add(LOW, "low-old-name")
+    dev.mutations.clear()
+    d = make(node, dev)
+    d.step()
+    assert {p.name for p in dev.peers()} == {b"high", b"low"}
+    assert "peer_del" in dev.mutations and "set_identity" not in dev.mutations
+
+
+def test_sighup_keeps_sessions_to_remaining_peers(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    st_low = dev.inbound(LOW)
+    d.step()
+    high_idx = next(i for i, s in d.held.items() if s.peer_public_key == HIGH)
+    # drop 'low', keep 'high', add 'other'
+    write_conf(node, PEERS.split("[peer low]")[0] + f"[peer other]\npublic_key = {encode_key(OTHER)}\n")
+    assert d.reload() is True
+    d.step()
+    live = {s.index for s in dev.sessions()}
+    assert high_idx in live and high_idx in d.held  # untouched
+    assert st_low.index not in live and st_low.index not in d.held
+    assert {p.name for p in dev.peers()} == {b"high", b"other"}
+
+
+def test_sighup_with_bad_config_changes_nothing(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    dev.mutations.clear()
+    before = d.conf
+    write_conf(node, PEERS, node_extra="prot = 9253")
+    assert d.reload() is False
+    d.step()
+    assert d.conf is before and dev.mutations == []
+    (node / "private.key").chmod(0o644)
+    write_conf(node, PEERS)
+    assert d.reload() is False and dev.mutations == []
+
+
+def test_config_rejected_at_start(node: Path) -> None:
+    write_conf(node, f"[peer me]\npublic_key = {encode_key(PUB)}\n")
+    d = poold.Poold(str(node / "pool.conf"), FakeDevice, executor=poold.SyncExecutor())
+    with pytest.raises(poold.ConfigRejected, match="has this node's own public key"):
+        d.load_config()
+    write_conf(node)
+    (node / "private.key").chmod(0o640)
+    with pytest.raises(poold.ConfigRejected, match="mode 0640 is too open"):
+        d.load_config()
+
+
+def test_module_reload_reapplies_and_seeds_journal(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    head_before = jr.read_file(node / "state" / "journal.jsonl")[0][-1]
+    dev.reload()  # rmmod + modprobe: fresh state, fresh journal (GENESIS only)
+    d.step()
+    assert bytes(dev.get_identity().public_key) == PUB
+    assert {p.name for p in dev.peers()} == {b"high", b"low"}
+    assert dev.stats()["listening"] == 1
+    entries, _ = jr.read_file(node / "state" / "journal.jsonl")
+    res = jr.verify(entries)  # one unbroken chain across the reload, no restart allowed
+    assert res.ok, res.problems
+    genesis = next(e for e in entries if e.seq == head_before.seq + 1)
+    assert genesis.type == uapi.JournalType.GENESIS and genesis.prev_hash == head_before.hash
+
+
+def test_new_poold_after_module_load_seeds(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    d.shutdown()
+    dev.reload()
+    d2 = make(node, dev)
+    d2.step()
+    entries, _ = jr.read_file(node / "state" / "journal.jsonl")
+    assert jr.verify(entries).ok
+    assert dev.journal_read(0).entries[0].seq > 0  # the kernel chain was seeded
+
+
+def test_unseeded_kernel_chain_becomes_a_new_segment(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    make(node, dev).step()
+    dev.reload()
+    dev.listen()  # someone acted before poold: the kernel can no longer be seeded
+    d = make(node, dev)
+    d.step()
+    entries, _ = jr.read_file(node / "state" / "journal.jsonl")
+    assert not jr.verify(entries).ok
+    res = jr.verify(entries, allow_restart=True)
+    assert res.ok and res.segments == 2
+
+
+def test_broken_persisted_journal_is_moved_aside(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    make(node, dev).step()
+    path = node / "state" / "journal.jsonl"
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec["detail_hex"] = b"forged".hex()
+    lines[1] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n")
+    make(node, dev)
+    assert not path.exists()
+    assert [p.name.startswith("journal.jsonl.broken-") for p in (node / "state").iterdir()] == [True]
+
+
+def test_torn_last_line_is_dropped(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    make(node, dev).step()
+    path = node / "state" / "journal.jsonl"
+    good = path.read_bytes()
+    path.write_bytes(good + b'{"seq": 99, "trunc')
+    d = make(node, dev)
+    assert path.read_bytes() == good and d.journal is not None and d.journal.entries
+
+
+def test_connect_backoff(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    dev.refuse[HIGH] = errno.ECONNREFUSED
+    clock = Clock()
+    d = make(node, dev, clock)
+    attempts = []
+    for _ in range(200):
+        before = dev.stats()["handshakes_failed"]
+        d.step()
+        if dev.stats()["handshakes_failed"] > before:
+            attempts.append(clock.t)
+        clock.t += 0.5
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(attempts) >= 4
+    assert all(g2 >= g1 * 1.2 for g1, g2 in itertools.pairwise(gaps) if g1 < 40), gaps
+    del dev.refuse[HIGH]
+    clock.t += 120
+    d.step()
+    d.step()
+    assert any(s.peer_public_key == HIGH for s in d.held.values())
+    assert d.backoff[HIGH].delay == 0
+
+
+def test_peer_closes_then_reconnect(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    clock = Clock()
+    d = make(node, dev, clock)
+    d.step()
+    (idx,) = d.held
+    dev.peer_close(idx)
+    d.step()
+    assert idx not in d.held
+    assert len(d.held) == 1  # reconnected at once (no failure, no backoff)
+
+
+def test_shutdown_closes_sessions_and_owned_listener(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    dev.inbound(LOW)
+    d.step()
+    other = dev.attach(next(iter(d.held)))  # another daemon ATTACHed to a session
+    d.shutdown()
+    assert dev.stats()["listening"] == 0
+    assert [s.index for s in dev.sessions()] == [other.index]  # only the attached one lives on
+
+
+def test_listen_false_does_not_touch_the_listener(node: Path) -> None:
+    write_conf(node, PEERS, node_extra="listen = false")
+    dev = FakeDevice()
+    dev.listen(9400)
+    d = make(node, dev)
+    d.step()
+    d.shutdown()
+    assert dev.stats()["listen_port"] == 9400
+
+
+def test_sd_notify(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(path)
+        assert sdnotify.notify("READY=1", "STATUS=ok", env={"NOTIFY_SOCKET": path})
+        assert s.recv(100) == b"READY=1\nSTATUS=ok"
+        assert sdnotify.notify(*sdnotify.reloading(), env={"NOTIFY_SOCKET": path})
+        assert s.recv(100).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
+    assert sdnotify.notify("READY=1", env={}) is False
+
+
+def _poold(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    tools = str(Path(__file__).resolve().parents[3] / "tools")
+    e = {**os.environ, "PYTHONPATH": tools, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pooltools.poold", *args], capture_output=True, text=True, env=e, timeout=60
+    )
+
+
+def test_check_config_cli(node: Path) -> None:
+    p = write_conf(node, PEERS)
+    r = _poold("--check-config", "-c", str(p))
+    assert r.returncode == 0 and "ok (2 peer(s), 2 with an endpoint)" in r.stdout
+    p.write_text(p.read_text() + "\n[peer x]\npublic_key = nope\n")
+    r = _poold("--check-config", str(p))
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"poold: {p}:") and "public_key of peer 'x'" in r.stderr
+
+
+def test_missing_module_exit_3(node: Path) -> None:
+    p = write_conf(node, PEERS)
+    r = _poold("-c", str(p), "--device", str(node / "nope"), "--wait-module", "0")
+    assert r.returncode == 3
+    assert "pool.ko not loaded (modprobe pool)" in r.stderr
+
+
+def test_bad_config_exit_2(node: Path) -> None:
+    p = write_conf(node, PEERS, node_extra="prot = 1")
+    r = _poold("-c", str(p), "--device", str(node / "nope"))
+    assert r.returncode == 2 and "unknown key 'prot' in [node]" in r.stderr

@@ -1,0 +1,639 @@
+"""poold: keeps a node's POOL state in pool.ko (see tools/man/poold.8).
+
+- reads /etc/pool/pool.conf (docs/pool.conf.md), loads the identity and the
+  trust store into the module, changing only what differs from the kernel;
+- owns the listener when `listen = true`; ACCEPTs every inbound session and
+  holds its fd (a session lives while an fd is open); connects to each peer
+  with an endpoint whose public key is greater than the node's own, with
+  exponential backoff;
+- persists the kernel journal, append-only, to state_dir/journal.jsonl; after a
+  module load it SEEDs the kernel chain with the persisted head, so the history
+  continues; it verifies the persisted chain at start;
+- notices a reloaded module (device gone, identity unset) and re-applies;
+- SIGHUP: re-reads pool.conf (keeps the old one if the new one is invalid),
+  applying the difference: sessions to peers that remain stay up;
+- SIGTERM/SIGINT: closes its sessions, stops the listener it owns, exits 0;
+- sd_notify READY=1 / RELOADING=1 / STOPPING=1 / STATUS=; logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pooltools import __version__, conf, keyfile, sdnotify, uapi
+from pooltools import journal as jr
+from pooltools.device import DEVICE_PATH, EXIT_NO_MODULE, EXIT_TIMEOUT, EXIT_USAGE, Device, PoolError
+from pooltools.keys import encode_key
+from pooltools.x25519 import public_key as x25519_public
+
+log = logging.getLogger("poold")
+
+JOURNAL_FILE = "journal.jsonl"
+BACKOFF_MIN = 1.0
+BACKOFF_MAX = 60.0
+CONNECT_TIMEOUT_MS = 5000
+LIVE_STATES = (uapi.SessionState.HANDSHAKE, uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
+
+
+class ConfigRejected(Exception):
+    """The configuration cannot be applied (bad file, bad key file): nothing was changed."""
+
+
+@dataclass
+class Backoff:
+    delay: float = 0.0
+    next_at: float = 0.0
+    last_error: str = ""
+
+    def failed(self, now: float, error: str) -> float:
+        self.delay = BACKOFF_MIN if self.delay == 0 else min(self.delay * 2, BACKOFF_MAX)
+        wait = self.delay * random.uniform(0.8, 1.2)
+        self.next_at = now + wait
+        self.last_error = error
+        return wait
+
+    def reset(self) -> None:
+        self.delay = 0.0
+        self.next_at = 0.0
+        self.last_error = ""
+
+
+class SyncExecutor:
+    """Runs jobs at once (unit tests); same submit() as a ThreadPoolExecutor."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        f: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as exc:  # delivered through the future, like a thread pool
+            f.set_exception(exc)
+        return f
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+class Poold:
+    def __init__(
+        self,
+        conf_path: str,
+        open_device: Callable[[], Any],
+        executor: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        key_owner: int | None = None,
+    ) -> None:
+        self.conf_path = conf_path
+        self.open_device = open_device
+        self.executor = executor or concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="connect")
+        self.clock = clock
+        self.key_owner = key_owner
+        self.conf: conf.PoolConf | None = None
+        self.private: bytes = b""
+        self.public: bytes = b""
+        self.dev: Any = None
+        self.held: dict[int, Any] = {}  # session index -> session fd we hold
+        self.owns_listener = False
+        self.listen_port = 0
+        self.backoff: dict[bytes, Backoff] = {}
+        self.pending: dict[bytes, concurrent.futures.Future[Any]] = {}
+        self.journal: jr.JournalFile | None = None
+        self.journal_next = 0  # next kernel seq to persist
+        self.device_retry_at = 0.0
+        self.device_warned = False
+        self.applied = False
+
+    # ---- configuration
+
+    def read_config(self) -> tuple[conf.PoolConf, bytes, bytes]:
+        """Parse pool.conf and the key file; ConfigRejected with a one-line reason."""
+        try:
+            c = conf.load(self.conf_path)
+        except conf.ConfError as exc:
+            raise ConfigRejected(str(exc)) from None
+        try:
+            private = keyfile.read_private(c.node.private_key_file, self.key_owner)
+        except PoolError as exc:
+            raise ConfigRejected(str(exc)) from None
+        public = x25519_public(private)
+        for p in c.peers:
+            if p.public_key == public:
+                raise ConfigRejected(f"{c.path}:{p.line}: peer '{p.name}' has this node's own public key")
+        return c, private, public
+
+    def load_config(self) -> None:
+        self.conf, self.private, self.public = self.read_config()
+
+    # ---- device
+
+    def ensure_device(self) -> bool:
+        """Open /dev/pool if needed; True when the device is usable."""
+        if self.dev is not None:
+            return True
+        if self.clock() < self.device_retry_at:
+            return False
+        try:
+            self.dev = self.open_device()
+        except PoolError as exc:
+            self.device_retry_at = self.clock() + 2.0
+            if not self.device_warned:
+                log.warning("%s; waiting for it", exc)
+                self.device_warned = True
+            return False
+        self.device_warned = False
+        log.info("opened %s", getattr(self.dev, "path", "/dev/pool"))
+        self.applied = False
+        return True
+
+    def drop_device(self, why: str) -> None:
+        log.warning(
+            "lost pool.ko (%s): dropping %d session fd(s), will re-apply state when it is back", why, len(self.held)
+        )
+        for s in self.held.values():
+            _close_quietly(s)
+        self.held.clear()
+        self.pending.clear()
+        if self.dev is not None:
+            _close_quietly(self.dev)
+        self.dev = None
+        self.owns_listener = False
+        self.applied = False
+        self.device_retry_at = self.clock() + 1.0
+        sdnotify.notify("STATUS=waiting for pool.ko")
+
+    # ---- applying state
+
+    def apply(self) -> None:
+        """Bring the kernel in line with the configuration (only what differs)."""
+        assert self.conf is not None and self.dev is not None
+        self.sync_journal(initial=not self.applied)
+        self.apply_identity()
+        self.apply_peers()
+        self.apply_listener()
+        self.applied = True
+        self.sync_journal()
+
+    def apply_identity(self) -> None:
+        assert self.conf is not None
+        node = self.conf.node
+        cur = self.dev.get_identity()
+        if (
+            cur.flags & uapi.POOL_IDENTITY_SET
+            and bytes(cur.public_key) == self.public
+            and (cur.org_id, cur.segment_id) == (node.org_id, node.segment_id)
+        ):
+            return
+        if cur.flags & uapi.POOL_IDENTITY_SET:
+            log.warning("identity changes: every session closes (peers trust the old key)")
+            for s in self.held.values():
+                _close_quietly(s)
+            self.held.clear()
+        self.dev.set_identity(self.private, node.org_id, node.segment_id)
+        log.info("identity loaded: %s (org %d, segment %d)", encode_key(self.public), node.org_id, node.segment_id)
+
+    def apply_peers(self) -> None:
+        assert self.conf is not None
+        want = self.conf.peer_by_key()
+        have = {bytes(p.public_key): p for p in self.dev.peers()}
+        for key, kp in have.items():
+            if key not in want:
+                self.dev.peer_del(key)
+                self.forget_peer(key)
+                log.info("peer %s removed (%s)", kp.name.decode(errors="replace"), encode_key(key))
+        for key, p in want.items():
+            ep_addr = p.endpoint.addr if p.endpoint else bytes(16)
+            ep_port = p.endpoint.port if p.endpoint else 0
+            kp = have.get(key)
+            if kp is not None:
+                same = kp.name.decode(errors="replace") == p.name and (bytes(kp.endpoint_addr), kp.endpoint_port) == (
+                    ep_addr,
+                    ep_port,
+                )
+                if same:
+                    continue
+                if kp.active_sessions:
+                    log.info(
+                        "peer %s: new name/endpoint used by poold now; the kernel's copy updates when its session ends",
+                        p.name,
+                    )
+                    continue
+                self.dev.peer_del(key)
+            self.dev.peer_add(key, p.name, ep_addr, ep_port)
+            log.info(
+                "peer %s %s (%s, endpoint %s)",
+                p.name,
+                "updated" if kp else "added",
+                encode_key(key),
+                p.endpoint or "none",
+            )
+
+    def apply_listener(self) -> None:
+        assert self.conf is not None
+        node = self.conf.node
+        stats = self.dev.stats()
+        listening, port = bool(stats.get("listening")), int(stats.get("listen_port", 0))
+        if not node.listen:
+            if self.owns_listener and listening:
+                self.dev.stop()
+                log.info("listener stopped (listen = false)")
+            self.owns_listener = False
+            return
+        want = node.port or (port if self.owns_listener and listening else 0)
+        if listening and want and port != want:
+            log.warning("listener on port %d, configured %d: restarting it", port, want)
+            self.dev.stop()
+        self.dev.listen(want)
+        self.owns_listener = True
+        self.listen_port = int(self.dev.stats().get("listen_port", want)) or want
+        if not (listening and port == self.listen_port):
+            log.info("listening on port %d", self.listen_port)
+
+    def forget_peer(self, key: bytes) -> None:
+        for idx, s in list(self.held.items()):
+            if s.peer_public_key == key:
+                _close_quietly(s)
+                del self.held[idx]
+        self.backoff.pop(key, None)
+        self.pending.pop(key, None)
+
+    # ---- journal
+
+    def open_journal(self) -> None:
+        assert self.conf is not None
+        d = self.conf.node.state_dir
+        d.mkdir(mode=0o750, parents=True, exist_ok=True)
+        self.journal = jr.JournalFile(d / JOURNAL_FILE)
+        try:
+            entries = self.journal.load()
+        except jr.JournalFileError as exc:
+            aside = self.journal.rotate_aside(f"unreadable-{int(time.time())}")
+            log.error("%s: moved to %s, starting a new journal", exc, aside)
+            return
+        res = jr.verify(entries, allow_restart=True)
+        if not res.ok:
+            aside = self.journal.rotate_aside(f"broken-{int(time.time())}")
+            log.error(
+                "persisted journal does not verify (%s): moved to %s, starting a new one",
+                "; ".join(res.problems[:3]),
+                aside,
+            )
+            return
+        if entries:
+            log.info(
+                "persisted journal verified: %d entries, head seq %d %s",
+                res.checked,
+                res.last_seq,
+                res.head_hash.hex() if res.head_hash else "",
+            )
+
+    def sync_journal(self, initial: bool = False) -> None:
+        """Append the kernel's new entries; on the first sync after a module load, SEED first."""
+        if self.journal is None:
+            return
+        head = self.journal.head
+        if initial:
+            chunk = self.dev.journal_read(0)
+            fresh = (
+                len(chunk.entries) == 1
+                and chunk.entries[0].type == uapi.JournalType.GENESIS
+                and chunk.entries[0].seq == 0
+            )
+            continues = head is not None and any(e.seq == head.seq and e.hash == head.hash for e in chunk.entries)
+            if head is not None and continues:
+                self.journal_next = head.seq + 1
+            elif head is not None and fresh:
+                self.dev.journal_seed(head.seq + 1, head.hash)
+                log.info("journal seeded: the kernel chain continues at seq %d", head.seq + 1)
+                self.journal_next = head.seq + 1
+            elif head is not None:
+                log.warning(
+                    "journal: the kernel chain (seq %d..%d) does not continue the persisted one (head seq %d): recording it as a new segment",
+                    chunk.first_seq,
+                    chunk.next_seq - 1,
+                    head.seq,
+                )
+                self.journal_next = 0
+            else:
+                self.journal_next = 0
+        chunk = self.dev.journal_read(self.journal_next)
+        if self.journal_next and chunk.first_seq > self.journal_next:
+            log.error(
+                "journal: entries %d..%d left the kernel ring before poold saved them",
+                self.journal_next,
+                chunk.first_seq - 1,
+            )
+        new = [e for e in chunk.entries if e.seq >= self.journal_next]
+        if new:
+            self.journal.append(new)
+            self.journal_next = new[-1].seq + 1
+
+    # ---- sessions
+
+    def accept_all(self) -> None:
+        while True:
+            try:
+                s = self.dev.accept(0)
+            except PoolError as exc:
+                if exc.exit_code == EXIT_TIMEOUT:
+                    return
+                raise
+            self.held[s.index] = s
+            log.info("accepted session %d from %s", s.index, self.peer_label(s.peer_public_key))
+
+    def reap(self) -> list[uapi.PoolSessionInfo]:
+        infos = self.dev.sessions()
+        live = {i.index for i in infos if i.state in LIVE_STATES}
+        for idx in [i for i in self.held if i not in live]:
+            s = self.held.pop(idx)
+            log.info("session %d with %s ended", idx, self.peer_label(s.peer_public_key))
+            _close_quietly(s)
+        return infos
+
+    def connect_due(self, infos: list[uapi.PoolSessionInfo]) -> None:
+        """Connect policy: each peer with an endpoint whose key is greater than ours, with backoff."""
+        assert self.conf is not None
+        connected = {bytes(i.peer_public_key) for i in infos if i.state in LIVE_STATES}
+        connected |= self.harvest()
+        now = self.clock()
+        for p in self.conf.peers:
+            if (
+                p.endpoint is None
+                or p.public_key <= self.public
+                or p.public_key in connected
+                or p.public_key in self.pending
+            ):
+                continue
+            b = self.backoff.setdefault(p.public_key, Backoff())
+            if now < b.next_at:
+                continue
+            log.debug("connecting to %s at %s", p.name, p.endpoint)
+            self.pending[p.public_key] = self.executor.submit(
+                self.dev.connect, p.public_key, p.endpoint.addr, p.endpoint.port, 0, CONNECT_TIMEOUT_MS
+            )
+        self.harvest()
+
+    def harvest(self) -> set[bytes]:
+        """Collect finished connects; returns the peers now connected."""
+        assert self.conf is not None
+        now = self.clock()
+        done: set[bytes] = set()
+        for key, fut in list(self.pending.items()):
+            if not fut.done():
+                continue
+            del self.pending[key]
+            b = self.backoff.setdefault(key, Backoff())
+            try:
+                s = fut.result()
+            except PoolError as exc:
+                wait = b.failed(now, exc.why)
+                log.warning("connect to %s failed: %s; retry in %.0f s", self.peer_label(key), exc.why, wait)
+                continue
+            if self.conf.peer_by_key().get(key) is None or self.dev is None:
+                _close_quietly(s)
+                continue
+            b.reset()
+            self.held[s.index] = s
+            done.add(key)
+            log.info("connected session %d to %s", s.index, self.peer_label(key))
+        return done
+
+    def peer_label(self, key: bytes) -> str:
+        if self.conf is not None:
+            p = self.conf.peer_by_key().get(key)
+            if p is not None:
+                return p.name
+        return encode_key(key)
+
+    # ---- the loop body
+
+    def step(self) -> None:
+        """One pass: device health, re-apply if needed, accept, reap, connect, journal."""
+        if not self.ensure_device():
+            return
+        try:
+            ident = self.dev.get_identity()
+            if self.applied and (not ident.flags & uapi.POOL_IDENTITY_SET or bytes(ident.public_key) != self.public):
+                log.warning("pool.ko lost its state (module reloaded?): re-applying")
+                for s in self.held.values():
+                    _close_quietly(s)
+                self.held.clear()
+                self.pending.clear()
+                self.owns_listener = False
+                self.applied = False
+            if not self.applied:
+                self.apply()
+                self.status()
+            self.accept_all()
+            infos = self.reap()
+            self.connect_due(infos)
+            self.sync_journal()
+        except PoolError as exc:
+            if exc.exit_code == EXIT_NO_MODULE:
+                self.drop_device(exc.why)
+            else:
+                raise
+
+    def status(self) -> None:
+        sdnotify.notify(
+            f"STATUS={'listening on ' + str(self.listen_port) if self.owns_listener else 'not listening'}, "
+            f"{len(self.conf.peers) if self.conf else 0} peer(s), {len(self.held)} session(s) held"
+        )
+
+    def reload(self) -> bool:
+        """SIGHUP: apply a new pool.conf; keep the old one if it is invalid."""
+        sdnotify.notify(*sdnotify.reloading())
+        try:
+            new = self.read_config()
+        except ConfigRejected as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            sdnotify.notify("READY=1", "STATUS=reload refused: see the log")
+            return False
+        old = self.conf
+        self.conf, self.private, self.public = new
+        if old is not None and old.node.state_dir != self.conf.node.state_dir:
+            log.warning("state_dir changes take effect at restart")
+            self.conf.node.state_dir = old.node.state_dir
+        removed = set(old.peer_by_key()) - set(self.conf.peer_by_key()) if old else set()
+        for key in removed:
+            self.backoff.pop(key, None)
+        try:
+            if self.dev is not None:
+                self.apply()
+        except PoolError as exc:
+            log.error("reload: %s", exc)
+        log.info("configuration reloaded: %d peer(s)", len(self.conf.peers))
+        sdnotify.notify("READY=1")
+        self.status()
+        return True
+
+    def shutdown(self) -> None:
+        sdnotify.notify("STOPPING=1")
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        n = len(self.held)
+        for s in self.held.values():
+            _close_quietly(s)
+        self.held.clear()
+        if self.dev is not None:
+            try:
+                if self.owns_listener:
+                    self.dev.stop()
+                    log.info("listener stopped")
+                self.sync_journal()
+            except PoolError as exc:
+                log.warning("at exit: %s", exc)
+            _close_quietly(self.dev)
+            self.dev = None
+        log.info("stopped: closed %d session(s)", n)
+
+
+def _close_quietly(obj: Any) -> None:
+    with contextlib.suppress(OSError, PoolError):
+        obj.close()
+
+
+# ---- process
+
+
+class _Signals:
+    def __init__(self) -> None:
+        self.stop = False
+        self.hup = False
+        self.r, self.w = socket.socketpair()
+        self.r.setblocking(False)
+        self.w.setblocking(False)
+        signal.set_wakeup_fd(self.w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stop = True
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self.hup = True
+
+    def drain(self) -> None:
+        try:
+            while self.r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+def _setup_logging(verbose: bool) -> None:
+    if os.environ.get("JOURNAL_STREAM"):
+        # journald: syslog level prefixes, no timestamps (journald adds them)
+        levels = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+        class Prefix(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                return f"<{levels.get(record.levelno, 6)}>{record.getMessage()}"
+
+        fmt: logging.Formatter = Prefix()
+    else:
+        fmt = logging.Formatter("%(asctime)s poold %(levelname)s: %(message)s")
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(fmt)
+    log.handlers[:] = [h]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    daemon = Poold(args.config, lambda: Device(args.device))
+    try:
+        daemon.load_config()
+    except ConfigRejected as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    daemon.open_journal()
+    sig = _Signals()
+    deadline = time.monotonic() + args.wait_module
+    while not daemon.ensure_device():
+        if sig.stop:
+            return 0
+        if time.monotonic() >= deadline:
+            log.error("/dev/pool missing: pool.ko not loaded (modprobe pool)")
+            return EXIT_NO_MODULE
+        time.sleep(0.5)
+    try:
+        daemon.step()
+    except PoolError as exc:
+        log.error("%s", exc)
+        daemon.shutdown()
+        return exc.exit_code
+    sdnotify.notify("READY=1")
+    daemon.status()
+    log.info("poold %s ready: %d peer(s)", __version__, len(daemon.conf.peers) if daemon.conf else 0)
+    while not sig.stop:
+        if sig.hup:
+            sig.hup = False
+            daemon.reload()
+        fds = [sig.r.fileno()]
+        if daemon.dev is not None and daemon.dev.fileno() >= 0:
+            fds.append(daemon.dev.fileno())
+        with contextlib.suppress(InterruptedError):
+            select.select(fds, [], [], 1.0)
+        sig.drain()
+        if sig.stop:
+            break
+        try:
+            daemon.step()
+        except PoolError as exc:  # one failed ioctl must not kill the node's sessions
+            log.error("%s", exc)
+            time.sleep(1.0)
+    daemon.shutdown()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="poold", description="Keep this node's POOL state in pool.ko.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-c", "--config", default=conf.DEFAULT_PATH, help="pool.conf (default %(default)s)")
+    p.add_argument(
+        "--device", default=os.environ.get("POOL_DEVICE", DEVICE_PATH), help="control device (default /dev/pool)"
+    )
+    p.add_argument(
+        "--check-config",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="validate PATH (default: --config) and exit: 0 valid, 2 invalid (for template validate: %%s)",
+    )
+    p.add_argument(
+        "--wait-module", type=float, default=30.0, help="seconds to wait for /dev/pool at start (default 30)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.check_config is not None:
+        path = args.check_config or args.config
+        try:
+            c = conf.load(path)
+        except conf.ConfError as exc:
+            print(f"poold: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        eps = sum(1 for p in c.peers if p.endpoint)
+        print(f"{path}: ok ({len(c.peers)} peer(s), {eps} with an endpoint)")
+        return 0
+    _setup_logging(args.verbose)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
