@@ -40,10 +40,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	fi
 	echo "bootstrap: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	"${SUDO[@]}" apt-get update -qq >/dev/null ||
-		die "apt-get update failed: check /etc/apt/sources.list*; needed: ${missing[*]}"
-	"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-		die "apt-get install failed for: ${missing[*]}"
+	log="$(mktemp)"
+	if ! "${SUDO[@]}" apt-get update -qq >"$log" 2>&1; then
+		tail -n 20 "$log" >&2
+		rm -f "$log"
+		die "apt-get update failed (see above): check /etc/apt/sources.list*; needed: ${missing[*]}"
+	fi
+	if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+		tail -n 20 "$log" >&2
+		rm -f "$log"
+		die "apt-get install failed (see above) for: ${missing[*]}"
+	fi
+	rm -f "$log"
 fi
 
 [ -x "$PYTHON" ] || die "$PYTHON not found: install python3 (or set PYTHON=)"

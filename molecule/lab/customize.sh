@@ -21,6 +21,7 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UseDNS no
+HostKey /etc/ssh/ssh_host_ed25519_key
 EOF
 
 # First-boot (and every-boot) setup from the kernel command line:
@@ -65,7 +66,9 @@ if [ -n "$key" ]; then
 	mv /root/.ssh/authorized_keys.new /root/.ssh/authorized_keys
 	umask 022
 fi
-ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A
+# ed25519 only: RSA key generation takes half a minute under TCG.
+[ -e /etc/ssh/ssh_host_ed25519_key ] ||
+	ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f /etc/ssh/ssh_host_ed25519_key
 
 # NICs are found by MAC: the user-mode NIC keeps eth0, the private link
 # becomes lab0 (wait for udev to have probed both).
@@ -74,7 +77,7 @@ pmac="$(arg pmac)"
 i=0
 until by_mac "$umac" >/dev/null && by_mac "$pmac" >/dev/null; do
 	i=$((i + 1))
-	[ "$i" -lt 300 ] || { echo "pool-lab-setup: NICs $umac/$pmac not found"; exit 1; }
+	[ "$i" -lt 1200 ] || { echo "pool-lab-setup: NICs $umac/$pmac not found"; exit 1; }
 	sleep 0.1
 done
 udev="$(by_mac "$umac")"
@@ -121,9 +124,15 @@ systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer \
 	e2scrub_all.timer e2scrub_reap.service fstrim.timer \
 	systemd-networkd-wait-online.service >/dev/null 2>&1 || true
 
+# A small initrd: only what mounting /dev/vda needs (TCG unpacks and probes
+# everything else slowly); the root fs loads the rest through udev.
+printf 'MODULES=list\n' >/etc/initramfs-tools/conf.d/pool-lab.conf
+printf '%s\n' virtio_pci virtio_blk virtio_net ext4 crc32c_generic >>/etc/initramfs-tools/modules
+printf 'blacklist floppy\n' >/etc/modprobe.d/pool-lab.conf
+
 # The image must boot its own kernel and build modules against it.
 kver="$(ls /lib/modules)"
 [ "$(echo "$kver" | wc -l)" -eq 1 ] || { echo "customize: expected one kernel, got: $kver" >&2; exit 1; }
 [ -e "/lib/modules/$kver/build" ] || { echo "customize: headers for $kver missing" >&2; exit 1; }
-[ -e "/boot/initrd.img-$kver" ] || update-initramfs -c -k "$kver"
+update-initramfs -u -k "$kver"
 apt-get clean

@@ -296,6 +296,7 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
             subprocess.run(
                 [mkfs, "-q", "-F", "-L", "poolroot", "-d", str(root), str(raw), DISK_SIZE],
                 check=True,
+                stdout=subprocess.DEVNULL,
             )
             shutil.rmtree(root)
             subprocess.run(
@@ -314,6 +315,7 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
             atomic_write(work / "manifest.json", json.dumps(manifest, indent=2) + "\n")
             if final.exists():
                 shutil.rmtree(final)
+            os.chmod(work, 0o755)
             os.rename(work, final)
         except subprocess.CalledProcessError as e:
             raise LabError(f"image build step failed: {' '.join(map(str, e.cmd))} (exit {e.returncode})") from e
@@ -578,8 +580,7 @@ def wait_for_ssh(
         if clock() >= deadline:
             n = pending[0]
             raise LabError(
-                f"{n.name}: no SSH answer on 127.0.0.1:{n.port} within {timeout:.0f} s; "
-                f"last 50 lines of {n.console}:",
+                f"{n.name}: no SSH answer on 127.0.0.1:{n.port} within {timeout:.0f} s; last 50 lines of {n.console}:",
                 tail(Path(n.console), 50),
             )
         sleep(2)
@@ -617,7 +618,7 @@ def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: 
     )
     accel = ["-accel", "kvm", "-cpu", "host"] if st.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
     return [
-        qemu, "-name", f"pool-lab-{st.name}-{n.name}", *accel,
+        qemu, "-name", f"pool-lab-{st.name}-{n.name}", "-machine", "q35", *accel,
         "-m", str(memory), "-smp", str(cpus),
         "-nodefaults", "-no-user-config", "-display", "none",
         "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"), "-append", append,
@@ -642,11 +643,16 @@ def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port
     qemu_img = need("qemu-img")
     need("ssh")
     old = State.load(rd)
-    if old and old.count == count and old.nodes and all(pid_alive(n.pid) for n in old.nodes):
-        if all(ssh_answers(rd, n) for n in old.nodes):
-            write_inventory(old, rd, inventory)
-            print(f"pool_lab: lab {name!r} already up ({count} VMs)", file=sys.stderr)
-            return old
+    if (
+        old
+        and old.count == count
+        and old.nodes
+        and all(pid_alive(n.pid) for n in old.nodes)
+        and all(ssh_answers(rd, n) for n in old.nodes)
+    ):
+        write_inventory(old, rd, inventory)
+        print(f"pool_lab: lab {name!r} already up ({count} VMs)", file=sys.stderr)
+        return old
     down(quiet=True)
     img = build_image()
     manifest = json.loads((img / "manifest.json").read_text())
@@ -739,6 +745,10 @@ def kill_all(pids: Iterable[int], grace: float = 5.0) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
+    # Give init a moment to reap the (daemonized) processes, so pgrep is clean.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.1)
 
 
 def down(quiet: bool = False) -> None:
@@ -752,7 +762,8 @@ def down(quiet: bool = False) -> None:
     for pf in rd.glob("*.pid"):
         with contextlib.suppress(OSError, ValueError):
             pid = int(pf.read_text().strip())
-            if pid in pids or pid_alive(pid) and str(rd) in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_text(errors="replace") if pid_alive(pid) else ""
+            if str(rd) + "/" in cmdline:
                 pids.add(pid)
     kill_all(pids)
     left = [p for p in lab_processes(rd) if pid_alive(p)]
@@ -794,6 +805,17 @@ def status(as_json: bool) -> int:
             "inventory": st.inventory,
             "nodes": nodes,
             "stray_pids": [p for p in stray if p not in known],
+            # The same nodes in the format of molecule's instance_config.yml.
+            "molecule_instances": [
+                {
+                    "instance": n.name,
+                    "address": "127.0.0.1",
+                    "port": n.port,
+                    "user": SSH_USER,
+                    "identity_file": str(rd / "id_ed25519"),
+                }
+                for n in st.nodes
+            ],
         }
     if as_json:
         print(json.dumps(out, indent=2))
@@ -833,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("inventory", help="rewrite the inventory of the running lab")
     p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
     args = ap.parse_args(argv)
+    # SIGTERM (a CI timeout, molecule interrupted) cleans up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if args.cmd == "image":
             if args.print:
