@@ -625,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "genkey":
             return cmd_genkey(args)
+        import cryptography  # noqa: F401  (fail early, with the message below)
+
         if args.cmd == "connect":
             return asyncio.run(cmd_connect(args))
         if args.cmd == "serve":
@@ -634,6 +636,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(cmd_fuzz(args))
     except KeyboardInterrupt:
         return 130
+    except ImportError as exc:
+        sys.stderr.write(
+            f"{PROG}: {args.cmd}: needs the 'cryptography' package ({exc.name or exc}): pip install cryptography\n"
+        )
+        return 1
     except (PeerError, noise.PoolError, wire.WireError, OSError) as exc:
         sys.stderr.write(f"{PROG}: {args.cmd}: {exc}\n")
         return 1
