@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * config.c - versioned configuration with commit-confirmed rollback
+ * (POOL_IOC_CONFIG_*, uapi/pool.h).
+ *
+ * The active version carries the tunables (struct pool_params) and the
+ * trust store; the previous version is kept so that ROLLBACK, or the
+ * rollback work at the deadline of a tentative version, can restore it
+ * without userspace. Every field is validated before anything changes.
+ *
+ * Ownership and teardown: the snapshots' peer arrays are kvmalloc'ed here
+ * and freed when replaced or by pool_config_exit(), which first cancels
+ * the rollback work synchronously (module exit, after the sessions).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/mm.h>
+#include <linux/uaccess.h>
+#include <linux/ktime.h>
+
+#include "pool.h"
+
+#define POOL_CONFIG_MAX_PEERS	1024
+
+struct pool_cfg {
+	u32			version;
+	u8			hash[POOL_HASH_LEN];
+	struct pool_params	params;
+	struct pool_peer	*peers;		/* trust store snapshot */
+	u32			npeers;
+};
+
+static struct {
+	struct pool_cfg		active, prev;	/* active.peers unused */
+	bool			has_prev;
+	bool			tentative;
+	u64			deadline_ns;	/* CLOCK_REALTIME */
+	struct delayed_work	rollback_work;
+} cfg;
+
+static void pool_cfg_free(struct pool_cfg *c)
+{
+	kvfree(c->peers);
+	c->peers = NULL;
+	c->npeers = 0;
+}
+
+/* A snapshot of the live trust store into c->peers. */
+static int pool_cfg_snapshot_peers(struct pool_cfg *c)
+{
+	u32 n = READ_ONCE(pool_node.nr_peers), total;
+
+	for (;;) {
+		c->peers = n ? kvcalloc(n, sizeof(*c->peers), GFP_KERNEL) : NULL;
+		if (n && !c->peers)
+			return -ENOMEM;
+		c->npeers = pool_peer_list(c->peers, n, &total);
+		if (total <= n)
+			return 0;
+		kvfree(c->peers);
+		n = total;
+	}
+}
+
+static void pool_params_apply(const struct pool_params *p)
+{
+	struct pool_session *s;
+	int id = 0;
+
+	WRITE_ONCE(pool_node.params.heartbeat_seconds, p->heartbeat_seconds);
+	WRITE_ONCE(pool_node.params.rekey_seconds, p->rekey_seconds);
+	WRITE_ONCE(pool_node.params.rekey_packets, p->rekey_packets);
+	WRITE_ONCE(pool_node.params.puzzle_difficulty, p->puzzle_difficulty);
+	WRITE_ONCE(pool_node.params.max_sessions, p->max_sessions);
+	/* timers pick the new values up at once */
+	while ((s = pool_session_next(&id))) {
+		if (!READ_ONCE(s->closing)) {
+			mod_delayed_work(pool_node.wq, &s->rekey_work, 0);
+			mod_delayed_work(pool_node.wq, &s->hb_work,
+					 p->heartbeat_seconds * HZ);
+		}
+		pool_session_put(s);
+		id++;
+	}
+}
+
+/* Announces CONFIG or ROLLBACK to every session; never waited for. */
+static void pool_config_announce(u8 type, const u8 *pt, size_t len)
+{
+	struct pool_session *s;
+	int id = 0;
+
+	while ((s = pool_session_next(&id))) {
+		if (!READ_ONCE(s->closing))
+			pool_send_ctrl(s, type, 0, pt, len, true);
+		pool_session_put(s);
+		id++;
+	}
+}
+
+static void pool_config_announce_config(void)
+{
+	u8 pt[POOL_CONFIG_PT_LEN] = {};
+
+	put_unaligned_be32(cfg.active.version, pt);
+	put_unaligned_be32(cfg.has_prev ? cfg.prev.version : 0, pt + 4);
+	memcpy(pt + 8, cfg.active.hash, 32);
+	if (cfg.has_prev)
+		memcpy(pt + 40, cfg.prev.hash, 32);
+	put_unaligned_be64(cfg.tentative ? cfg.deadline_ns : 0, pt + 72);
+	put_unaligned_be32(cfg.tentative ? 1 : 0, pt + 80);
+	pool_config_announce(POOL_PKT_CONFIG, pt, sizeof(pt));
+}
+
+static void pool_config_fill(struct pool_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->version = cfg.active.version;
+	memcpy(c->hash, cfg.active.hash, POOL_HASH_LEN);
+	c->flags = (cfg.tentative ? POOL_CONFIG_TENTATIVE : 0) |
+		   (cfg.has_prev ? POOL_CONFIG_HAS_PREV : 0);
+	if (cfg.has_prev) {
+		c->prev_version = cfg.prev.version;
+		memcpy(c->prev_hash, cfg.prev.hash, POOL_HASH_LEN);
+	}
+	c->deadline_ns = cfg.tentative ? cfg.deadline_ns : 0;
+	c->heartbeat_seconds = pool_node.params.heartbeat_seconds;
+	c->rekey_seconds = pool_node.params.rekey_seconds;
+	c->rekey_packets = pool_node.params.rekey_packets;
+	c->puzzle_difficulty = pool_node.params.puzzle_difficulty;
+	c->max_sessions = pool_node.params.max_sessions;
+	c->peer_count = READ_ONCE(pool_node.nr_peers);
+}
+
+int pool_config_get(struct pool_config *c)
+{
+	mutex_lock(&pool_node.lock);
+	pool_config_fill(c);
+	mutex_unlock(&pool_node.lock);
+	return 0;
+}
+
+int pool_config_apply(struct pool_config *c)
+{
+	struct pool_params p = {
+		.heartbeat_seconds	= c->heartbeat_seconds,
+		.rekey_seconds		= c->rekey_seconds,
+		.rekey_packets		= c->rekey_packets,
+		.puzzle_difficulty	= c->puzzle_difficulty,
+		.max_sessions		= c->max_sessions,
+	};
+	struct pool_cfg old = {};
+	struct pool_peer *peers = NULL;
+	u32 ms = c->confirm_within_ms;
+	int ret;
+
+	if (c->reserved || c->flags || c->peer_count > POOL_CONFIG_MAX_PEERS ||
+	    !pool_valid_params(&p) || ms > 24U * 3600 * 1000)
+		return -EINVAL;
+	if (c->peer_count) {
+		peers = kvcalloc(c->peer_count, sizeof(*peers), GFP_KERNEL);
+		if (!peers)
+			return -ENOMEM;
+		if (copy_from_user(peers, u64_to_user_ptr(c->peers_ptr),
+				   c->peer_count * sizeof(*peers))) {
+			kvfree(peers);
+			return -EFAULT;
+		}
+	}
+
+	mutex_lock(&pool_node.lock);
+	ret = -EINVAL;
+	if (c->version <= cfg.active.version)
+		goto out;
+	old = cfg.active;
+	old.params = pool_node.params;
+	ret = pool_cfg_snapshot_peers(&old);
+	if (ret)
+		goto out;
+	/* validates every peer before it changes the trust store */
+	ret = pool_peer_replace(peers, c->peer_count);
+	if (ret) {
+		pool_cfg_free(&old);
+		goto out;
+	}
+	pool_params_apply(&p);
+
+	pool_cfg_free(&cfg.prev);
+	cfg.prev = old;
+	cfg.has_prev = true;
+	cfg.active.version = c->version;
+	memcpy(cfg.active.hash, c->hash, POOL_HASH_LEN);
+	cfg.active.params = p;
+	WRITE_ONCE(pool_node.config_version, c->version);
+	cfg.tentative = ms > 0;
+	if (cfg.tentative) {
+		cfg.deadline_ns = ktime_get_real_ns() + (u64)ms * NSEC_PER_MSEC;
+		mod_delayed_work(pool_node.wq, &cfg.rollback_work,
+				 msecs_to_jiffies(ms));
+	} else {
+		cfg.deadline_ns = 0;
+		cancel_delayed_work(&cfg.rollback_work);
+	}
+	pool_stat_inc(POOL_STAT_CONFIG_APPLIED);
+	pool_journal(POOL_JOURNAL_CONFIG, 0, NULL, "apply %u%s hash %*phN",
+		     c->version, cfg.tentative ? " tentative" : "", 8, c->hash);
+	pool_config_fill(c);
+	pool_config_announce_config();
+	ret = 0;
+out:
+	mutex_unlock(&pool_node.lock);
+	kvfree(peers);
+	return ret;
+}
+
+int pool_config_confirm(const struct pool_config_ref *r)
+{
+	int ret = 0;
+
+	if (r->reserved)
+		return -EINVAL;
+	mutex_lock(&pool_node.lock);
+	if (r->version != cfg.active.version) {
+		ret = -ESTALE;
+	} else if (cfg.tentative) {
+		cfg.tentative = false;
+		cfg.deadline_ns = 0;
+		cancel_delayed_work(&cfg.rollback_work);
+		pool_stat_inc(POOL_STAT_CONFIG_CONFIRMED);
+		pool_journal(POOL_JOURNAL_CONFIG, 0, NULL, "confirm %u",
+			     r->version);
+		pool_config_announce_config();
+	}
+	mutex_unlock(&pool_node.lock);
+	return ret;
+}
+
+/* pool_node.lock held. */
+static int pool_config_restore(const char *why)
+{
+	u8 pt[POOL_ROLLBACK_PT_LEN] = {};
+	struct pool_cfg from = cfg.active;
+	int ret;
+
+	if (!cfg.has_prev)
+		return -ENOENT;
+	ret = pool_peer_replace(cfg.prev.peers, cfg.prev.npeers);
+	if (ret)
+		return ret;
+	pool_params_apply(&cfg.prev.params);
+	cfg.active.version = cfg.prev.version;
+	memcpy(cfg.active.hash, cfg.prev.hash, POOL_HASH_LEN);
+	cfg.active.params = cfg.prev.params;
+	pool_cfg_free(&cfg.prev);
+	memset(&cfg.prev, 0, sizeof(cfg.prev));
+	cfg.has_prev = false;
+	cfg.tentative = false;
+	cfg.deadline_ns = 0;
+	WRITE_ONCE(pool_node.config_version, cfg.active.version);
+	pool_stat_inc(POOL_STAT_CONFIG_ROLLED_BACK);
+	pool_journal(POOL_JOURNAL_ROLLBACK, 0, NULL, "%u -> %u (%s)",
+		     from.version, cfg.active.version, why);
+
+	put_unaligned_be32(cfg.active.version, pt);
+	memcpy(pt + 4, cfg.active.hash, 32);
+	put_unaligned_be32(from.version, pt + 36);
+	memcpy(pt + 40, from.hash, 32);
+	pool_config_announce(POOL_PKT_ROLLBACK, pt, sizeof(pt));
+	return 0;
+}
+
+int pool_config_rollback(const struct pool_config_ref *r)
+{
+	int ret;
+
+	if (r->reserved)
+		return -EINVAL;
+	mutex_lock(&pool_node.lock);
+	if (r->version != cfg.active.version)
+		ret = -ESTALE;
+	else
+		ret = pool_config_restore("operator");
+	if (!ret)
+		cancel_delayed_work(&cfg.rollback_work);
+	mutex_unlock(&pool_node.lock);
+	return ret;
+}
+
+static void pool_config_rollback_work(struct work_struct *w)
+{
+	mutex_lock(&pool_node.lock);
+	if (cfg.tentative && ktime_get_real_ns() >= cfg.deadline_ns - NSEC_PER_MSEC)
+		pool_config_restore("not confirmed before the deadline");
+	mutex_unlock(&pool_node.lock);
+}
+
+void pool_config_init(void)
+{
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.active.params = pool_node.params;
+	INIT_DELAYED_WORK(&cfg.rollback_work, pool_config_rollback_work);
+}
+
+void pool_config_exit(void)
+{
+	cancel_delayed_work_sync(&cfg.rollback_work);
+	pool_cfg_free(&cfg.prev);
+}

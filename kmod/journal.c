@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * journal.c - the hash-chained journal (docs/protocol.md section 6).
+ *
+ * A ring of POOL_JOURNAL_SIZE entries; the oldest are overwritten, readers
+ * learn from first_seq what they missed. Entries are written from any
+ * context that may sleep or not (spinlock, no allocation).
+ *
+ * Ownership and teardown: pool_journal_init() allocates the ring (vzalloc),
+ * pool_journal_exit() frees it after every other user has stopped (it is the
+ * last thing module exit does before the crypto code goes).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/uaccess.h>
+#include <linux/ktime.h>
+#include <linux/seq_file.h>
+#include <linux/string.h>
+
+#include "pool.h"
+
+static struct {
+	spinlock_t			lock;
+	struct pool_journal_entry	*ring;
+	u64				next_seq;	/* seq of the next entry */
+	u64				count;		/* entries written since load */
+	bool				seeded;
+	u8				head[POOL_HASH_LEN];
+} journal;
+
+static void pool_journal_hash(struct pool_journal_entry *e)
+{
+	u8 buf[POOL_HASH_LEN + 8 + 8 + 2 + 2 + 4 + POOL_KEY_LEN];
+	u8 *p = buf;
+
+	memcpy(p, e->prev_hash, POOL_HASH_LEN);
+	p += POOL_HASH_LEN;
+	put_unaligned_be64(e->seq, p);
+	p += 8;
+	put_unaligned_be64(e->timestamp_ns, p);
+	p += 8;
+	put_unaligned_be16(e->type, p);
+	p += 2;
+	put_unaligned_be16(e->code, p);
+	p += 2;
+	put_unaligned_be32(e->config_version, p);
+	p += 4;
+	memcpy(p, e->peer_public_key, POOL_KEY_LEN);
+	pool_hash(e->hash, buf, sizeof(buf), (const u8 *)e->detail,
+		  strnlen(e->detail, POOL_DETAIL_LEN));
+}
+
+static struct pool_journal_entry *pool_journal_slot(u64 seq)
+{
+	return &journal.ring[seq % POOL_JOURNAL_SIZE];
+}
+
+void pool_journal(u16 type, u16 code, const u8 *peer_key, const char *fmt, ...)
+{
+	struct pool_journal_entry e = {};
+	unsigned long flags;
+	va_list ap;
+
+	if (!journal.ring)
+		return;
+	e.timestamp_ns = ktime_get_real_ns();
+	e.type = type;
+	e.code = code;
+	e.config_version = READ_ONCE(pool_node.config_version);
+	if (peer_key)
+		memcpy(e.peer_public_key, peer_key, POOL_KEY_LEN);
+	va_start(ap, fmt);
+	vscnprintf(e.detail, sizeof(e.detail), fmt, ap);
+	va_end(ap);
+
+	spin_lock_irqsave(&journal.lock, flags);
+	e.seq = journal.next_seq++;
+	memcpy(e.prev_hash, journal.head, POOL_HASH_LEN);
+	pool_journal_hash(&e);
+	memcpy(journal.head, e.hash, POOL_HASH_LEN);
+	*pool_journal_slot(e.seq) = e;
+	journal.count++;
+	spin_unlock_irqrestore(&journal.lock, flags);
+	pool_stat_inc(POOL_STAT_JOURNAL_ENTRIES);
+}
+
+u64 pool_journal_next(void)
+{
+	return READ_ONCE(journal.next_seq);
+}
+
+/* Oldest seq the ring holds; called under journal.lock. */
+static u64 pool_journal_first(void)
+{
+	return journal.next_seq - min_t(u64, journal.count, POOL_JOURNAL_SIZE);
+}
+
+int pool_journal_read(struct pool_journal_read *r)
+{
+	struct pool_journal_entry __user *out = u64_to_user_ptr(r->list.ptr);
+	struct pool_journal_entry *buf;
+	u32 cap = min_t(u32, r->list.capacity, POOL_JOURNAL_SIZE);
+	unsigned long flags;
+	u64 first, next, from, seq;
+	u32 n = 0, total;
+	int ret = 0;
+
+	buf = cap ? kvmalloc_array(cap, sizeof(*buf), GFP_KERNEL) : NULL;
+	if (cap && !buf)
+		return -ENOMEM;
+
+	spin_lock_irqsave(&journal.lock, flags);
+	first = pool_journal_first();
+	next = journal.next_seq;
+	from = max(r->from_seq, first);
+	total = from < next ? next - from : 0;
+	for (seq = from; seq < next && n < cap; seq++)
+		buf[n++] = *pool_journal_slot(seq);
+	memcpy(r->head_hash, journal.head, POOL_HASH_LEN);
+	spin_unlock_irqrestore(&journal.lock, flags);
+
+	if (n && copy_to_user(out, buf, n * sizeof(*buf)))
+		ret = -EFAULT;
+	kvfree(buf);
+	r->list.count = n;
+	r->list.total = total;
+	r->list.reserved = 0;
+	r->first_seq = first;
+	r->next_seq = next;
+	return ret;
+}
+
+int pool_journal_seed(const struct pool_journal_seed *s)
+{
+	struct pool_journal_entry *g;
+	unsigned long flags;
+	int ret = 0;
+
+	spin_lock_irqsave(&journal.lock, flags);
+	if (journal.count != 1 || journal.seeded) {
+		ret = -EBUSY;
+		goto out;
+	}
+	g = pool_journal_slot(journal.next_seq - 1);
+	if (g->type != POOL_JOURNAL_GENESIS || s->next_seq == U64_MAX) {
+		ret = -EBUSY;
+		goto out;
+	}
+	g->seq = s->next_seq;
+	memcpy(g->prev_hash, s->head_hash, POOL_HASH_LEN);
+	pool_journal_hash(g);
+	memcpy(journal.head, g->hash, POOL_HASH_LEN);
+	journal.next_seq = s->next_seq + 1;
+	journal.seeded = true;
+	/* the ring is indexed by seq: move the entry to its new slot */
+	if (pool_journal_slot(g->seq) != g) {
+		*pool_journal_slot(g->seq) = *g;
+		memset(g, 0, sizeof(*g));
+	}
+out:
+	spin_unlock_irqrestore(&journal.lock, flags);
+	return ret;
+}
+
+static const char *const pool_journal_types[] = {
+	"GENESIS", "CONNECT", "DISCONNECT", "CONFIG", "ROLLBACK",
+	"REKEY", "ERROR", "IDENTITY", "PEER", "LISTEN",
+};
+
+void pool_journal_show(struct seq_file *m)
+{
+	struct pool_journal_entry e;
+	unsigned long flags;
+	u64 first, next, seq;
+
+	spin_lock_irqsave(&journal.lock, flags);
+	first = pool_journal_first();
+	next = journal.next_seq;
+	spin_unlock_irqrestore(&journal.lock, flags);
+
+	seq_printf(m, "%-8s %-20s %-10s %-6s %-6s %-16s %-16s %s\n", "SEQ",
+		   "TIMESTAMP_NS", "TYPE", "CODE", "CONFIG", "PEER", "HASH",
+		   "DETAIL");
+	for (seq = first; seq < next; seq++) {
+		spin_lock_irqsave(&journal.lock, flags);
+		if (seq < pool_journal_first()) {
+			spin_unlock_irqrestore(&journal.lock, flags);
+			continue;
+		}
+		e = *pool_journal_slot(seq);
+		spin_unlock_irqrestore(&journal.lock, flags);
+		seq_printf(m, "%-8llu %-20llu %-10s 0x%-4x %-6u %*phN %*phN %s\n",
+			   e.seq, e.timestamp_ns,
+			   e.type < ARRAY_SIZE(pool_journal_types) ?
+			   pool_journal_types[e.type] : "?",
+			   e.code, e.config_version, 8, e.peer_public_key, 8,
+			   e.hash, e.detail);
+	}
+}
+
+int pool_journal_init(void)
+{
+	spin_lock_init(&journal.lock);
+	journal.ring = vzalloc(array_size(POOL_JOURNAL_SIZE,
+					  sizeof(*journal.ring)));
+	if (!journal.ring)
+		return -ENOMEM;
+	journal.next_seq = 0;
+	journal.count = 0;
+	journal.seeded = false;
+	memset(journal.head, 0, sizeof(journal.head));
+	pool_journal(POOL_JOURNAL_GENESIS, 0, NULL, "pool.ko %s loaded",
+		     POOL_VERSION);
+	return 0;
+}
+
+void pool_journal_exit(void)
+{
+	vfree(journal.ring);
+	journal.ring = NULL;
+}
+
+void pool_fail(enum pool_stat stat, u16 code, const u8 *peer_key,
+	       const char *what)
+{
+	pool_stat_inc(stat);
+	pool_journal(POOL_JOURNAL_ERROR, code, peer_key, "%s", what);
+}
