@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import json
@@ -334,3 +335,43 @@ def test_bad_config_exit_2(node: Path) -> None:
     p = write_conf(node, PEERS, node_extra="prot = 1")
     r = _poold("-c", str(p), "--device", str(node / "nope"))
     assert r.returncode == 2 and "unknown key 'prot' in [node]" in r.stderr
+
+
+def test_run_loop_signals_and_notify(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real main loop: READY, SIGHUP -> RELOADING/READY, SIGTERM -> STOPPING and exit 0."""
+    import signal
+    import threading
+
+    conf_path = write_conf(node, PEERS)
+    dev = FakeDevice()
+    monkeypatch.setattr(poold, "Device", lambda path: dev)
+    sock_path = str(node / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", sock_path)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    pid = os.getpid()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
+        ns.bind(sock_path)
+        timers = [
+            threading.Timer(0.8, os.kill, (pid, signal.SIGHUP)),
+            threading.Timer(2.0, os.kill, (pid, signal.SIGTERM)),
+        ]
+        for t in timers:
+            t.start()
+        try:
+            rc = poold.run(poold.build_parser().parse_args(["-c", str(conf_path), "--wait-module", "1"]))
+        finally:
+            for t in timers:
+                t.cancel()
+            signal.set_wakeup_fd(-1)
+            for s, h in saved.items():
+                signal.signal(s, h)
+        ns.setblocking(False)
+        msgs = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                msgs.append(ns.recv(4096).decode())
+    assert rc == 0
+    kinds = [m.split("\n")[0] for m in msgs if not m.startswith("STATUS=")]
+    assert kinds == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], msgs
+    assert dev.stats()["listening"] == 0  # it owned the listener and stopped it
+    assert dev.sessions() == []
