@@ -225,12 +225,19 @@ class Poold:
                     continue
                 if kp.active_sessions:
                     log.info(
-                        "peer %s: new name/endpoint used by poold now; the kernel's copy updates when its session ends",
+                        "peer %s: poold uses the new name/endpoint now; the kernel's copy is updated at a reload "
+                        "or restart when the peer has no session",
                         p.name,
                     )
                     continue
                 self.dev.peer_del(key)
-            self.dev.peer_add(key, p.name, ep_addr, ep_port)
+            try:
+                self.dev.peer_add(key, p.name, ep_addr, ep_port)
+            except PoolError as exc:
+                if exc.exit_code == EXIT_NO_MODULE:
+                    raise
+                log.error("peer %s (%s) not loaded: %s", p.name, encode_key(key), exc.why)
+                continue
             log.info(
                 "peer %s %s (%s, endpoint %s)",
                 p.name,

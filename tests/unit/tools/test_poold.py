@@ -375,3 +375,22 @@ def test_run_loop_signals_and_notify(node: Path, monkeypatch: pytest.MonkeyPatch
     assert kinds == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], msgs
     assert dev.stats()["listening"] == 0  # it owned the listener and stopped it
     assert dev.sessions() == []
+
+
+def test_one_rejected_peer_does_not_block_the_rest(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    real_add = dev.peer_add
+
+    def picky(key: bytes, *a: object) -> object:
+        if key == LOW:
+            from pooltools.device import raise_errno
+
+            raise_errno("add peer", errno.EINVAL)
+        return real_add(key, *a)
+
+    monkeypatch.setattr(dev, "peer_add", picky)
+    d = make(node, dev)
+    d.step()
+    assert {p.name for p in dev.peers()} == {b"high"}
+    assert dev.stats()["listening"] == 1 and d.applied
