@@ -13,15 +13,16 @@ module: identity
 short_description: Make the POOL identity key of a node, on the node
 version_added: 0.1.0
 description:
-  - Makes sure the node has a POOL identity: an X25519 private key in O(path), created on the node with
+  - Makes sure the node has a POOL identity, an X25519 private key in O(path), created on the node with
     C(poolctl identity generate) (mode 0600, owner root, written atomically). The private key never leaves the
     node and is never returned.
-  - Returns the public key and the POOL address, read with C(poolctl identity show), so that a play can
+  - Returns the public key and the POOL address, read with C(poolctl identity show --key-file) (the kernel is
+    not needed), so that a play can
     gather every node's public key as a fact and fill each node's trust store.
   - An existing key is kept; its mode and owner are corrected to 0600 root:root if they drifted.
   - It does not load the key into pool.ko; C(poold) does that from C(/etc/pool/pool.conf).
 author:
-  - POOL operations team
+  - POOL operations team (@pool-ops)
 attributes:
   check_mode:
     support: full
@@ -113,12 +114,16 @@ from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
 KEY_MODE = 0o600
 
 
-def generate_cmd(path):
-    return ["identity", "generate", "--key-file", path, "--force"]
+def id_args(org_id, segment_id):
+    return ["--org-id", str(org_id), "--segment-id", str(segment_id)]
+
+
+def generate_cmd(path, org_id, segment_id, force):
+    return ["identity", "generate", "--key-file", path, *id_args(org_id, segment_id), *(["--force"] if force else [])]
 
 
 def show_cmd(path, org_id, segment_id):
-    return ["identity", "show", "--key-file", path, "--org-id", str(org_id), "--segment-id", str(segment_id)]
+    return ["identity", "show", "--key-file", path, *id_args(org_id, segment_id)]
 
 
 def _text(doc, key):
@@ -173,31 +178,24 @@ def ensure(module, params):
             diff["before"]["key"] = "<old private key>"
             diff["after"]["key"] = "<new private key>"
         if module.check_mode:
-            if exists:
-                result["public_key"] = None
             result["diff"] = diff
             return result
         parent = os.path.dirname(path)
         if parent and not os.path.isdir(parent):
             module.fail_json(msg="directory %s does not exist: create it (mode 0700) first" % parent, **result)
-        try:
-            run_json(module, poolctl, generate_cmd(path))
-        except PoolctlError as exc:
-            module.fail_json(msg=str(exc), rc=exc.rc, stderr=exc.stderr, **result)
-    elif fix_attributes(module, path, diff):
-        result["changed"] = True
-
-    if module.check_mode and not os.path.exists(path):
-        result["diff"] = diff
-        return result
+        cmd = generate_cmd(path, params["org_id"], params["segment_id"], force=exists)
+    else:
+        if fix_attributes(module, path, diff):
+            result["changed"] = True
+        cmd = show_cmd(path, params["org_id"], params["segment_id"])
     try:
-        doc = run_json(module, poolctl, show_cmd(path, params["org_id"], params["segment_id"]))
+        doc = run_json(module, poolctl, cmd)
     except PoolctlError as exc:
         module.fail_json(msg=str(exc), rc=exc.rc, stderr=exc.stderr, **result)
     result["public_key"] = _text(doc, "public_key")
     result["address"] = _text(doc, "address")
     if not result["public_key"]:
-        module.fail_json(msg="poolctl identity show printed no public_key for %s: upgrade the POOL tools" % path,
+        module.fail_json(msg="poolctl %s printed no public_key for %s: upgrade the POOL tools" % (cmd[1], path),
                          **result)
     if result["changed"]:
         result["diff"] = diff

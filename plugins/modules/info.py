@@ -21,7 +21,7 @@ description:
   - Works on nodes without POOL; the result then says C(loaded=false) with empty fields.
   - Changes nothing.
 author:
-  - POOL operations team
+  - POOL operations team (@pool-ops)
 attributes:
   check_mode:
     support: full

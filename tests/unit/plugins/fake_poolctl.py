@@ -64,6 +64,7 @@ def run_module(main, args: dict, capsys) -> tuple[int, dict]:
     """Run an Ansible module's main() with args; return (exit code, result)."""
     from ansible.module_utils.testing import patch_module_args
 
+    code = None
     with patch_module_args(args):
         try:
             main()

@@ -38,14 +38,15 @@ def test_creates_key_then_idempotent(tmp_path, fake, capsys):
     assert res["changed"] is True and res["created"] is True
     assert res["public_key"] == PUB and res["address"] == ADDR
     assert (key.stat().st_mode & 0o777) == 0o600
-    assert verbs(fake) == [["identity", "generate"], ["identity", "show"]]
+    assert verbs(fake) == [["identity", "generate"]]
+    assert "--force" not in fake.calls[0]
     assert res["diff"]["before"]["state"] == "absent"
     assert "SECRET-KEY-MATERIAL" not in str(res)  # the key content is never returned
 
     code, res = run_module(identity.main, args(fake, key), capsys)
     assert code == 0 and res["changed"] is False and res["created"] is False
     assert res["public_key"] == PUB
-    assert verbs(fake)[2:] == [["identity", "show"]]
+    assert verbs(fake)[1:] == [["identity", "show"]]
 
 
 def test_check_mode_creates_nothing(tmp_path, fake, capsys):
@@ -82,7 +83,8 @@ def test_regenerated(tmp_path, fake, capsys):
     os.chmod(key, 0o600)
     code, res = run_module(identity.main, args(fake, key, state="regenerated"), capsys)
     assert code == 0 and res["changed"] is True and res["created"] is True
-    assert verbs(fake)[0] == ["identity", "generate"]
+    assert verbs(fake) == [["identity", "generate"]]
+    assert "--force" in fake.calls[0]
 
 
 def test_missing_folder(tmp_path, fake, capsys):

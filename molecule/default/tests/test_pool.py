@@ -1,0 +1,123 @@
+"""Verify the POOL rollout on the lab (issue 5, point 6).
+
+Every node: pool.ko loaded and signed by the collection's signing key (the key
+pool.ops.kmod made on the node), /dev/pool mode 0600, poold active, a trust
+store of exactly the other nodes' public keys, an established session to each
+of them with heartbeats both ways, and a message round trip through poolctl.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+import testinfra
+
+testinfra_hosts = ["pool_nodes"]
+
+SIGNING_CERT = "/var/lib/pool/signing/pool-signing.crt"
+POOLCTL = "/usr/local/sbin/poolctl"
+TEST_CHANNEL = 4242  # a channel nothing else uses
+
+
+def poolctl(host, *args: str) -> dict:
+    cmd = host.run(" ".join([POOLCTL, "--json", *args]))
+    assert cmd.rc == 0, f"poolctl {' '.join(args)} failed ({cmd.rc}): {cmd.stderr.strip()}"
+    return json.loads(cmd.stdout)
+
+
+def others(host) -> list[tuple[str, testinfra.host.Host]]:
+    me = host.backend.get_variables()
+    inventory = host.backend.ansible_inventory
+    return [
+        (name, testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory))
+        for name in me["groups"]["pool_nodes"]
+        if name != me["inventory_hostname"]
+    ]
+
+
+def own_key(host) -> str:
+    return poolctl(host, "identity", "show")["public_key"]
+
+
+def test_module_loaded_and_signed_by_the_collection_key(host):
+    assert host.file("/sys/module/pool").is_directory, "pool.ko is not loaded"
+    signer = host.check_output("modinfo -F signer pool")
+    subject = host.check_output(f"openssl x509 -in {SIGNING_CERT} -noout -subject -nameopt multiline")
+    cn = next(line.split("=", 1)[1].strip() for line in subject.splitlines() if "commonName" in line)
+    assert signer == cn, f"pool.ko is signed by {signer!r}, the collection's key is {cn!r}"
+    # the loaded build is the installed one
+    assert host.file("/sys/module/pool/srcversion").content_string.strip() == host.check_output(
+        "modinfo -F srcversion pool"
+    )
+    # signed: the kernel did not taint itself with E (unsigned module)
+    assert "E" not in host.file("/sys/module/pool/taint").content_string
+
+
+def test_device_mode(host):
+    dev = host.file("/dev/pool")
+    assert dev.is_character_device
+    assert dev.mode == 0o600
+    assert dev.user == "root"
+
+
+def test_poold_active(host):
+    poold = host.service("poold")
+    assert poold.is_running
+    assert poold.is_enabled
+    assert host.file("/etc/pool/private.key").mode == 0o600
+
+
+def test_listener_up(host):
+    stats = poolctl(host, "stats")["stats"]
+    assert stats["listening"] == 1
+    assert stats["listen_port"] == 9253
+
+
+def test_trusts_exactly_the_other_nodes(host):
+    expected = sorted(own_key(other) for _, other in others(host))
+    trusted = sorted(p["public_key"] for p in poolctl(host, "peers", "list")["peers"])
+    assert trusted == expected
+    assert own_key(host) not in trusted
+
+
+def _established(host, peer_key: str) -> list[dict]:
+    return [
+        s
+        for s in poolctl(host, "sessions")["sessions"]
+        if s["peer_public_key"] == peer_key and s["state"] in ("established", "rekeying")
+    ]
+
+
+def test_established_sessions_with_heartbeats(host):
+    for name, other in others(host):
+        key = own_key(other)
+        deadline = time.monotonic() + 90
+        while True:
+            sessions = _established(host, key)
+            if sessions and sessions[0]["heartbeats_recv"] > 0 and sessions[0]["heartbeats_sent"] > 0:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"no established session with heartbeats to {name}: {sessions}")
+            time.sleep(3)
+        assert len(sessions) == 1, f"more than one session to {name}: {sessions}"
+
+
+def _recv(host, peer: str, timeout: int = 15) -> bytes:
+    doc = poolctl(host, "recv", "--peer", peer, "--channel", str(TEST_CHANNEL), "--timeout", str(timeout))
+    assert not doc.get("closed"), f"session to {peer} closed while waiting for a message"
+    return base64.b64decode(doc["data"])
+
+
+def test_message_round_trip_through_poolctl(host):
+    me = host.backend.get_variables()["inventory_hostname"]
+    for name, other in others(host):
+        ping = f"ping-{uuid.uuid4().hex}"
+        poolctl(host, "send", "--peer", name, "--channel", str(TEST_CHANNEL), ping)
+        assert _recv(other, me) == ping.encode()
+        pong = f"pong-{uuid.uuid4().hex}"
+        poolctl(other, "send", "--peer", me, "--channel", str(TEST_CHANNEL), pong)
+        assert _recv(host, name) == pong.encode()
