@@ -24,14 +24,13 @@ def parse_endpoint(text: str, default_port: int | None = None) -> Endpoint:
     t = text.strip()
     m = _V6.fullmatch(t) or _V4.fullmatch(t)
     if m:
-        host, port_text = m.group(1), m.group(2)
-        port = int(port_text)
+        host, port = m.group(1), int(m.group(2))
+        if not 1 <= port <= 65535:
+            raise ValueError(f"endpoint {text!r}: port must be 1-65535")
     elif default_port is not None:
-        host, port = t.strip("[]"), default_port
+        host, port = t.strip("[]"), default_port  # may be 0: the module's default port
     else:
         raise ValueError(f"endpoint {text!r} is not address:port (IPv6 as [addr]:port)")
-    if not 1 <= port <= 65535:
-        raise ValueError(f"endpoint {text!r}: port must be 1-65535")
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -455,3 +455,17 @@ def test_status_and_config(tmp_path: Path, dev: FakeDevice, capsys: pytest.Captu
     assert doc["journal"]["next_seq"] == 4
     _rc, doc = jrun(capsys, dev, "config", "show")
     assert doc["version"] == 0 and doc["tentative"] is False and len(doc["hash"]) == 64
+
+
+def test_connect_explicit_endpoint_forms(dev: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
+    _node_with_peer(dev)
+    for ep, shown in (
+        ("10.0.0.9", "10.0.0.9:9253"),
+        ("10.0.0.9:9300", "10.0.0.9:9300"),
+        ("fd53:253::12", "[fd53:253::12]:9253"),
+        ("[fd53:253::12]:9300", "[fd53:253::12]:9300"),
+    ):
+        rc, doc = jrun(capsys, dev, "connect", "--peer", "node2", ep, "--hold", "0")
+        assert rc == 0 and doc["endpoint"] == shown, ep
+    rc, _, err = run(capsys, dev, "connect", "--peer", "node2", "nothost", "--hold", "0")
+    assert rc == 2 and "is not an IPv4 or IPv6 address" in err
