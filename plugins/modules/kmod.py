@@ -903,7 +903,7 @@ class Kmod:
         after = [] if self.check else self.dkms_status()
         self.result["kernels"] = (kernels if self.check else
                                   [k for k in self.installed_kernels() if version in dkms.installed_versions(after, k)])
-        path = None if self.check else self.installed_module(self.running)
+        path = self.installed_module(self.running)
         if path:
             self.result["srcversion"] = self.modinfo(path, "srcversion")
             self.result["signer"] = self.modinfo(path, "signer")

@@ -77,7 +77,7 @@ def test_prepare_tree_version_and_rendered_conf():
 
 
 def test_prepare_tree_errors():
-    with pytest.raises(dkms.SourceError, match="dkms.conf missing"):
+    with pytest.raises(dkms.SourceError, match=r"dkms\.conf missing"):
         dkms.prepare_tree({"VERSION": b"0.1.0"}, "pool")
     with pytest.raises(dkms.SourceError, match="PACKAGE_NAME='pool' but the module name is 'other'"):
         dkms.prepare_tree(dict(BASE), "other")
