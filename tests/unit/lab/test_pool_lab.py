@@ -1,0 +1,207 @@
+"""The lab's logic that needs no VM: ports, recipe hash, inventory, errors, SSH wait."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pool_lab
+import pytest
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("POOL_LAB_NAME", "unit")
+    return tmp_path
+
+
+def test_free_port_skips_a_busy_port():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        port = pool_lab.free_port(preferred=taken)
+        assert port != taken
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # really free
+
+
+def test_free_port_keeps_a_free_preferred_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert pool_lab.free_port(preferred=port) == port
+
+
+def test_free_port_avoids_ports_already_handed_out():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert pool_lab.free_port(preferred=port, avoid=[port]) != port
+
+
+def test_recipe_hash_follows_the_recipe():
+    base = pool_lab.recipe_hash(["a", "b"], "echo hi\n")
+    assert base == pool_lab.recipe_hash(["b", "a"], "echo hi\n")  # order does not matter
+    assert base != pool_lab.recipe_hash(["a", "b", "c"], "echo hi\n")
+    assert base != pool_lab.recipe_hash(["a", "b"], "echo hi there\n")
+    assert len(base) == 64
+
+
+def test_current_recipe_includes_the_customize_script():
+    assert pool_lab.current_recipe_hash() == pool_lab.recipe_hash(pool_lab.PACKAGES, pool_lab.CUSTOMIZE.read_text())
+
+
+def test_image_dir_is_keyed_by_recipe(cache):
+    d = pool_lab.image_dir()
+    assert d.parent == cache / "pool-lab" / "images"
+    assert d.name == pool_lab.current_recipe_hash()
+
+
+def test_missing_tool_names_the_debian_package(monkeypatch):
+    monkeypatch.setattr(pool_lab.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(pool_lab.os, "access", lambda path, mode: False)
+    with pytest.raises(pool_lab.LabError) as e:
+        pool_lab.need("qemu-system-x86_64")
+    assert "install the Debian package qemu-system-x86" in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(pool_lab.LabError, match="Debian package mmdebstrap"):
+        pool_lab.need("mmdebstrap")
+
+
+def test_cli_reports_missing_qemu_in_one_line(cache, monkeypatch, capsys):
+    monkeypatch.setattr(pool_lab.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(pool_lab.os, "access", lambda path, mode: False)
+    assert pool_lab.main(["up"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "pool_lab: qemu-system-x86_64 not found: install the Debian package qemu-system-x86 "
+        "(apt-get install qemu-system-x86)"
+    ]
+
+
+def test_bad_lab_name_is_refused(monkeypatch):
+    monkeypatch.setenv("POOL_LAB_NAME", "../etc")
+    with pytest.raises(pool_lab.LabError, match="bad POOL_LAB_NAME"):
+        pool_lab.lab_name()
+
+
+def test_parse_sources_deb822_and_one_line():
+    deb822 = (
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security/\n"
+        "Suites: bookworm-security\nComponents: main\n\nTypes: deb\nURIs: http://other.example/x\n"
+        "Suites: nodistro\nComponents: main\n"
+    )
+    assert pool_lab.parse_sources([deb822]) == {
+        "debian": "http://mirror.example/debian",
+        "security": "http://mirror.example/debian-security",
+    }
+    one_line = "deb [arch=amd64] http://m.example/debian bookworm main\n# deb http://x bookworm main\n"
+    assert pool_lab.parse_sources([one_line]) == {"debian": "http://m.example/debian"}
+
+
+def make_state(rd: Path, count: int = 2) -> pool_lab.State:
+    st = pool_lab.State(name="unit", count=count, accel="tcg", image="/img", kernel="6.1.0-0-amd64", mcast="x")
+    st.nodes = [pool_lab.make_node(rd, i, 40000 + i) for i in range(1, count + 1)]
+    return st
+
+
+def test_inventory_rendering(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    rd = tmp_path / "run"
+    inv = yaml.safe_load(pool_lab.render_inventory(make_state(rd, 3), rd))
+    hosts = inv["all"]["children"]["pool_nodes"]["hosts"]
+    assert list(hosts) == ["node1", "node2", "node3"]
+    n2 = hosts["node2"]
+    assert n2["ansible_host"] == "127.0.0.1"
+    assert n2["ansible_port"] == 40002
+    assert n2["ansible_user"] == "root"
+    assert n2["ansible_ssh_private_key_file"] == str(rd / "id_ed25519")
+    assert f"UserKnownHostsFile={rd / 'known_hosts'}" in n2["ansible_ssh_common_args"]
+    assert n2["pool_lab_ipv4"] == "10.253.0.12"
+    assert n2["pool_lab_ipv6"] == "fd53:253::12"
+    assert inv["all"]["vars"]["pool_lab_name"] == "unit"
+
+
+def test_nodes_get_distinct_addresses_and_macs(tmp_path):
+    st = make_state(tmp_path, 4)
+    for attr in ("ipv4", "ipv6", "umac", "pmac", "overlay", "console", "pidfile", "monitor", "port"):
+        values = [getattr(n, attr) for n in st.nodes]
+        assert len(set(values)) == len(values), attr
+
+
+def test_mcast_group_differs_per_lab():
+    assert pool_lab.mcast_group("a") != pool_lab.mcast_group("b")
+    assert pool_lab.mcast_group("a") == pool_lab.mcast_group("a")
+    assert pool_lab.mcast_group("a").startswith("239.")
+
+
+def test_ssh_timeout_fails_with_the_console_tail(tmp_path):
+    node = pool_lab.make_node(tmp_path, 1, 40001)
+    Path(node.console).write_text("".join(f"console line {i}\r\n" for i in range(120)))
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    with pytest.raises(pool_lab.LabError) as e:
+        pool_lab.wait_for_ssh(
+            [node], timeout=30, answers=lambda n: False, alive=lambda n: True, clock=lambda: now[0], sleep=sleep
+        )
+    assert "node1: no SSH answer on 127.0.0.1:40001 within 30 s" in str(e.value)
+    lines = e.value.detail.splitlines()
+    assert len(lines) == 50
+    assert lines[0] == "console line 70"
+    assert lines[-1] == "console line 119"
+
+
+def test_dead_qemu_fails_at_once_with_the_console_tail(tmp_path):
+    node = pool_lab.make_node(tmp_path, 2, 40002)
+    Path(node.console).write_text("Kernel panic - not syncing\n")
+    with pytest.raises(pool_lab.LabError, match="node2: qemu exited") as e:
+        pool_lab.wait_for_ssh([node], timeout=300, answers=lambda n: False, alive=lambda n: False)
+    assert "Kernel panic" in e.value.detail
+
+
+def test_wait_for_ssh_returns_when_all_answer(tmp_path):
+    nodes = [pool_lab.make_node(tmp_path, i, 40000 + i) for i in (1, 2)]
+    calls = {"node1": 0, "node2": 0}
+
+    def answers(n):
+        calls[n.name] += 1
+        return calls[n.name] >= (1 if n.name == "node1" else 3)
+
+    pool_lab.wait_for_ssh(nodes, 60, answers, lambda n: True, clock=lambda: 0.0, sleep=lambda s: None)
+    assert calls == {"node1": 1, "node2": 3}
+
+
+def test_down_without_a_lab_is_a_no_op(cache, capsys):
+    pool_lab.down()
+    pool_lab.down()
+    assert not (cache / "pool-lab" / "run" / "unit").exists()
+
+
+def test_down_removes_runtime_state_but_keeps_logs(cache):
+    rd = pool_lab.run_dir()
+    rd.mkdir(parents=True)
+    st = make_state(rd)
+    inv = cache / "hosts.yml"
+    inv.write_text(pool_lab.render_inventory(st, rd))
+    st.inventory = str(inv)
+    st.save(rd)
+    for n in st.nodes:
+        Path(n.overlay).write_text("x")
+        Path(n.pidfile).write_text("999999999\n")  # no such process
+        Path(n.console).write_text("log")
+        Path(n.monitor).write_text("")
+    pool_lab.down(quiet=True)
+    left = sorted(p.name for p in rd.iterdir())
+    assert left == ["node1.console.log", "node2.console.log"]
+    assert not inv.exists()
+
+
+def test_status_of_a_lab_that_is_down(cache, capsys):
+    assert pool_lab.main(["status", "--json"]) == 3
+    assert '"up": false' in capsys.readouterr().out
