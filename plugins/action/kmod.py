@@ -37,8 +37,8 @@ class ActionModule(ActionBase):
 
         args = dict(self._task.args)
         src = args.get("src")
-        if args.get("state", "present") == "absent" or src is None or boolean(args.get("remote_src", False),
-                                                                                strict=False):
+        remote_src = boolean(args.get("remote_src", False), strict=False)
+        if args.get("state", "present") == "absent" or src is None or remote_src:
             result.update(self._execute_module(module_args=args, task_vars=task_vars))
             return result
 

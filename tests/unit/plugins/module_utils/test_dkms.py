@@ -210,4 +210,3 @@ def test_parse_openssl_x509_and_signature_ok():
     assert not dkms.signature_ok("pool.ops module signing (node1)", "00:11", facts)
     assert not dkms.signature_ok("", "", facts)
     assert dkms.serial_matches("00:AB:CD", "abcd")
-

@@ -284,8 +284,8 @@ def test_reload_drains_poold_and_restarts_it(monkeypatch):
 
 
 def test_modprobe_secure_boot_rejection_names_the_fix():
-    _module, k = make(answers={"/usr/bin/modprobe pool": (1, "", "modprobe: ERROR: could not insert 'pool': "
-                                                                  "Key was rejected by service\n")})
+    err = "modprobe: ERROR: could not insert 'pool': Key was rejected by service\n"
+    _module, k = make(answers={"/usr/bin/modprobe pool": (1, "", err)})
     k.modprobe_bin = "/usr/bin/modprobe"
     with pytest.raises(kmod.KmodError, match="enroll_mok: true"):
         k.modprobe()
