@@ -254,9 +254,16 @@ class JournalFile:
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
+            size = os.fstat(fd).st_size
             payload = b"".join(json.dumps(e.to_record(), sort_keys=True).encode() + b"\n" for e in new)
-            os.write(fd, payload)
-            os.fsync(fd)
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # no half-written line for the next append to follow
+                raise
         finally:
             os.close(fd)
         if created:

@@ -280,10 +280,14 @@ class Poold:
     def open_journal(self) -> None:
         assert self.conf is not None
         d = self.conf.node.state_dir
-        d.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self.journal = jr.JournalFile(d / JOURNAL_FILE)
         try:
+            d.mkdir(mode=0o750, parents=True, exist_ok=True)
+            self.journal = jr.JournalFile(d / JOURNAL_FILE)
             entries = self.journal.load()
+        except OSError as exc:
+            log.error("journal not persisted: %s: %s", exc.filename or d, exc.strerror or exc)
+            self.journal = None
+            return
         except jr.JournalFileError as exc:
             aside = self.journal.rotate_aside(f"unreadable-{int(time.time())}")
             log.error("%s: moved to %s, starting a new journal", exc, aside)
@@ -343,7 +347,11 @@ class Poold:
             )
         new = [e for e in chunk.entries if e.seq >= self.journal_next]
         if new:
-            self.journal.append(new)
+            try:
+                self.journal.append(new)
+            except OSError as exc:  # disk full, read-only: retry at the next pass
+                log.error("journal: cannot append to %s: %s", self.journal.path, exc.strerror or exc)
+                return
             self.journal_next = new[-1].seq + 1
 
     # ---- sessions

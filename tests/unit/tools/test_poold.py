@@ -394,3 +394,27 @@ def test_one_rejected_peer_does_not_block_the_rest(node: Path, monkeypatch: pyte
     d.step()
     assert {p.name for p in dev.peers()} == {b"high"}
     assert dev.stats()["listening"] == 1 and d.applied
+
+
+def test_unwritable_journal_does_not_stop_the_daemon(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    size = (node / "state" / "journal.jsonl").stat().st_size
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        if len(data) > 100:
+            real_write(fd, bytes(data[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    dev.inbound(LOW)
+    d.step()  # logs, keeps running
+    assert (node / "state" / "journal.jsonl").stat().st_size == size  # no torn line left behind
+    monkeypatch.setattr(os, "write", real_write)
+    d.step()
+    entries, _ = jr.read_file(node / "state" / "journal.jsonl")
+    assert jr.verify(entries).ok and entries[-1].hash == dev.journal_read(0).head_hash
