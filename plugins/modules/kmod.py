@@ -33,8 +33,7 @@ description:
   - When O(remote_src=false) (the default) the action plugin packs the source files on the controller
     into a tar archive, copies it to the node's temporary directory and hands it to the module.
 author:
-  - POOL operations team
-extends_documentation_fragment: []
+  - POOL operations team (@pool-ops)
 attributes:
   check_mode:
     support: full
@@ -43,6 +42,7 @@ attributes:
     support: full
     description: Shows C(/etc/modprobe.d), C(/etc/modules-load.d) content and the version changes.
   platform:
+    support: full
     platforms: posix
     description: Debian 12 (bookworm) and derivatives with dkms and kmod.
 options:
