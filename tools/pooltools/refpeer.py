@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from .session import Session
 from .wire import ErrorCode, Flag, Header, PacketType
 
 PROG = "refpeer"
+log = logging.getLogger("pooltools.refpeer")
 
 
 @dataclass
@@ -105,6 +107,9 @@ class PeerSession:
 
     def _write(self, packets: list[bytes]) -> None:
         for p in packets:
+            if log.isEnabledFor(logging.DEBUG):
+                h = Header.decode(p)
+                log.debug("send %s seq %d len %d", wire.PacketType(h.type).name, h.seq, h.payload_len)
             self.writer.write(p)
 
     async def _send(self, ptype: PacketType, plaintext: bytes, *, channel: int = 0, flags: int = 0) -> None:
@@ -170,15 +175,19 @@ class PeerSession:
             while True:
                 try:
                     hdr, body = await read_packet(self.reader)
-                except asyncio.IncompleteReadError:
+                except asyncio.IncompleteReadError as exc:
+                    log.debug("recv: end of stream (%d stray bytes)", len(exc.partial))
                     self._finish("peer closed the connection")
                     return
                 except wire.MalformedError as exc:
+                    log.debug("recv: malformed: %s", exc)
                     self._finish(f"malformed packet: {exc}")
                     return
+                log.debug("recv %s seq %d len %d", wire.PacketType(hdr.type).name, hdr.seq, hdr.payload_len)
                 try:
                     got = self.s.open(hdr, body)
-                except noise.TransportError:
+                except noise.TransportError as exc:
+                    log.debug("recv: dropped: %s", exc)
                     self.stats.dropped += 1
                     continue
                 except wire.MalformedError as exc:
@@ -572,6 +581,7 @@ def cmd_genkey(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=f"python3 -m pooltools.{PROG}", description="POOL/1 reference peer")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log every packet sent and received to stderr")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -622,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(message)s", stream=sys.stderr)
     try:
         if args.cmd == "genkey":
             return cmd_genkey(args)
