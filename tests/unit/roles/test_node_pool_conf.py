@@ -1,0 +1,84 @@
+"""roles/node/templates/pool.conf.j2 renders what poold's parser accepts, with the right trust store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from pooltools import conf
+
+REPO = Path(__file__).resolve().parents[3]
+TEMPLATE = REPO / "roles" / "node" / "templates" / "pool.conf.j2"
+
+KEYS = {
+    "node1": "ULP6WKStdy3o/tbMmLZiL5mbnczKEMPpBf6TUxDtP0k=",
+    "node2": "0vWu1N4p0Tz3yvq7c2pp8E3v6l0w6I+3P1nF0M4x3Ds=",
+    "node3": "q1Zk9B8sYvPSe5J1G4ZtLh0uE3vWxY2bC7dA6fR9mNo=",
+}
+
+
+def render(me: str, peers: list[str], extra: list[dict] | None = None, **overrides) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["comment"] = lambda text: "\n".join("# " + line for line in str(text).splitlines())
+    env.filters["bool"] = bool
+    hostvars = {
+        name: {
+            "pool_node_name": name,
+            "pool_node_public_key": KEYS[name],
+            "pool_node_endpoint": f"10.253.0.{10 + int(name[-1])}:9253" if name != "node3" else "[fd53:253::13]:9253",
+        }
+        for name in KEYS
+    }
+    values = {
+        "ansible_managed": "Ansible managed",
+        "pool_node_peer_group": "pool_nodes",
+        "pool_node_private_key_file": "/etc/pool/private.key",
+        "pool_node_listen": True,
+        "pool_node_port": 9253,
+        "pool_node_org_id": 0,
+        "pool_node_segment_id": 0,
+        "pool_node_state_dir": "/var/lib/pool",
+        "pool_node_extra_peers": extra or [],
+        "__pool_node_peer_hosts": peers,
+        "hostvars": hostvars,
+        "inventory_hostname": me,
+    }
+    values.update(overrides)
+    return env.from_string(TEMPLATE.read_text()).render(**values)
+
+
+def test_trust_store_is_the_other_members():
+    parsed = conf.parse(render("node1", ["node3", "node2"]), "pool.conf")
+    assert sorted(p.name for p in parsed.peers) == ["node2", "node3"]
+    assert parsed.node.port == 9253
+    assert parsed.node.listen is True
+    assert str(parsed.node.private_key_file) == "/etc/pool/private.key"
+
+
+def test_sorted_and_stable():
+    assert render("node1", ["node3", "node2"]) == render("node1", ["node2", "node3"])
+
+
+def test_extra_peer_without_endpoint():
+    text = render("node1", ["node2"], extra=[{"name": "partner", "public_key": KEYS["node3"]}])
+    parsed = conf.parse(text, "pool.conf")
+    assert sorted(p.name for p in parsed.peers) == ["node2", "partner"]
+    assert next(p for p in parsed.peers if p.name == "partner").endpoint is None
+
+
+def test_no_peers():
+    parsed = conf.parse(render("node1", []), "pool.conf")
+    assert parsed.peers == [] or list(parsed.peers) == []
+
+
+def test_listen_false():
+    parsed = conf.parse(render("node1", [], pool_node_listen=False), "pool.conf")
+    assert parsed.node.listen is False
+
+
+@pytest.mark.parametrize("port", [0, 70000])
+def test_bad_port_rejected_by_poold_parser(port):
+    with pytest.raises(conf.ConfError):
+        conf.parse(render("node1", [], pool_node_port=port), "pool.conf")
