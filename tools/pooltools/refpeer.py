@@ -481,6 +481,90 @@ async def _collect(peer: PeerSession) -> None:
         pass
 
 
+# ---- the pool_test protocol (tools/pooltools/pool_test.py), so that pool_test runs against the peer ----
+
+POOL_TEST_CHANNEL = 7
+
+
+async def _recv_on(peer: PeerSession, channel: int) -> bytes | None:
+    while (item := await peer.recv()) is not None:
+        if item[0] == channel:
+            return item[1]
+    return None
+
+
+async def run_pool_test_server(peer: PeerSession, channel: int = POOL_TEST_CHANNEL) -> dict[str, Any]:
+    """Answer `pool_test client`/`bench` requests (bulk, ping, quit) like `pool_test server`, then CLOSE."""
+    from .pool_test import control, parse_control
+
+    results: dict[str, Any] = {"bulk": [], "pings": 0}
+    while (msg := await _recv_on(peer, channel)) is not None:
+        req = parse_control(msg)
+        if req is None:
+            continue
+        op = req.get("op")
+        if op == "quit":
+            break
+        if op == "bulk":
+            total, got, h, t0 = int(req.get("bytes", 0)), 0, hashlib.sha256(), time.monotonic()
+            while got < total:
+                data = await _recv_on(peer, channel)
+                if data is None:
+                    break
+                h.update(data)
+                got += len(data)
+            secs = time.monotonic() - t0
+            await peer.send(control("result", bytes=got, sha256=h.hexdigest(), seconds=secs), channel)
+            results["bulk"].append({"bytes": got, "sha256": h.hexdigest(), "seconds": round(secs, 3)})
+        elif op == "ping":
+            await peer.send(control("ready"), channel)
+            for _ in range(int(req.get("count", 0))):
+                data = await _recv_on(peer, channel)
+                if data is None:
+                    break
+                await peer.send(data, channel)
+                results["pings"] += 1
+        else:
+            await peer.send(control("error", why=f"unknown op {op!r}"), channel)
+    await peer.close(ErrorCode.NONE, "pool_test client done")
+    await peer.wait_closed()
+    return results
+
+
+async def run_pool_test_client(
+    peer: PeerSession, total: int, size: int = wire.MAX_MESSAGE, channel: int = POOL_TEST_CHANNEL
+) -> dict[str, Any]:
+    """A `pool_test client` bulk run against `pool_test server` on the far side; checks its SHA-256."""
+    from .pool_test import control, parse_control, pattern
+
+    h = hashlib.sha256()
+    t0 = time.monotonic()
+    await peer.send(control("bulk", bytes=total), channel)
+    for chunk in pattern(total, size):
+        h.update(chunk)
+        await peer.send(chunk, channel)
+    result: dict[str, Any] | None = None
+    while result is None and (msg := await _recv_on(peer, channel)) is not None:
+        doc = parse_control(msg)
+        if doc and doc.get("op") in ("result", "error"):
+            result = doc
+    secs = time.monotonic() - t0
+    with contextlib.suppress(PeerError):
+        await peer.send(control("quit"), channel)
+    await peer.close(ErrorCode.NONE, "pool_test bulk done")
+    await peer.wait_closed()
+    if result is None or result.get("op") != "result":
+        raise PeerError(f"pool_test server gave no result: {result or 'session closed'}")
+    return {
+        "bytes": total,
+        "seconds": round(secs, 3),
+        "sha256": h.hexdigest(),
+        "server_sha256": result.get("sha256"),
+        "server_bytes": result.get("bytes"),
+        "sha256_ok": result.get("sha256") == h.hexdigest() and result.get("bytes") == total,
+    }
+
+
 # ---- key helpers ----
 
 
@@ -528,6 +612,10 @@ async def cmd_connect(args: argparse.Namespace) -> int:
     peer = await connect(args.host, args.port, load_private(args.key), parse_key(args.peer_key, "--peer-key"), cfg)
     if args.rekey_now:
         await peer.rekey()
+    if args.bulk is not None:
+        res = await run_pool_test_client(peer, args.bulk)
+        _emit({**peer.summary(), "pool_test": res})
+        return 0 if res["sha256_ok"] else 1
     if args.send:
         await run_send(peer, Path(args.send), expect_echo=args.expect_echo, timeout=args.echo_timeout)
     elif args.echo:
@@ -543,15 +631,18 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def on_session(peer: PeerSession) -> None:
+        extra: dict[str, Any] = {}
         try:
-            if args.send:
+            if args.pool_test:
+                extra["pool_test"] = await run_pool_test_server(peer)
+            elif args.send:
                 await run_send(peer, Path(args.send), expect_echo=args.expect_echo, timeout=args.echo_timeout)
             elif args.echo:
                 await run_echo(peer)
             else:
                 await run_sink(peer, Path(args.out) if args.out else None)
         finally:
-            _emit(peer.summary())
+            _emit({**peer.summary(), **extra})
             if args.once and not done.done():
                 done.set_result(None)
 
@@ -607,6 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--send", help="send this file, then CLOSE")
     m.add_argument("--echo", action="store_true", help="echo every message back")
     c.add_argument("--rekey-now", action="store_true", help="start a rekey right after the handshake")
+    m.add_argument(
+        "--bulk", type=int, metavar="BYTES", help="run a pool_test bulk transfer against `pool_test server` there"
+    )
 
     s = sub.add_parser("serve", help="accept handshakes as responder")
     s.add_argument("--port", type=int, default=9253)
@@ -618,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = s.add_mutually_exclusive_group()
     m.add_argument("--send", help="send this file to each peer, then CLOSE")
     m.add_argument("--echo", action="store_true", help="echo every message back")
+    m.add_argument("--pool-test", action="store_true", help="answer `pool_test client`/`bench` (channel 7)")
 
     f = sub.add_parser("fuzz", help="send malformed packets to HOST PORT (bounded)")
     f.add_argument("host")

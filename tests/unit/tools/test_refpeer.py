@@ -209,3 +209,25 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert p.returncode == 1
     assert p.stderr.startswith("refpeer: connect: key file") and p.stderr.count("\n") == 1
     assert encode_key(bytes(range(32)))  # keeps the import honest
+
+
+def test_pool_test_protocol_client_and_server() -> None:
+    """refpeer speaks pool_test's bulk protocol both ways (to run against pool_test in a VM)."""
+    s_i, S_i = noise.generate_keypair()
+    s_r, S_r = noise.generate_keypair()
+    served: list[dict] = []
+
+    async def main() -> dict:
+        async def on_session(peer: refpeer.PeerSession) -> None:
+            served.append(await refpeer.run_pool_test_server(peer))
+
+        server, port = await start_server([S_i], s_r, cfg(), on_session)
+        try:
+            peer = await refpeer.connect("127.0.0.1", port, s_i, S_r, cfg())
+            return await refpeer.run_pool_test_client(peer, 3_000_000, size=40_000)
+        finally:
+            await server.close()
+
+    res = asyncio.run(main())
+    assert res["sha256_ok"] and res["server_bytes"] == 3_000_000
+    assert served and served[0]["bulk"][0]["sha256"] == res["sha256"]
