@@ -243,6 +243,11 @@ built:
   type: list
   elements: str
   sample: []
+build_seconds:
+  description: Wall-clock seconds each C(dkms build) of this run took, by kernel.
+  returned: always
+  type: dict
+  sample: {"6.1.0-27-amd64": 41.3}
 loaded:
   description: Whether the module is loaded in the running kernel after the run.
   returned: always
@@ -298,6 +303,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pool.ops.plugins.module_utils import dkms
@@ -377,7 +383,7 @@ class Kmod:
         self.actions = []
         self.diff = []
         self.result = {
-            "version": None, "kernels": [], "built": [], "loaded": False, "reloaded": False,
+            "version": None, "kernels": [], "built": [], "build_seconds": {}, "loaded": False, "reloaded": False,
             "removed_versions": [], "sb_state": "unknown", "reboot_required": False,
         }
         self.tmpdirs = []
@@ -854,7 +860,9 @@ class Kmod:
                     self.act("build %s for %s" % (version, k))
                     self.result["built"].append(k)
                     if not self.check:
+                        started = time.time()
                         self.build(version, k)
+                        self.result["build_seconds"][k] = round(time.time() - started, 1)
                 if p["sign"]:
                     self.act("sign %s for %s" % (version, k))
                     if not self.check:
