@@ -591,10 +591,12 @@ static void pool_session_close_work(struct work_struct *w)
 {
 	struct pool_session *s = container_of(w, struct pool_session, close_work);
 	struct socket *sock;
-	__be16 code = cpu_to_be16(s->close_code);
+	/* local reasons travel as a normal close (code 0) */
+	__be16 code = cpu_to_be16(s->close_code <= POOL_ERR_VERSION_MISMATCH ?
+				  s->close_code : 0);
 	bool was_active;
 
-	if (s->close_send && s->close_code <= POOL_ERR_VERSION_MISMATCH) {
+	if (s->close_send) {
 		mutex_lock(&s->tx_lock);
 		pool_send_locked(s, POOL_PKT_CLOSE, 0, 0, &code, sizeof(code));
 		mutex_unlock(&s->tx_lock);

@@ -288,9 +288,12 @@ int pool_rekey_rx(struct pool_session *s, const u8 *pt, size_t len)
 		    s->rekey_state == POOL_RK_AWAIT_SWITCH)
 			break;
 		if (s->rekey_state == POOL_RK_INIT_SENT) {
-			/* both started: the lower own id wins */
-			if (get_unaligned_be64(s->own_id) <
-			    get_unaligned_be64(s->peer_id)) {
+			/* both started: the lower own id wins (equal: initiator) */
+			u64 own = get_unaligned_be64(s->own_id);
+			u64 peer = get_unaligned_be64(s->peer_id);
+
+			if (own < peer ||
+			    (own == peer && s->role == POOL_ROLE_INITIATOR)) {
 				ret = 0;
 				break;
 			}
