@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import noise, wire
-from .refpeer import Config, PeerError, PeerSession, _cfg, connect, load_private, parse_key
+from .refpeer import Config, PeerError, PeerSession, _cfg, connect, load_private, log, parse_key
 from .wire import Flag, Header, PacketType
 
 FRESH_CASES = (
@@ -76,6 +76,12 @@ class Fuzzer:
         self.sessions_made = 0
         self.heartbeats_checked = 0
         self.heartbeats_answered = 0
+        self.down = ""  # why the target stopped answering, if it did
+
+    def _progress(self) -> None:
+        n = sum(self.sent.values())
+        if n % 500 == 0:
+            log.info("fuzz: %d malformed packets sent", n)
 
     # ---- fresh connections ----
 
@@ -117,6 +123,7 @@ class Fuzzer:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 10)
             except (OSError, TimeoutError) as exc:
                 self.errors[f"connect: {type(exc).__name__}"] += 1
+                self.down = self.down or f"after {sum(self.sent.values())} packets: connect: {exc or 'timed out'}"
                 return
             try:
                 if case == "bad_puzzle":
@@ -130,6 +137,7 @@ class Fuzzer:
                 with contextlib.suppress(TimeoutError, OSError, asyncio.IncompleteReadError):
                     await asyncio.wait_for(reader.read(65536), 2)
                 self.sent[case] += 1
+                self._progress()
             except (OSError, asyncio.IncompleteReadError, TimeoutError, noise.PoolError, wire.WireError) as exc:
                 self.sent[case] += 1
                 self.errors[f"{case}: {type(exc).__name__}"] += 1
@@ -215,6 +223,14 @@ class Fuzzer:
         return False
 
     async def _in_session(self, cases: list[str]) -> bool:
+        """Send `cases` inside sessions; False if a check failed or the target stopped answering."""
+        try:
+            return await self._in_session_unchecked(cases)
+        except (PeerError, noise.PoolError, wire.WireError, OSError) as exc:
+            self.down = f"after {sum(self.sent.values())} packets: {exc}"
+            return False
+
+    async def _in_session_unchecked(self, cases: list[str]) -> bool:
         peer = await self._session()
         history: list[bytes] = []
         kills = 0
@@ -234,6 +250,7 @@ class Fuzzer:
             except (OSError, ConnectionError) as exc:
                 self.errors[f"{case}: {type(exc).__name__}"] += 1
             self.sent[case] += 1
+            self._progress()
             if case not in KILLING_CASES and len(history) < 256:
                 # A valid packet (a heartbeat: answered, never queued for an application),
                 # remembered to be duplicated later.
@@ -275,8 +292,10 @@ class Fuzzer:
         session_ok = await self._in_session(session[: len(session) // 2])
         batch = 256
         for i in range(0, len(fresh), batch):
+            if self.down:
+                break
             await asyncio.gather(*(self._fresh(c) for c in fresh[i : i + batch]))
-        session_ok2 = await self._in_session(session[len(session) // 2 :])
+        session_ok2 = not self.down and await self._in_session(session[len(session) // 2 :])
         # Finally: a brand-new session must still work.
         alive_after = False
         try:
@@ -297,6 +316,7 @@ class Fuzzer:
             "sessions_survived": session_ok and session_ok2,
             "alive_after": alive_after,
             "errors": dict(self.errors),
+            "target_down": self.down or None,
             "seconds": round(time.monotonic() - start, 2),
         }
 

@@ -727,8 +727,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format=f"%(asctime)s {PROG}: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         if args.cmd == "genkey":
             return cmd_genkey(args)

@@ -231,3 +231,17 @@ def test_pool_test_protocol_client_and_server() -> None:
     res = asyncio.run(main())
     assert res["sha256_ok"] and res["server_bytes"] == 3_000_000
     assert served and served[0]["bulk"][0]["sha256"] == res["sha256"]
+
+
+def test_fuzz_reports_a_dead_target() -> None:
+    s_i, _ = noise.generate_keypair()
+    _, S_r = noise.generate_keypair()
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    f = Fuzzer("127.0.0.1", port, s_i, S_r, cfg(), random.Random(1))
+    report = asyncio.run(f.run(50))
+    assert report["target_down"] and "connect" in report["target_down"]
+    assert not report["alive_after"] and not report["sessions_survived"]
