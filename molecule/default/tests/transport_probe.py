@@ -1,0 +1,481 @@
+#!/usr/bin/env python3
+"""Lab-side driver for molecule/default/tests/test_transport.py.
+
+Copied to the lab VMs and run as root there, with the pooltools package the
+node role installed in /opt/pool on the path (PYTHONPATH=<venv site-packages>).
+Everything prints one JSON document on stdout.
+
+    probe CASE HOST PORT --peer-key B64 --key FILE [--claim B64]
+        One hostile handshake against pool.ko at HOST:PORT, over a raw TCP
+        socket (needs `cryptography`). CASE:
+          unknown    a full, valid handshake from a key the target does not trust
+          wrongkey   RESPONSE claims the trusted static key --claim, proof made
+                     with the key in --key (which is not --claim's private key)
+          replay     a valid handshake (--key trusted), its TCP connection reset,
+                     then its INIT and RESPONSE replayed byte for byte from the
+                     same source address and port (so the puzzle seed matches)
+          stale      an INIT whose timestamp is 120 s old
+          badpuzzle  a RESPONSE whose puzzle solution is wrong
+    config-set [--rekey-seconds N] [--puzzle-difficulty N] [--heartbeat-seconds N]
+               [--confirm-ms MS]
+        CONFIG_APPLY of the active configuration with these tunables changed and
+        the trust store unchanged; tentative (the kernel rolls it back by itself
+        after MS) unless --confirm-ms 0.
+    config-restore
+        CONFIG_ROLLBACK of the active version while it has a previous one.
+    seq-send --peer B64 --channel C --seconds S [--size N] [--nonce X]
+    seq-recv --peer B64 --channel C --timeout T --nonce X
+        Sequence-numbered messages over the established session with the peer
+        (ATTACH); the receiver checks none is lost, duplicated or reordered.
+    cycles HOST --peer B64 --count N [--port P]
+        N CONNECT + close cycles to the peer (sessions of the kernel on both sides).
+    half-open HOST PORT --seconds S
+        Opens a TCP connection, sends a valid-looking INIT prefix only, holds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import ipaddress
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+
+def emit(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def key_arg(text: str) -> bytes:
+    from pooltools.keys import decode_key
+
+    return decode_key(text)
+
+
+def read_key_file(path: str) -> bytes:
+    from pooltools.keys import decode_key
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return data if len(data) == 32 else decode_key(data.decode().strip())
+
+
+def mapped(addr: str) -> bytes:
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 4:
+        return ipaddress.IPv6Address("::ffff:" + addr).packed
+    return ip.packed
+
+
+# ---- hostile handshakes ------------------------------------------------------
+
+
+class Conn:
+    def __init__(self, host: str, port: int, local_port: int = 0, timeout: float = 15.0) -> None:
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if local_port:
+            self.sock.bind(("", local_port))
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.local_port = self.sock.getsockname()[1]
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _exact(self, n: int) -> bytes | None:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def read_packet(self) -> tuple[str, Any, bytes]:
+        """('packet', hdr, payload) | ('eof', None, b'') | ('reset'|'timeout', None, b'')."""
+        from pooltools.wire import HEADER_LEN, Header
+
+        try:
+            raw = self._exact(HEADER_LEN)
+            if raw is None:
+                return "eof", None, b""
+            hdr = Header.decode(raw)
+            body = self._exact(hdr.payload_len) if hdr.payload_len else b""
+            if body is None:
+                return "eof", None, b""
+            return "packet", hdr, body
+        except ConnectionResetError:
+            return "reset", None, b""
+        except TimeoutError:
+            return "timeout", None, b""
+
+    def reset(self) -> None:
+        """Close with RST (SO_LINGER 0): no TIME_WAIT, so the source port is free at once."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def outcome(conn: Conn) -> dict[str, Any]:
+    """What the responder did after our last packet: ACK, a handshake CLOSE, or a closed connection."""
+    from pooltools.wire import PacketType, decode_close
+
+    kind, hdr, body = conn.read_packet()
+    if kind != "packet":
+        return {"outcome": kind}
+    t = PacketType(hdr.type).name
+    if t == "CLOSE":
+        return {"outcome": "close", "close_code": decode_close(body)}
+    return {"outcome": t.lower()}
+
+
+def handshake_to_challenge(conn: Conn, ini: Any) -> tuple[bytes, Any]:
+    init = ini.create_init()
+    conn.send(init)
+    kind, hdr, body = conn.read_packet()
+    if kind != "packet":
+        raise SystemExit(f"probe: no CHALLENGE after INIT: {kind}")
+    return init, ini.on_challenge(hdr, body)
+
+
+def cmd_probe(a: argparse.Namespace) -> int:
+    from pooltools import noise
+
+    peer = key_arg(a.peer_key)
+    secret = read_key_file(a.key)
+    doc: dict[str, Any] = {"case": a.case, "target": f"{a.host}:{a.port}"}
+    t0 = time.monotonic()
+    if a.case == "stale":
+        ts = time.time_ns() - 120 * 10**9
+        ini = noise.Initiator(secret, peer, clock=lambda: ts)
+        conn = Conn(a.host, a.port)
+        conn.send(ini.create_init())
+        doc.update(outcome(conn))
+        conn.close()
+    elif a.case in ("unknown", "wrongkey", "badpuzzle"):
+        ini = noise.Initiator(secret, peer)
+        if a.case == "wrongkey":
+            ini.S = key_arg(a.claim)  # claims a trusted identity it has no private key for
+        conn = Conn(a.host, a.port)
+        _, ch = handshake_to_challenge(conn, ini)
+        doc["difficulty"] = ch.difficulty
+        if a.case == "badpuzzle":
+            if ch.difficulty == 0:
+                raise SystemExit("probe: difficulty 0: every solution is right, no wrong one to send")
+            bad = next(s for s in range(1 << 20) if not noise.puzzle_ok(ch.seed, s, ch.difficulty))
+            conn.send(ini.create_response(bad))
+        else:
+            conn.send(ini.create_response())
+        doc.update(outcome(conn))
+        conn.close()
+    elif a.case == "replay":
+        ini = noise.Initiator(secret, peer)
+        conn = Conn(a.host, a.port)
+        init, ch = handshake_to_challenge(conn, ini)
+        response = ini.create_response()
+        conn.send(response)
+        first = outcome(conn)
+        doc["original"] = first
+        port = conn.local_port
+        conn.reset()
+        if first["outcome"] != "ack":
+            raise SystemExit(f"probe: the original handshake did not complete: {first}")
+        time.sleep(a.pause)
+        conn = Conn(a.host, a.port, local_port=port)
+        conn.send(init)
+        kind, _, body = conn.read_packet()
+        if kind != "packet":
+            raise SystemExit(f"probe: replayed INIT got no CHALLENGE: {kind}")
+        from pooltools import wire
+
+        ch2 = wire.Challenge.decode(body)
+        doc["same_seed"] = ch2.seed == ch.seed
+        doc["same_source_port"] = conn.local_port == port
+        conn.send(response)
+        doc.update(outcome(conn))
+        conn.close()
+    else:
+        raise SystemExit(f"probe: unknown case {a.case}")
+    doc["seconds"] = round(time.monotonic() - t0, 3)
+    emit(doc)
+    return 0
+
+
+def cmd_half_open(a: argparse.Namespace) -> int:
+    conn = Conn(a.host, a.port)
+    conn.send(b"\x10\x00\x00\x00")  # the first 4 bytes of an INIT header, nothing more
+    emit({"half_open": f"{a.host}:{a.port}", "local_port": conn.local_port})
+    time.sleep(a.seconds)
+    conn.close()
+    return 0
+
+
+# ---- configuration (CONFIG_APPLY / CONFIG_ROLLBACK) --------------------------
+
+
+def cmd_config_set(a: argparse.Namespace) -> int:
+    from pooltools import uapi
+    from pooltools.device import Device
+
+    with Device() as dev:
+        cur = dev.config_get()
+        peers = dev.peers()
+        arr = (uapi.PoolPeer * max(1, len(peers)))()
+        for i, p in enumerate(peers):
+            q = uapi.PoolPeer()
+            ctypes.memmove(q.public_key, p.public_key, 32)
+            q.name = bytes(p.name).split(b"\0")[0]
+            ctypes.memmove(q.endpoint_addr, p.endpoint_addr, 16)
+            q.endpoint_port = p.endpoint_port
+            arr[i] = q
+        c = uapi.PoolConfig()
+        c.version = cur.version + 1
+        digest = hashlib.sha256(f"transport-test {c.version} {time.time_ns()}".encode()).digest()
+        ctypes.memmove(c.hash, digest, 32)
+        c.confirm_within_ms = a.confirm_ms
+        c.heartbeat_seconds = a.heartbeat_seconds if a.heartbeat_seconds is not None else cur.heartbeat_seconds
+        c.rekey_seconds = a.rekey_seconds if a.rekey_seconds is not None else cur.rekey_seconds
+        c.rekey_packets = cur.rekey_packets
+        c.puzzle_difficulty = a.puzzle_difficulty if a.puzzle_difficulty is not None else cur.puzzle_difficulty
+        c.max_sessions = cur.max_sessions
+        c.peers_ptr = ctypes.addressof(arr)
+        c.peer_count = len(peers)
+        dev._io(uapi.POOL_IOC_CONFIG_APPLY, c, "apply configuration")
+        new = dev.config_get()
+    emit(
+        {
+            "version": new.version,
+            "prev_version": new.prev_version,
+            "tentative": bool(new.flags & uapi.POOL_CONFIG_TENTATIVE),
+            "rekey_seconds": new.rekey_seconds,
+            "puzzle_difficulty": new.puzzle_difficulty,
+            "heartbeat_seconds": new.heartbeat_seconds,
+            "peer_count": new.peer_count,
+        }
+    )
+    return 0
+
+
+def cmd_config_restore(a: argparse.Namespace) -> int:
+    from pooltools import uapi
+    from pooltools.device import Device
+
+    with Device() as dev:
+        cur = dev.config_get()
+        restored = False
+        if cur.flags & uapi.POOL_CONFIG_HAS_PREV:
+            dev._io(uapi.POOL_IOC_CONFIG_ROLLBACK, uapi.PoolConfigRef(version=cur.version), "roll back")
+            restored = True
+        new = dev.config_get()
+    emit(
+        {
+            "restored": restored,
+            "version": new.version,
+            "rekey_seconds": new.rekey_seconds,
+            "puzzle_difficulty": new.puzzle_difficulty,
+            "heartbeat_seconds": new.heartbeat_seconds,
+            "peer_count": new.peer_count,
+        }
+    )
+    return 0
+
+
+# ---- sequence-numbered traffic -----------------------------------------------
+
+SEQ = struct.Struct(">8sQ")  # nonce, counter
+
+
+def attach_peer(dev: Any, key: bytes, timeout: float = 60.0) -> Any:
+    from pooltools import uapi
+
+    deadline = time.monotonic() + timeout
+    live = (uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
+    while True:
+        idx = [s.index for s in dev.sessions() if bytes(s.peer_public_key) == key and s.state in live]
+        if idx:
+            return dev.attach(min(idx))
+        if time.monotonic() > deadline:
+            raise SystemExit("no established session with the peer")
+        time.sleep(0.5)
+
+
+def cmd_seq_send(a: argparse.Namespace) -> int:
+    from pooltools.device import Device
+
+    nonce = a.nonce.encode()[:8].ljust(8, b"\0")
+    pad = os.urandom(max(0, a.size - SEQ.size))
+    with Device() as dev:
+        sess = attach_peer(dev, key_arg(a.peer))
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < a.seconds:
+            sess.send(SEQ.pack(nonce, n) + pad, a.channel)
+            n += 1
+            if a.interval:
+                time.sleep(a.interval)
+        sess.send(b"END" + nonce + struct.pack(">Q", n), a.channel)
+        sess.close()
+    emit({"sent": n, "seconds": round(time.monotonic() - t0, 3), "session": sess.index})
+    return 0
+
+
+def cmd_seq_recv(a: argparse.Namespace) -> int:
+    from pooltools.device import Device
+
+    nonce = a.nonce.encode()[:8].ljust(8, b"\0")
+    expect = 0
+    got = dups = gaps = reorder = foreign = 0
+    first_problem = None
+    total = None
+    with Device() as dev:
+        sess = attach_peer(dev, key_arg(a.peer))
+        deadline = time.monotonic() + a.timeout
+        seen_max = -1
+        while total is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                item = sess.recv(a.channel, min(left, 30.0))
+            except Exception as exc:  # PoolError on timeout
+                if time.monotonic() >= deadline:
+                    break
+                if "within" in str(exc):
+                    continue
+                raise
+            if item is None:
+                first_problem = first_problem or f"session closed after {got} messages"
+                break
+            data = item[1]
+            if data.startswith(b"END" + nonce):
+                total = struct.unpack(">Q", data[11:19])[0]
+                break
+            if len(data) < SEQ.size or data[:8] != nonce:
+                foreign += 1
+                continue
+            (_, n) = SEQ.unpack(data[: SEQ.size])
+            got += 1
+            if n == expect:
+                expect += 1
+            elif n < expect:
+                dups += 1 if n <= seen_max else 0
+                reorder += 0 if n <= seen_max else 1
+                first_problem = first_problem or f"got {n} after {expect - 1}"
+            else:
+                gaps += n - expect
+                first_problem = first_problem or f"got {n}, expected {expect}"
+                expect = n + 1
+            seen_max = max(seen_max, n)
+        sess.close()
+    ok = total is not None and got == total and expect == total and not (dups or gaps or reorder)
+    emit(
+        {
+            "ok": ok,
+            "received": got,
+            "sent": total,
+            "missing": gaps,
+            "duplicates": dups,
+            "reordered": reorder,
+            "foreign": foreign,
+            "first_problem": first_problem,
+            "session": sess.index,
+        }
+    )
+    return 0 if ok else 1
+
+
+# ---- connect/close cycles ----------------------------------------------------
+
+
+def cmd_cycles(a: argparse.Namespace) -> int:
+    from pooltools.device import Device, PoolError
+
+    key = key_arg(a.peer)
+    addr = mapped(a.host)
+    fails: dict[str, int] = {}
+    ok = 0
+    t0 = time.monotonic()
+    with Device() as dev:
+        for _ in range(a.count):
+            try:
+                s = dev.connect(key, addr, a.port, 0, 10000)
+            except PoolError as exc:
+                fails[exc.why] = fails.get(exc.why, 0) + 1
+                time.sleep(0.2)
+                continue
+            s.close()
+            ok += 1
+    emit({"cycles": ok, "failures": fails, "seconds": round(time.monotonic() - t0, 3)})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="transport_probe.py")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("probe")
+    p.add_argument("case", choices=["unknown", "wrongkey", "replay", "stale", "badpuzzle"])
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--peer-key", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--claim")
+    p.add_argument("--pause", type=float, default=1.0, help="replay: seconds between original and replay")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("half-open")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--seconds", type=float, default=60)
+    p.set_defaults(func=cmd_half_open)
+
+    p = sub.add_parser("config-set")
+    p.add_argument("--rekey-seconds", type=int)
+    p.add_argument("--puzzle-difficulty", type=int)
+    p.add_argument("--heartbeat-seconds", type=int)
+    p.add_argument("--confirm-ms", type=int, default=600000)
+    p.set_defaults(func=cmd_config_set)
+
+    p = sub.add_parser("config-restore")
+    p.set_defaults(func=cmd_config_restore)
+
+    p = sub.add_parser("seq-send")
+    p.add_argument("--peer", required=True)
+    p.add_argument("--channel", type=int, default=9)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--interval", type=float, default=0.0)
+    p.add_argument("--nonce", required=True)
+    p.set_defaults(func=cmd_seq_send)
+
+    p = sub.add_parser("seq-recv")
+    p.add_argument("--peer", required=True)
+    p.add_argument("--channel", type=int, default=9)
+    p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--nonce", required=True)
+    p.set_defaults(func=cmd_seq_recv)
+
+    p = sub.add_parser("cycles")
+    p.add_argument("host")
+    p.add_argument("--peer", required=True)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--port", type=int, default=0)
+    p.set_defaults(func=cmd_cycles)
+
+    a = ap.parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
