@@ -222,6 +222,20 @@ class Fuzzer:
             await asyncio.sleep(0.01)
         return False
 
+    async def _probe(self) -> None:
+        """A fresh session must still answer a heartbeat; otherwise the target is down."""
+        try:
+            peer = await self._session()
+        except (PeerError, noise.PoolError, wire.WireError, OSError) as exc:
+            self.down = self.down or f"after {sum(self.sent.values())} packets: no new session: {exc}"
+            return
+        self.heartbeats_checked += 1
+        if await self._heartbeat_ok(peer):
+            self.heartbeats_answered += 1
+        else:
+            self.down = self.down or f"after {sum(self.sent.values())} packets: heartbeat not answered"
+        await peer.close(wire.ErrorCode.NONE, wait=2)
+
     async def _in_session(self, cases: list[str]) -> bool:
         """Send `cases` inside sessions; False if a check failed or the target stopped answering."""
         try:
@@ -295,6 +309,7 @@ class Fuzzer:
             if self.down:
                 break
             await asyncio.gather(*(self._fresh(c) for c in fresh[i : i + batch]))
+            await self._probe()
         session_ok2 = not self.down and await self._in_session(session[len(session) // 2 :])
         # Finally: a brand-new session must still work.
         alive_after = False
@@ -333,6 +348,8 @@ async def cmd_fuzz(args: argparse.Namespace, emit: Callable[[str], Any] = sys.st
         random.Random(args.seed),
         args.concurrency,
     )
-    report = await f.run(args.count)
+    if not 0 <= args.fresh_share <= 1:
+        raise PeerError("--fresh-share must be between 0 and 1")
+    report = await f.run(args.count, args.fresh_share)
     emit(json.dumps(report, sort_keys=True) + "\n")
     return 0 if report["alive_after"] and report["sessions_survived"] else 1

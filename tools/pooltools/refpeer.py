@@ -721,6 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--count", type=int, default=10000)
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--concurrency", type=int, default=8)
+    f.add_argument(
+        "--fresh-share", type=float, default=0.4, help="share of the packets sent on fresh connections (0..1)"
+    )
     common(f)
     return ap
 
