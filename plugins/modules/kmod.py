@@ -497,9 +497,14 @@ class Kmod:
         if self.check:
             return
         apt = self.need_bin("apt-get", "apt")
-        self.cmd([apt, "install", "-y", "--no-install-recommends", *packages],
-                 what="apt-get install %s" % " ".join(packages),
-                 fix="check that the packages exist for this kernel and that apt sources are reachable")
+        argv = [apt, "install", "-y", "--no-install-recommends", *packages]
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        rc, _out, _err = run(self.m, argv, check=False, env=env)
+        if rc != 0:  # stale or missing package lists: update once, then try again
+            run(self.m, [apt, "update"], what="apt-get update", env=env,
+                fix="check the apt sources (/etc/apt/sources.list*) and the network")
+            run(self.m, argv, what="apt-get install %s" % " ".join(packages), env=env,
+                fix="check that the packages exist for this kernel in the apt sources")
         for k in missing:
             if not self.has_headers(k):
                 raise KmodError("%s installed but /lib/modules/%s/build is still missing: check the package"
