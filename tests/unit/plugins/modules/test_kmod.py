@@ -302,3 +302,24 @@ def test_target_kernels(monkeypatch):
     _module, k = make({"state": "loaded", "kernels": ["bad kernel"]})
     with pytest.raises(kmod.KmodError, match="neither running, all"):
         k.target_kernels()
+
+
+def test_missing_headers_retry_after_apt_update(monkeypatch):
+    installed = set()
+    module, k = make({"install_headers": True})
+    monkeypatch.setattr(kmod.Kmod, "has_headers", staticmethod(lambda kernel: kernel in installed))
+    updated = []
+
+    def apt(argv, data=None, environ_update=None):
+        module.calls.append((argv, data))
+        if argv[1] == "update":
+            updated.append(True)
+            return 0, "", ""
+        if not updated:
+            return 100, "", "E: Unable to locate package linux-headers-6.1.0-9-amd64\n"
+        installed.add("6.1.0-9-amd64")
+        return 0, "", ""
+
+    module.run_command = apt
+    k.ensure_headers(["6.1.0-9-amd64"])
+    assert [call[0][1] for call in module.calls] == ["install", "update", "install"]
