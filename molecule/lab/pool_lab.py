@@ -340,6 +340,8 @@ def tail(path: Path, n: int = 50) -> str:
     except OSError:
         return f"(no console log at {path})"
     lines = data.decode("utf-8", "replace").replace("\r", "").splitlines()
+    if not lines:
+        return f"({path} is empty: the guest has not printed anything yet)"
     return "\n".join(lines[-n:])
 
 
@@ -422,6 +424,7 @@ class State:
     kernel: str
     mcast: str
     inventory: str = ""
+    ready: bool = False  # every VM answered SSH
     nodes: list[Node] = field(default_factory=list)
 
     @classmethod
@@ -715,7 +718,9 @@ def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port
         with contextlib.suppress(Exception):
             down(quiet=True)
         raise
+    st.ready = True
     write_inventory(st, rd, inventory)
+    st.save(rd)
     print(
         f"pool_lab: lab {name!r} up: {count} VMs answer SSH after {time.monotonic() - t0:.0f} s; inventory {inventory}",
         file=sys.stderr,
@@ -798,7 +803,8 @@ def status(as_json: bool) -> int:
         known = {n.pid for n in st.nodes}
         out = {
             "name": name,
-            "up": bool(nodes) and all(n["running"] for n in nodes),
+            "up": st.ready and bool(nodes) and all(n["running"] for n in nodes),
+            "ready": st.ready,
             "accel": st.accel,
             "kernel": st.kernel,
             "image": st.image,
@@ -823,7 +829,8 @@ def status(as_json: bool) -> int:
         if st is None:
             print(f"lab {name!r}: down")
         else:
-            print(f"lab {name!r}: {'up' if out['up'] else 'partly down'} ({out['accel']}, kernel {out['kernel']})")
+            word = "up" if out["up"] else "not ready (up did not finish)" if not st.ready else "partly down"
+            print(f"lab {name!r}: {word} ({out['accel']}, kernel {out['kernel']})")
             for n in out["nodes"]:
                 state = "running" if n["running"] else "stopped"
                 print(f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['ipv4']} {n['ipv6']}")
@@ -846,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=int(os.environ.get("POOL_LAB_COUNT", "2")))
     p.add_argument("--memory", type=int, default=int(os.environ.get("POOL_LAB_MEMORY", "2048")), help="MiB per VM")
     p.add_argument("--cpus", type=int, default=int(os.environ.get("POOL_LAB_CPUS", "2")), help="vCPUs per VM")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "600")))
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "900")))
     p.add_argument("--ssh-port-base", type=int, default=0, help="try ports BASE+i first (default: any free)")
     p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
     sub.add_parser("down", help="stop the VMs and remove runtime state")
