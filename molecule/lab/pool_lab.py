@@ -250,7 +250,15 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
     mkfs = need("mkfs.ext4")
     qemu_img = need("qemu-img")
     if os.geteuid() != 0:
-        raise LabError("building the lab image needs root (mmdebstrap --mode=root): run as root")
+        # mmdebstrap --mode=root: build as root through sudo, into this user's cache.
+        sudo = shutil.which("sudo")
+        if sudo is None:
+            raise LabError("building the lab image needs root (mmdebstrap --mode=root): run `image` as root")
+        print("pool_lab: building the image as root through sudo", file=sys.stderr)
+        cmd = [sudo, "env", f"XDG_CACHE_HOME={cache_root().parent}", sys.executable, str(Path(__file__).resolve())]
+        if subprocess.run([*cmd, "image", *(["--force"] if force else [])]).returncode != 0 or not image_ready(final):
+            raise LabError("building the lab image through sudo failed (see above)")
+        return final
     with locked(final.parent / f".{digest}.lock"):
         if image_ready(final) and not force:
             return final  # another process built it meanwhile
