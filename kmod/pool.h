@@ -51,6 +51,7 @@
 #define POOL_RING_RESERVE	(8U << 10)	/* extra room for control packets */
 #define POOL_RING_SIZE		(POOL_RING_DATA + POOL_RING_RESERVE)
 #define POOL_CLOSE_LINGER	(2 * HZ)
+#define POOL_RX_STALL		(5 * HZ)	/* a packet begun must go on arriving */
 #define POOL_JOURNAL_SIZE	4096
 
 /* Run-time tunables: module parameters at load, configuration versions later. */
@@ -183,6 +184,8 @@ struct pool_session {
 	u64			rx_top;		/* highest sequence accepted */
 	u64			rx_bitmap[POOL_REPLAY_WINDOW / 64];
 	bool			rx_stalled;	/* receive queue full: not reading */
+	unsigned long		rx_progress;	/* jiffies of the last bytes read */
+	struct delayed_work	stall_work;	/* a packet that stops half way */
 
 	/* receive queue, under lock */
 	struct list_head	rxq;
@@ -290,6 +293,7 @@ void pool_sock_install(struct pool_session *s);
 void pool_sock_uninstall(struct pool_session *s);
 void pool_rx_work(struct work_struct *w);
 void pool_tx_work(struct work_struct *w);
+void pool_stall_work(struct work_struct *w);
 void pool_ip_from_sockaddr(const struct sockaddr_storage *ss, u8 ip[16], u16 *port);
 
 /* timers.c */

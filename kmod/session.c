@@ -609,6 +609,7 @@ static void pool_session_close_work(struct work_struct *w)
 
 	pool_sock_uninstall(s);
 	cancel_work_sync(&s->rx_work);
+	cancel_delayed_work_sync(&s->stall_work);
 	cancel_work_sync(&s->tx_work);
 	cancel_delayed_work_sync(&s->hb_work);
 	cancel_delayed_work_sync(&s->rekey_work);
@@ -716,6 +717,7 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	INIT_WORK(&s->close_work, pool_session_close_work);
 	INIT_DELAYED_WORK(&s->hb_work, pool_hb_work);
 	INIT_DELAYED_WORK(&s->rekey_work, pool_rekey_work);
+	INIT_DELAYED_WORK(&s->stall_work, pool_stall_work);
 
 	s->tx_buf = kmalloc(POOL_MAX_PAYLOAD + 1, GFP_KERNEL);
 	s->rx_buf = kmalloc(POOL_MAX_PAYLOAD + 1, GFP_KERNEL);

@@ -397,6 +397,7 @@ void pool_rx_work(struct work_struct *w)
 			if (ret <= 0)
 				goto stop;
 			s->rx_have += ret;
+			s->rx_progress = jiffies;
 			if (s->rx_have < POOL_HDR_LEN)
 				continue;
 			if (pool_hdr_decode(&s->rx_hdr, s->rx_hdr_raw) ||
@@ -425,6 +426,7 @@ void pool_rx_work(struct work_struct *w)
 			if (ret <= 0)
 				goto stop;
 			s->rx_have += ret;
+			s->rx_progress = jiffies;
 			if (ret < want)
 				continue;
 		}
@@ -436,10 +438,34 @@ void pool_rx_work(struct work_struct *w)
 	return;
 
 stop:
-	if (ret == -EAGAIN)
+	if (ret == -EAGAIN) {
+		/* half a packet: it must be completed in time */
+		if (s->rx_have)
+			queue_delayed_work(pool_node.wq, &s->stall_work,
+					   POOL_RX_STALL);
 		return;
+	}
 	/* end of stream or a socket error without a CLOSE */
 	pool_session_close(s, POOL_ERR_PEER_DEAD, false);
+}
+
+/* A packet that stopped arriving half way: the framing cannot be trusted. */
+void pool_stall_work(struct work_struct *w)
+{
+	struct pool_session *s = container_of(to_delayed_work(w),
+					      struct pool_session, stall_work);
+	unsigned long due;
+
+	if (READ_ONCE(s->closing) || !READ_ONCE(s->rx_have))
+		return;
+	due = READ_ONCE(s->rx_progress) + POOL_RX_STALL;
+	if (time_before(jiffies, due)) {
+		queue_delayed_work(pool_node.wq, &s->stall_work, due - jiffies);
+		return;
+	}
+	pool_fail(POOL_STAT_MALFORMED, POOL_ERR_MALFORMED, s->peer_key,
+		  "transport: packet truncated");
+	pool_session_close(s, POOL_ERR_MALFORMED, false);
 }
 
 /* ---- transport send ------------------------------------------------------------ */
@@ -604,6 +630,13 @@ static void pool_hconn_reap(struct work_struct *w)
 	spin_lock_bh(&pool_node.hconn_lock);
 	list_del(&hc->list);
 	pool_node.nr_hconns--;
+	/*
+	 * pool_hconn_work() or pool_hconns_exit() may have queued this reap
+	 * again while it was running (waiting for hc->mutex): drop that
+	 * instance, or it would run on freed memory. Once unlinked, nothing
+	 * can find hc to queue it again.
+	 */
+	cancel_delayed_work(&hc->reap);
 	spin_unlock_bh(&pool_node.hconn_lock);
 	memzero_explicit(hc->buf, sizeof(hc->buf));
 	kfree(hc);

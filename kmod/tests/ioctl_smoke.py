@@ -404,6 +404,93 @@ def cmd_client(a) -> None:
     print("closed")
 
 
+def cmd_hold(a) -> None:
+    """Connect, then wait until the peer closes (or --seconds); print how it ended."""
+    fd = dev()
+    ip = ipaddress.ip_address(a.addr)
+    raw = (ipaddress.IPv6Address("::ffff:" + str(ip)) if ip.version == 4 else ip).packed
+    c = Connect()
+    c.addr[:] = raw
+    c.peer_public_key[:] = bytes.fromhex(a.peer)
+    c.timeout_ms = 20000
+    ioctl(fd, CONNECT, c)
+    print(f"connected: session {c.index}", flush=True)
+    t0 = time.monotonic()
+    r, _, _ = select.select([c.fd], [], [], a.seconds)
+    if not r:
+        print(f"still open after {a.seconds}s", flush=True)
+    else:
+        data = os.read(c.fd, 65519)
+        info = session_info(c.fd)
+        print(f"read() -> {len(data)} bytes after {time.monotonic() - t0:.1f}s, state {info.state}", flush=True)
+    os.close(c.fd)
+
+
+def _payload(i: int) -> bytes:
+    size = 16 + (i * 7919) % 8000
+    seed = hashlib.sha256(struct.pack(">Q", i)).digest()
+    return struct.pack(">Q", i) + (seed * (size // 32 + 1))[: size - 8]
+
+
+def cmd_stream(a) -> None:
+    """Pipelined echo traffic for --seconds; every echo checked in order (rekeys happen meanwhile)."""
+    fd = dev()
+    ip = ipaddress.ip_address(a.addr)
+    raw = (ipaddress.IPv6Address("::ffff:" + str(ip)) if ip.version == 4 else ip).packed
+    c = Connect()
+    c.addr[:] = raw
+    c.peer_public_key[:] = bytes.fromhex(a.peer)
+    c.timeout_ms = 20000
+    c.fd_flags = os.O_NONBLOCK
+    ioctl(fd, CONNECT, c)
+    sfd = c.fd
+    print(f"connected: session {c.index}", flush=True)
+    sent = recv = nbytes = 0
+    t0 = time.monotonic()
+    end = t0 + a.seconds
+    p = select.poll()
+    p.register(sfd, select.POLLIN | select.POLLOUT)
+    last = t0
+    while True:
+        now = time.monotonic()
+        sending = now < end
+        if not sending and recv == sent:
+            break
+        if now - last > 30:
+            raise AssertionError(f"no progress for 30 s (sent {sent}, received {recv})")
+        p.modify(sfd, select.POLLIN | (select.POLLOUT if sending and sent - recv < 64 else 0))
+        for _, ev in p.poll(1000):
+            if ev & select.POLLIN:
+                while True:
+                    try:
+                        got = os.read(sfd, 65519)
+                    except BlockingIOError:
+                        break
+                    if not got:
+                        raise AssertionError(f"end of stream after {recv} messages")
+                    want = _payload(recv)
+                    if got != want:
+                        n = struct.unpack(">Q", got[:8])[0] if len(got) >= 8 else -1
+                        raise AssertionError(f"message {recv}: got #{n} ({len(got)} bytes): lost, duplicated or reordered")
+                    recv += 1
+                    nbytes += len(got)
+                    last = time.monotonic()
+            if ev & select.POLLOUT and sending:
+                try:
+                    os.write(sfd, _payload(sent))
+                    sent += 1
+                except BlockingIOError:
+                    pass
+            if ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                raise AssertionError("session hung up")
+    info = session_info(sfd)
+    dt = time.monotonic() - t0
+    print(f"stream: {sent} messages, {nbytes} bytes echoed in order in {dt:.1f}s; epoch {info.epoch}, "
+          f"dropped {info.dropped}, heartbeats {info.heartbeats_sent}/{info.heartbeats_recv}", flush=True)
+    assert info.epoch >= a.min_epoch, f"epoch {info.epoch} < {a.min_epoch}"
+    os.close(sfd)
+
+
 def cmd_stats(a) -> None:
     for k, v in stats(dev()).items():
         print(f"{k:22} {v}")
@@ -451,6 +538,15 @@ def main() -> int:
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--messages", type=int, default=50)
     s.add_argument("--hold", type=int, default=0)
+    s = sub.add_parser("hold")
+    s.add_argument("addr")
+    s.add_argument("peer")
+    s.add_argument("--seconds", type=int, default=60)
+    s = sub.add_parser("stream")
+    s.add_argument("addr")
+    s.add_argument("peer")
+    s.add_argument("--seconds", type=int, default=60)
+    s.add_argument("--min-epoch", type=int, default=0)
     for n in ("stats", "sessions", "journal"):
         sub.add_parser(n)
     s = sub.add_parser("close")
