@@ -911,11 +911,13 @@ class Kmod:
             self.load(version, params_changed, before_installed.get(self.running, []))
 
         if p["remove_stale"]:
-            self.remove_stale(version, kernels)
+            self.remove_stale(version, kernels, entries)
 
-        after = [] if self.check else self.dkms_status()
-        self.result["kernels"] = (kernels if self.check else
-                                  [k for k in self.installed_kernels() if version in dkms.installed_versions(after, k)])
+        # Every target kernel now has this version (or the run failed above), plus
+        # the other kernels that already had it; no second `dkms status` (slow) needed.
+        elsewhere = [e.kernel for e in entries if e.version == version and e.kernel and e.kernel not in kernels
+                     and e.state.startswith("installed")]
+        self.result["kernels"] = sorted(set(kernels) | set(elsewhere))
         path = self.installed_module(self.running)
         if path:
             self.result["srcversion"] = self.modinfo(path, "srcversion")
@@ -988,8 +990,8 @@ class Kmod:
                 self.actions.append("start %s" % self.p["service"])
                 self.cmd([self.m.get_bin_path("systemctl", required=True), "start", self.p["service"]], check=False)
 
-    def remove_stale(self, version, kernels):
-        entries = self.dkms_status()
+    def remove_stale(self, version, kernels, entries):
+        """Remove managed versions other than ``version``; ``entries`` is the status read at the start."""
         for v in dkms.status_versions(entries):
             if v == version:
                 continue

@@ -323,3 +323,38 @@ def test_missing_headers_retry_after_apt_update(monkeypatch):
     module.run_command = apt
     k.ensure_headers(["6.1.0-9-amd64"])
     assert [call[0][1] for call in module.calls] == ["install", "update", "install"]
+
+
+def test_remove_stale_only_touches_managed_versions(tmp_path, monkeypatch):
+    monkeypatch.setattr(kmod, "USR_SRC", str(tmp_path))
+    for v in ("0.1.0+old", "0.1.0+new", "0.0.1+other"):
+        (tmp_path / ("pool-" + v)).mkdir()
+    (tmp_path / "pool-0.1.0+old" / dkms.MANAGED_MARKER).write_text("x")
+    (tmp_path / "pool-0.1.0+new" / dkms.MANAGED_MARKER).write_text("x")
+    entries = dkms.parse_status(
+        "pool/0.1.0+old, 6.1.0-9-amd64, x86_64: installed\n"
+        "pool/0.0.1+other, 6.1.0-9-amd64, x86_64: built\n"
+        "pool/0.1.0+new: added\n", "pool")
+    module, k = make()
+    k.dkms_bin = "/usr/sbin/dkms"
+    k.remove_stale("0.1.0+new", ["6.1.0-9-amd64"], entries)
+    argvs = [" ".join(call[0]) for call in module.calls]
+    assert argvs == ["/usr/sbin/dkms remove -m pool -v 0.1.0+old --all"]
+    assert k.result["removed_versions"] == ["0.1.0+old"]
+    assert not (tmp_path / "pool-0.1.0+old").exists()
+    assert (tmp_path / "pool-0.0.1+other").exists() and (tmp_path / "pool-0.1.0+new").exists()
+    assert "not managed" in module.warnings[0]
+
+
+def test_remove_stale_keeps_versions_other_kernels_use(tmp_path, monkeypatch):
+    monkeypatch.setattr(kmod, "USR_SRC", str(tmp_path))
+    (tmp_path / "pool-0.1.0+old").mkdir()
+    (tmp_path / "pool-0.1.0+old" / dkms.MANAGED_MARKER).write_text("x")
+    entries = dkms.parse_status(
+        "pool/0.1.0+old, 6.1.0-9-amd64, x86_64: installed\n"
+        "pool/0.1.0+old, 6.1.0-8-amd64, x86_64: installed\n", "pool")
+    module, k = make()
+    k.dkms_bin = "/usr/sbin/dkms"
+    k.remove_stale("0.1.0+new", ["6.1.0-9-amd64"], entries)
+    assert [" ".join(call[0]) for call in module.calls] == ["/usr/sbin/dkms remove -m pool -v 0.1.0+old -k 6.1.0-9-amd64"]
+    assert (tmp_path / "pool-0.1.0+old").exists()
