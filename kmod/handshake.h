@@ -118,7 +118,11 @@ int pool_hs_response_consume_trust(const struct pool_static *self,
 				   const u8 payload[POOL_RESPONSE_LEN],
 				   pool_trust_fn trusted, void *arg,
 				   struct pool_hs_responder *out);
-/* 0, or -ENOMEM if the one-shot AEAD could not be allocated. Wipes st->ck/h. */
+/*
+ * 0, or -ENOMEM if the one-shot AEAD could not be allocated: then payload
+ * and out are random (useless to anyone, never uninitialised); the caller
+ * should drop the connection. Wipes st->ck/h.
+ */
 int pool_hs_ack_create(struct pool_hs_responder *st, u8 payload[POOL_ACK_LEN],
 		       struct pool_keys *out);
 
