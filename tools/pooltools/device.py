@@ -124,6 +124,14 @@ ACCEPT_ERRORS = {
 }
 SESSION_ERRORS = {errno.ENOENT: ("no such session", EXIT_NOT_FOUND)}
 SEED_ERRORS = {errno.EBUSY: ("the kernel journal already has entries beyond its genesis", EXIT_BUSY)}
+CONFIG_ERRORS = {
+    errno.EINVAL: (
+        "rejected by pool.ko (a value out of range, an unusable or own peer key, or a version not above the active one)",
+        EXIT_USAGE,
+    ),
+    errno.ESTALE: ("that version is no longer the active one (poolctl config show)", EXIT_BUSY),
+    errno.ENOENT: ("no previous version in pool.ko to roll back to", EXIT_NOT_FOUND),
+}
 
 
 def raise_errno(what: str, err: int, overrides: dict[int, tuple[str, int]] | None = None) -> None:
@@ -406,6 +414,30 @@ class Device:
         c = uapi.PoolConfig()
         self._io(uapi.POOL_IOC_CONFIG_GET, c, "read configuration")
         return c
+
+    def config_apply(self, c: uapi.PoolConfig, peers: list[uapi.PoolPeer]) -> uapi.PoolConfig:
+        """CONFIG_APPLY: c (version, hash, tunables, confirm_within_ms) with the trust store `peers`."""
+        arr = (uapi.PoolPeer * max(len(peers), 1))(*peers)
+        c.peers_ptr, c.peer_count = (ctypes.addressof(arr), len(peers)) if peers else (0, 0)
+        self._io(uapi.POOL_IOC_CONFIG_APPLY, c, f"apply configuration version {c.version}", CONFIG_ERRORS)
+        return c
+
+    def config_confirm(self, version: int) -> None:
+        self._io(
+            uapi.POOL_IOC_CONFIG_CONFIRM,
+            uapi.PoolConfigRef(version=version),
+            f"confirm configuration version {version}",
+            CONFIG_ERRORS,
+        )
+
+    def config_rollback(self, version: int) -> None:
+        """CONFIG_ROLLBACK: version must be the active one; restores the previous."""
+        self._io(
+            uapi.POOL_IOC_CONFIG_ROLLBACK,
+            uapi.PoolConfigRef(version=version),
+            f"roll back configuration version {version}",
+            CONFIG_ERRORS,
+        )
 
 
 def make_peer(

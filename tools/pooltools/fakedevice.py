@@ -20,6 +20,7 @@ from pooltools import uapi
 from pooltools.address import pool_address
 from pooltools.device import (
     ACCEPT_ERRORS,
+    CONFIG_ERRORS,
     CONNECT_ERRORS,
     EXIT_USAGE,
     LISTEN_ERRORS,
@@ -411,4 +412,83 @@ class FakeDevice:
 
     def config_get(self) -> uapi.PoolConfig:
         self._check("read configuration")
-        return self._config.copy()
+        c = self._config.copy()
+        c.peer_count = len(self._peers)
+        return c
+
+    def config_apply(self, c: uapi.PoolConfig, peers: list[uapi.PoolPeer]) -> uapi.PoolConfig:
+        """As kmod/config.c: validates, replaces the trust store, keeps one previous version."""
+        what = f"apply configuration version {c.version}"
+        self._check(what)
+        keys = [bytes(p.public_key) for p in peers]
+        own = bytes(self._identity.public_key)
+        if (
+            c.version <= self._config.version
+            or not 1 <= c.heartbeat_seconds <= 3600
+            or not 5 <= c.rekey_seconds <= 2**31
+            or not 1 <= c.rekey_packets < 2**32
+            or c.puzzle_difficulty > 28
+            or not 1 <= c.max_sessions <= 65536
+            or c.confirm_within_ms > 24 * 3600 * 1000
+            or len(set(keys)) != len(keys)
+            or any(k in (bytes(32), own) for k in keys)
+        ):
+            raise_errno(what, errno.EINVAL, CONFIG_ERRORS)
+        self._mut(f"config_apply {c.version}")
+        self._config_prev = (self._config.copy(), {k: p.copy() for k, p in self._peers.items()})
+        self._set_peers({bytes(p.public_key): p.copy() for p in peers})
+        new = uapi.PoolConfig(
+            version=c.version,
+            flags=uapi.POOL_CONFIG_HAS_PREV | (uapi.POOL_CONFIG_TENTATIVE if c.confirm_within_ms else 0),
+            prev_version=self._config.version,
+            deadline_ns=time.time_ns() + c.confirm_within_ms * 1_000_000 if c.confirm_within_ms else 0,
+            heartbeat_seconds=c.heartbeat_seconds,
+            rekey_seconds=c.rekey_seconds,
+            rekey_packets=c.rekey_packets,
+            puzzle_difficulty=c.puzzle_difficulty,
+            max_sessions=c.max_sessions,
+        )
+        ctypes.memmove(new.hash, bytes(c.hash), 32)
+        ctypes.memmove(new.prev_hash, bytes(self._config.hash), 32)
+        self._config = new
+        self._journal_add(uapi.JournalType.CONFIG, detail=f"apply {c.version}".encode())
+        return self.config_get()
+
+    def _set_peers(self, peers: dict[bytes, uapi.PoolPeer]) -> None:
+        for st in list(self._sessions.values()):
+            if st.peer_public_key not in peers:
+                self._end_session(st, uapi.ErrorCode.LOCAL_CLOSE)
+        self._peers = peers
+
+    def config_confirm(self, version: int) -> None:
+        what = f"confirm configuration version {version}"
+        self._check(what)
+        if version != self._config.version:
+            raise_errno(what, errno.ESTALE, CONFIG_ERRORS)
+        if self._config.flags & uapi.POOL_CONFIG_TENTATIVE:
+            self._mut(f"config_confirm {version}")
+            self._config.flags &= ~uapi.POOL_CONFIG_TENTATIVE
+            self._config.deadline_ns = 0
+            self._journal_add(uapi.JournalType.CONFIG, detail=f"confirm {version}".encode())
+
+    def config_rollback(self, version: int, why: str = "operator") -> None:
+        what = f"roll back configuration version {version}"
+        self._check(what)
+        if version != self._config.version:
+            raise_errno(what, errno.ESTALE, CONFIG_ERRORS)
+        prev = getattr(self, "_config_prev", None)
+        if not self._config.flags & uapi.POOL_CONFIG_HAS_PREV or prev is None:
+            raise_errno(what, errno.ENOENT, CONFIG_ERRORS)
+        self._mut(f"config_rollback {version}")
+        old, peers = prev
+        self._set_peers(peers)
+        self._config = old
+        self._config.flags &= ~(uapi.POOL_CONFIG_HAS_PREV | uapi.POOL_CONFIG_TENTATIVE)
+        self._config.deadline_ns = 0
+        self._config_prev = None
+        self._journal_add(uapi.JournalType.ROLLBACK, detail=f"{version} -> {old.version} ({why})".encode())
+
+    def config_expire(self) -> None:
+        """Test hook: the deadline of a tentative version passes (the kernel's rollback work)."""
+        if self._config.flags & uapi.POOL_CONFIG_TENTATIVE:
+            self.config_rollback(self._config.version, "not confirmed before the deadline")

@@ -752,6 +752,9 @@ def build_parser() -> Parser:
     csub = cp.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     csub.required = True
     add(csub, "show", cmd_config_show, "show the active configuration version (CONFIG_GET)")
+    from pooltools import poolctl_config  # apply, confirm, rollback, history, diff (issue 6)
+
+    poolctl_config.register(csub, add)
     return p
 
 
