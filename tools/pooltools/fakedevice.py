@@ -471,7 +471,10 @@ class FakeDevice:
             self._config.deadline_ns = 0
             self._journal_add(uapi.JournalType.CONFIG, detail=f"confirm {version}".encode())
 
-    def config_rollback(self, version: int, why: str = "operator") -> None:
+    def config_rollback(self, version: int) -> None:
+        self._config_restore(version, "operator")
+
+    def _config_restore(self, version: int, why: str) -> None:
         what = f"roll back configuration version {version}"
         self._check(what)
         if version != self._config.version:
@@ -491,4 +494,4 @@ class FakeDevice:
     def config_expire(self) -> None:
         """Test hook: the deadline of a tentative version passes (the kernel's rollback work)."""
         if self._config.flags & uapi.POOL_CONFIG_TENTATIVE:
-            self.config_rollback(self._config.version, "not confirmed before the deadline")
+            self._config_restore(self._config.version, "not confirmed before the deadline")

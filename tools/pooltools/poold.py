@@ -181,6 +181,9 @@ class Poold:
         self.sync_journal(initial=not self.applied)
         self.apply_identity()
         self.apply_peers()
+        from pooltools.poolctl_config import restore_at_boot  # last confirmed config version (issue 6)
+
+        restore_at_boot(self.dev, self.conf.node.state_dir, log)
         self.apply_listener()
         self.applied = True
         self.sync_journal()
