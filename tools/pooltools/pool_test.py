@@ -132,9 +132,19 @@ def parse_control(msg: bytes) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+_BLOCK: bytes = b""
+
+
+def _block() -> bytes:
+    global _BLOCK
+    if not _BLOCK:
+        _BLOCK = b"".join(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range((1 << 20) // 32))
+    return _BLOCK
+
+
 def pattern(total: int, size: int) -> Iterator[bytes]:
-    """Deterministic, incompressible messages: SHA-256 counter blocks."""
-    block = b"".join(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range((1 << 20) // 32))
+    """Deterministic, incompressible messages: SHA-256 counter blocks (1 MiB, built before timing)."""
+    block = _block()
     sent = 0
     off = 0
     while sent < total:
@@ -206,6 +216,7 @@ def bulk(t: Transport, total: int, size: int, timeout: float | None) -> dict[str
     if not 1 <= size <= MAX_MESSAGE:
         raise PoolError("bulk", f"message size must be 1-{MAX_MESSAGE}", EXIT_USAGE)
     h = hashlib.sha256()
+    _block()  # not inside the timed part
     t.send(control("bulk", bytes=total))
     t0 = time.monotonic()
     for chunk in pattern(total, size):

@@ -45,6 +45,7 @@ JOURNAL_FILE = "journal.jsonl"
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 60.0
 CONNECT_TIMEOUT_MS = 5000
+IDLE_WAKEUP = 5.0  # seconds between passes when nothing happens
 LIVE_STATES = (uapi.SessionState.HANDSHAKE, uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
 
 
@@ -463,6 +464,26 @@ class Poold:
             else:
                 raise
 
+    def wait(self, wake_fd: int) -> None:
+        """Sleep until a signal, an inbound session (/dev/pool readable), a session hang-up,
+        a connect attempt falling due, or IDLE_WAKEUP seconds (a safety net)."""
+        p = select.poll()
+        p.register(wake_fd, select.POLLIN)
+        if self.dev is not None and self.dev.fileno() >= 0:
+            p.register(self.dev.fileno(), select.POLLIN)
+        for s in self.held.values():
+            if s.fileno() >= 0:
+                p.register(s.fileno(), 0)  # POLLHUP/POLLERR are always reported
+        timeout = IDLE_WAKEUP
+        if self.pending or self.dev is None:
+            timeout = 1.0
+        now = self.clock()
+        for b in self.backoff.values():
+            if b.next_at > now:
+                timeout = min(timeout, b.next_at - now)
+        with contextlib.suppress(InterruptedError):
+            p.poll(max(50, int(timeout * 1000)))
+
     def status(self) -> None:
         sdnotify.notify(
             f"STATUS={'listening on ' + str(self.listen_port) if self.owns_listener else 'not listening'}, "
@@ -599,11 +620,7 @@ def run(args: argparse.Namespace) -> int:
         if sig.hup:
             sig.hup = False
             daemon.reload()
-        fds = [sig.r.fileno()]
-        if daemon.dev is not None and daemon.dev.fileno() >= 0:
-            fds.append(daemon.dev.fileno())
-        with contextlib.suppress(InterruptedError):
-            select.select(fds, [], [], 1.0)
+        daemon.wait(sig.r.fileno())
         sig.drain()
         if sig.stop:
             break
