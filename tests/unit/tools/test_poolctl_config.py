@@ -1,0 +1,178 @@
+"""poolctl config apply/confirm/rollback/history/diff against the FakeDevice, and poold's boot restore."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from pooltools import configstore as cs
+from pooltools import poolctl, poolctl_config, uapi, x25519
+from pooltools.fakedevice import FakeDevice
+from pooltools.keys import encode_key
+
+PRIV = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+PUB = x25519.public_key(PRIV)
+PEER = x25519.public_key(bytes(range(1, 33)))
+OTHER = x25519.public_key(bytes(range(2, 34)))
+
+
+@pytest.fixture
+def dev() -> FakeDevice:
+    d = FakeDevice()
+    d.set_identity(PRIV)
+    return d
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def write_doc(tmp_path: Path, name: str = "c.json", **kw: object) -> str:
+    d: dict = {"heartbeat_seconds": 5, "peers": [{"name": "node2", "public_key": encode_key(PEER)}]}
+    d.update(kw)
+    p = tmp_path / name
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+def jrun(capsys, dev: FakeDevice, state: Path, *argv: str) -> tuple[int, dict]:
+    rc = poolctl.main(["--json", *argv, "--state-dir", str(state)], lambda: dev)
+    out, _err = capsys.readouterr()
+    assert out.count("\n") == 1, out
+    return rc, json.loads(out)
+
+
+def test_apply_tentative_confirm(capsys, dev, state, tmp_path) -> None:
+    rc, doc = jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path), "--confirm-within", "30")
+    assert rc == 0 and doc["changed"] is True and doc["version"] == 1 and doc["tentative"] is True
+    assert doc["previous_version"] == 0 and doc["before"] is None and doc["after"]["heartbeat_seconds"] == 5
+    assert dev.config_get().flags & uapi.POOL_CONFIG_TENTATIVE
+    assert doc["hash"] == bytes(dev.config_get().hash).hex()
+    assert cs.Store(state).confirmed() is None  # not confirmed yet
+    rc, doc = jrun(capsys, dev, state, "config", "confirm")
+    assert rc == 0 and doc == {"changed": True, "version": 1, "hash": doc["hash"], "confirmed": True}
+    assert cs.Store(state).confirmed().version == 1
+    rc, doc = jrun(capsys, dev, state, "config", "confirm")
+    assert rc == 0 and doc["changed"] is False
+
+
+def test_apply_is_idempotent(capsys, dev, state, tmp_path) -> None:
+    f = write_doc(tmp_path)
+    jrun(capsys, dev, state, "config", "apply", f)
+    before = list(dev.mutations)
+    rc, doc = jrun(capsys, dev, state, "config", "apply", f)
+    assert rc == 0 and doc["changed"] is False and doc["version"] == 1
+    assert dev.mutations == before
+    assert cs.Store(state).versions() == [1]
+
+
+def test_invalid_values_change_nothing(capsys, dev, state, tmp_path) -> None:
+    mut = list(dev.mutations)
+    rc, doc = jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, max_sessions=0))
+    assert rc == 2
+    assert doc["error"]["why"] == "max_sessions: 0 is out of range (1-65536)"
+    assert dev.mutations == mut and not (state / "config").exists()
+    own = write_doc(tmp_path, peers=[{"name": "me", "public_key": encode_key(PUB)}])
+    rc, doc = jrun(capsys, dev, state, "config", "apply", own)
+    assert rc == 2 and "own public key" in doc["error"]["why"] and dev.mutations == mut
+    assert cs.Store(state).versions() == []
+
+
+def test_dry_run_changes_nothing(capsys, dev, state, tmp_path) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path))
+    mut = list(dev.mutations)
+    rc, doc = jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=9), "--dry-run")
+    assert rc == 0 and doc["changed"] is True and doc["dry_run"] is True and doc["version"] == 2
+    assert doc["before"]["heartbeat_seconds"] == 5 and doc["after"]["heartbeat_seconds"] == 9
+    assert dev.mutations == mut and cs.Store(state).versions() == [1]
+
+
+def test_apply_refused_while_tentative(capsys, dev, state, tmp_path) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path), "--confirm-within", "30")
+    rc, doc = jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=9))
+    assert rc == 8 and "awaits confirmation" in doc["error"]["why"]
+
+
+def test_kernel_refusal_leaves_no_stored_version(capsys, dev, state, tmp_path) -> None:
+    dev.unload()
+    rc, _doc = jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path))
+    assert rc == 3 and cs.Store(state).versions() == []
+
+
+def test_rollback_previous_and_to(capsys, dev, state, tmp_path) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path))
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=9))
+    rc, doc = jrun(capsys, dev, state, "config", "rollback")
+    assert rc == 0 and doc["version"] == 1 and doc["rolled_back_from"] == 2 and doc["after"]["heartbeat_seconds"] == 5
+    assert dev.config_get().version == 1 and dev.config_get().heartbeat_seconds == 5
+    assert cs.Store(state).confirmed().version == 1
+    rc, doc = jrun(capsys, dev, state, "config", "rollback")
+    assert rc == 5 and "--to N" in doc["error"]["why"]
+    rc, doc = jrun(capsys, dev, state, "config", "rollback", "--to", "2")
+    assert rc == 0 and doc["changed"] and doc["version"] == 3 and doc["rolled_back_to"] == 2
+    assert dev.config_get().heartbeat_seconds == 9
+    rc, doc = jrun(capsys, dev, state, "config", "rollback", "--to", "2")
+    assert rc == 0 and doc["changed"] is False
+    rc, doc = jrun(capsys, dev, state, "config", "rollback", "--version", "1")
+    assert rc == 8
+
+
+def test_rollback_restores_trust_store_and_closes_sessions(capsys, dev, state, tmp_path) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path))
+    dev.inbound(PEER)
+    wrong = write_doc(tmp_path, peers=[{"name": "node2", "public_key": encode_key(OTHER)}])
+    jrun(capsys, dev, state, "config", "apply", wrong, "--confirm-within", "5")
+    assert [bytes(p.public_key) for p in dev.peers()] == [OTHER] and not dev.sessions()
+    dev.config_expire()
+    assert dev.config_get().version == 1 and [bytes(p.public_key) for p in dev.peers()] == [PEER]
+    rc, doc = jrun(capsys, dev, state, "config", "history")
+    assert rc == 0 and doc["active_version"] == 1 and doc["confirmed_version"] == 1
+    assert [(v["version"], v["active"], v["confirmed"]) for v in doc["versions"]] == [
+        (1, True, True),
+        (2, False, False),
+    ]
+
+
+def test_history_reports_corruption(capsys, dev, state, tmp_path) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path))
+    p = cs.Store(state).path(1)
+    p.write_text(p.read_text().replace('"heartbeat_seconds": 5', '"heartbeat_seconds": 6'))
+    rc, doc = jrun(capsys, dev, state, "config", "history")
+    assert rc == 9 and str(p) in doc["versions"][0]["error"]
+    rc, doc = jrun(capsys, dev, state, "config", "rollback", "--to", "1")
+    assert rc == 9 and str(p) in doc["error"]["why"]
+
+
+def test_diff(capsys, dev, state, tmp_path) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path))
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=9))
+    rc, doc = jrun(capsys, dev, state, "config", "diff", "1", "2")
+    assert rc == 0 and doc["identical"] is False
+    assert doc["diff"].startswith("--- version 1\n+++ version 2\n")
+    assert '-  "heartbeat_seconds": 5,' in doc["diff"] and '+  "heartbeat_seconds": 9,' in doc["diff"]
+    rc, doc = jrun(capsys, dev, state, "config", "diff", "2", "active")
+    assert rc == 0 and doc["identical"] is True and doc["diff"] == ""
+    rc = poolctl.main(["config", "diff", "1", "2", "--state-dir", str(state)], lambda: dev)
+    out, _ = capsys.readouterr()
+    assert rc == 0 and out.startswith("--- version 1\n")
+
+
+def test_bad_confirm_within(capsys, dev, state, tmp_path) -> None:
+    rc, doc = jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path), "--confirm-within", "90000")
+    assert rc == 2 and "24 h" in doc["error"]["why"]
+
+
+def test_restore_at_boot(dev, state, tmp_path, capsys) -> None:
+    log = logging.getLogger("test")
+    assert poolctl_config.restore_at_boot(dev, state, log) is None  # nothing stored
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=7))
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=9), "--confirm-within", "30")
+    dev.reload()  # powered off before the confirm: the module comes back fresh
+    dev.set_identity(PRIV)
+    assert poolctl_config.restore_at_boot(dev, state, log) == 1
+    c = dev.config_get()
+    assert c.version == 1 and c.heartbeat_seconds == 7 and not c.flags & uapi.POOL_CONFIG_TENTATIVE
+    assert poolctl_config.restore_at_boot(dev, state, log) is None  # version != 0: left alone
