@@ -4,9 +4,9 @@
  * (POOL_IOC_CONFIG_*, uapi/pool.h).
  *
  * The active version carries the tunables (struct pool_params) and the
- * trust store; the previous version is kept so that ROLLBACK, or the
- * rollback work at the deadline of a tentative version, can restore it
- * without userspace. Every field is validated before anything changes.
+ * trust store; up to POOL_CONFIG_HISTORY earlier versions are kept so that
+ * ROLLBACK, or the rollback work at the deadline of a tentative version,
+ * can restore the previous one without userspace. Every field is validated before anything changes.
  *
  * Ownership and teardown: the snapshots' peer arrays are kvmalloc'ed here
  * and freed when replaced or by pool_config_exit(), which first cancels
@@ -23,6 +23,7 @@
 #include "pool.h"
 
 #define POOL_CONFIG_MAX_PEERS	1024
+#define POOL_CONFIG_HISTORY	8	/* versions ROLLBACK can go back through */
 
 struct pool_cfg {
 	u32			version;
@@ -33,12 +34,15 @@ struct pool_cfg {
 };
 
 static struct {
-	struct pool_cfg		active, prev;	/* active.peers unused */
-	bool			has_prev;
+	struct pool_cfg		active;		/* active.peers unused */
+	struct pool_cfg		hist[POOL_CONFIG_HISTORY];	/* [depth-1] newest */
+	u32			depth;
 	bool			tentative;
 	u64			deadline_ns;	/* CLOCK_REALTIME */
 	struct delayed_work	rollback_work;
 } cfg;
+
+#define cfg_prev	(cfg.hist[cfg.depth - 1])
 
 static void pool_cfg_free(struct pool_cfg *c)
 {
@@ -105,10 +109,10 @@ static void pool_config_announce_config(void)
 	u8 pt[POOL_CONFIG_PT_LEN] = {};
 
 	put_unaligned_be32(cfg.active.version, pt);
-	put_unaligned_be32(cfg.has_prev ? cfg.prev.version : 0, pt + 4);
+	put_unaligned_be32(cfg.depth ? cfg_prev.version : 0, pt + 4);
 	memcpy(pt + 8, cfg.active.hash, 32);
-	if (cfg.has_prev)
-		memcpy(pt + 40, cfg.prev.hash, 32);
+	if (cfg.depth)
+		memcpy(pt + 40, cfg_prev.hash, 32);
 	put_unaligned_be64(cfg.tentative ? cfg.deadline_ns : 0, pt + 72);
 	put_unaligned_be32(cfg.tentative ? 1 : 0, pt + 80);
 	pool_config_announce(POOL_PKT_CONFIG, pt, sizeof(pt));
@@ -120,10 +124,10 @@ static void pool_config_fill(struct pool_config *c)
 	c->version = cfg.active.version;
 	memcpy(c->hash, cfg.active.hash, POOL_HASH_LEN);
 	c->flags = (cfg.tentative ? POOL_CONFIG_TENTATIVE : 0) |
-		   (cfg.has_prev ? POOL_CONFIG_HAS_PREV : 0);
-	if (cfg.has_prev) {
-		c->prev_version = cfg.prev.version;
-		memcpy(c->prev_hash, cfg.prev.hash, POOL_HASH_LEN);
+		   (cfg.depth ? POOL_CONFIG_HAS_PREV : 0);
+	if (cfg.depth) {
+		c->prev_version = cfg_prev.version;
+		memcpy(c->prev_hash, cfg_prev.hash, POOL_HASH_LEN);
 	}
 	c->deadline_ns = cfg.tentative ? cfg.deadline_ns : 0;
 	c->heartbeat_seconds = pool_node.params.heartbeat_seconds;
@@ -187,9 +191,13 @@ int pool_config_apply(struct pool_config *c)
 	}
 	pool_params_apply(&p);
 
-	pool_cfg_free(&cfg.prev);
-	cfg.prev = old;
-	cfg.has_prev = true;
+	if (cfg.depth == POOL_CONFIG_HISTORY) {
+		pool_cfg_free(&cfg.hist[0]);
+		memmove(&cfg.hist[0], &cfg.hist[1],
+			(POOL_CONFIG_HISTORY - 1) * sizeof(cfg.hist[0]));
+		cfg.depth--;
+	}
+	cfg.hist[cfg.depth++] = old;
 	cfg.active.version = c->version;
 	memcpy(cfg.active.hash, c->hash, POOL_HASH_LEN);
 	cfg.active.params = p;
@@ -244,18 +252,18 @@ static int pool_config_restore(const char *why)
 	struct pool_cfg from = cfg.active;
 	int ret;
 
-	if (!cfg.has_prev)
+	if (!cfg.depth)
 		return -ENOENT;
-	ret = pool_peer_replace(cfg.prev.peers, cfg.prev.npeers);
+	ret = pool_peer_replace(cfg_prev.peers, cfg_prev.npeers);
 	if (ret)
 		return ret;
-	pool_params_apply(&cfg.prev.params);
-	cfg.active.version = cfg.prev.version;
-	memcpy(cfg.active.hash, cfg.prev.hash, POOL_HASH_LEN);
-	cfg.active.params = cfg.prev.params;
-	pool_cfg_free(&cfg.prev);
-	memset(&cfg.prev, 0, sizeof(cfg.prev));
-	cfg.has_prev = false;
+	pool_params_apply(&cfg_prev.params);
+	cfg.active.version = cfg_prev.version;
+	memcpy(cfg.active.hash, cfg_prev.hash, POOL_HASH_LEN);
+	cfg.active.params = cfg_prev.params;
+	pool_cfg_free(&cfg_prev);
+	memset(&cfg_prev, 0, sizeof(cfg_prev));
+	cfg.depth--;
 	cfg.tentative = false;
 	cfg.deadline_ns = 0;
 	WRITE_ONCE(pool_node.config_version, cfg.active.version);
@@ -306,5 +314,6 @@ void pool_config_init(void)
 void pool_config_exit(void)
 {
 	cancel_delayed_work_sync(&cfg.rollback_work);
-	pool_cfg_free(&cfg.prev);
+	while (cfg.depth)
+		pool_cfg_free(&cfg.hist[--cfg.depth]);
 }

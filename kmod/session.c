@@ -85,7 +85,7 @@ static void pool_session_release(struct kref *ref)
 	pool_session_free_rxq(s);
 	if (s->rx_payload != s->rx_buf)
 		kfree(s->rx_payload);
-	kfree(s->rx_buf);
+	kfree(s->rx_buf);	/* NULL after a teardown */
 	kfree_sensitive(s->tx_buf);
 	kvfree(s->ring);
 	memzero_explicit(s->rk, sizeof(s->rk));
@@ -618,6 +618,11 @@ static void pool_session_close_work(struct work_struct *w)
 	sock = s->sock;
 	s->sock = NULL;
 	pool_dir_destroy(&s->tx);
+	/* a closed session may wait long in the accept queue: keep it light */
+	kfree_sensitive(s->tx_buf);
+	s->tx_buf = NULL;
+	kvfree(s->ring);
+	s->ring = NULL;
 	mutex_unlock(&s->tx_lock);
 	if (sock) {
 		kernel_sock_shutdown(sock, SHUT_RDWR);
@@ -627,6 +632,11 @@ static void pool_session_close_work(struct work_struct *w)
 	if (s->rx_next_valid)
 		pool_dir_destroy(&s->rx_next);
 	s->rx_next_valid = false;
+	if (s->rx_payload != s->rx_buf)
+		kfree(s->rx_payload);
+	kfree(s->rx_buf);
+	s->rx_buf = NULL;
+	s->rx_payload = NULL;
 
 	spin_lock_bh(&s->lock);
 	was_active = s->state != POOL_STATE_CLOSED;
@@ -803,15 +813,33 @@ err_count:
 
 /* ---- accept queue and node-wide operations ------------------------------ */
 
-/* Takes over the caller's reference. */
+/*
+ * Takes over the caller's reference. The queue is bounded by max_sessions:
+ * beyond it, the oldest session that has already closed is dropped.
+ */
 void pool_session_enqueue_accept(struct pool_session *s)
 {
+	struct pool_session *old = NULL, *q;
+
 	spin_lock_bh(&pool_node.sessions_lock);
+	if (pool_node.accept_len >= READ_ONCE(pool_node.params.max_sessions)) {
+		list_for_each_entry(q, &pool_node.accept_queue, accept_entry) {
+			if (READ_ONCE(q->state) == POOL_STATE_CLOSED) {
+				old = q;
+				list_del_init(&q->accept_entry);
+				q->queued = false;
+				pool_node.accept_len--;
+				break;
+			}
+		}
+	}
 	list_add_tail(&s->accept_entry, &pool_node.accept_queue);
 	s->queued = true;
 	pool_node.accept_len++;
 	spin_unlock_bh(&pool_node.sessions_lock);
 	wake_up_interruptible(&pool_node.accept_wait);
+	if (old)
+		pool_session_put(old);
 }
 
 static struct pool_session *pool_accept_take(void)

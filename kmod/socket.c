@@ -445,7 +445,9 @@ stop:
 					   POOL_RX_STALL);
 		return;
 	}
-	/* end of stream or a socket error without a CLOSE */
+	/* end of stream or a socket error without a CLOSE: the peer is gone */
+	if (!READ_ONCE(s->closing))
+		pool_stat_inc(POOL_STAT_PEERS_DEAD);
 	pool_session_close(s, POOL_ERR_PEER_DEAD, false);
 }
 
@@ -505,6 +507,8 @@ void pool_tx_work(struct work_struct *w)
 		if (ret <= 0) {
 			WRITE_ONCE(s->tx_dead, true);
 			wake_up_all(&s->wait);
+			if (!READ_ONCE(s->closing))
+				pool_stat_inc(POOL_STAT_PEERS_DEAD);
 			pool_session_close(s, POOL_ERR_PEER_DEAD, false);
 			break;
 		}

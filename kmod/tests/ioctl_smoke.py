@@ -102,12 +102,24 @@ class JEntry(ctypes.Structure):
                 ("hash", u8 * 32), ("detail", ctypes.c_char * 64)]
 
 
+class Config(ctypes.Structure):
+    _fields_ = [("version", u32), ("flags", u32), ("hash", u8 * 32), ("prev_version", u32),
+                ("confirm_within_ms", u32), ("prev_hash", u8 * 32), ("deadline_ns", u64),
+                ("heartbeat_seconds", u32), ("rekey_seconds", u32), ("rekey_packets", u64),
+                ("puzzle_difficulty", u32), ("max_sessions", u32), ("peers_ptr", u64),
+                ("peer_count", u32), ("reserved", u32)]
+
+
+class ConfigRef(ctypes.Structure):
+    _fields_ = [("version", u32), ("reserved", u32)]
+
+
 class JRead(ctypes.Structure):
     _fields_ = [("list", PList), ("from_seq", u64), ("first_seq", u64), ("next_seq", u64),
                 ("head_hash", u8 * 32)]
 
 
-SIZES = {Identity: 120, Peer: 152, PList: 24, Listen: 8, Connect: 72, Accept: 48, Attach: 16,
+SIZES = {Config: 128, ConfigRef: 8, Identity: 120, Peer: 152, PList: 24, Listen: 8, Connect: 72, Accept: 48, Attach: 16,
          Close: 8, Telemetry: 48, SessionInfo: 248, Msg: 16, Stats: 520, JEntry: 184, JRead: 80}
 for _t, _n in SIZES.items():
     assert ctypes.sizeof(_t) == _n, (_t.__name__, ctypes.sizeof(_t), _n)
@@ -143,6 +155,10 @@ CLOSE = IOW(0x0B, Close)
 SESSIONS = IOWR(0x0C, PList)
 STATS = IOR(0x0D, Stats)
 JOURNAL_READ = IOWR(0x0E, JRead)
+CONFIG_GET = IOR(0x10, Config)
+CONFIG_APPLY = IOWR(0x11, Config)
+CONFIG_CONFIRM = IOW(0x12, ConfigRef)
+CONFIG_ROLLBACK = IOW(0x13, ConfigRef)
 S_INFO = IOR(0x40, SessionInfo)
 S_SEND = IOW(0x41, Msg)
 S_RECV = IOWR(0x42, Msg)
@@ -491,6 +507,94 @@ def cmd_stream(a) -> None:
     os.close(sfd)
 
 
+def _peers(fd: int):
+    arr = (Peer * 64)()
+    lst = PList(ctypes.addressof(arr), 64, 0, 0, 0)
+    ioctl(fd, PEER_LIST, lst)
+    return arr, lst.count
+
+
+def cmd_config(a) -> None:
+    """Apply, confirm, roll back by hand and by the kernel's own timer."""
+    fd = dev()
+    cur = Config()
+    ioctl(fd, CONFIG_GET, cur)
+    peers, n = _peers(fd)
+    base = cur.version
+    print(f"active version {base}, heartbeat {cur.heartbeat_seconds}s, {cur.peer_count} peers")
+
+    def apply(version: int, hb: int, ms: int, npeers: int) -> Config:
+        c = Config()
+        c.version = version
+        c.hash[:] = hashlib.sha256(b"v%d" % version).digest()
+        c.confirm_within_ms = ms
+        c.heartbeat_seconds = hb
+        c.rekey_seconds = cur.rekey_seconds
+        c.rekey_packets = cur.rekey_packets
+        c.puzzle_difficulty = cur.puzzle_difficulty
+        c.max_sessions = cur.max_sessions
+        c.peers_ptr = ctypes.addressof(peers)
+        c.peer_count = npeers
+        ioctl(fd, CONFIG_APPLY, c)
+        return c
+
+    # invalid input changes nothing
+    bad = Config()
+    bad.version = base + 1
+    expect_errno(errno.EINVAL, ioctl, fd, CONFIG_APPLY, bad)               # zero heartbeat
+    c = apply(base + 1, 7, 0, n)
+    assert c.version == base + 1 and not c.flags & 1 and c.prev_version == base
+    expect_errno(errno.EINVAL, apply, base + 1, 7, 0, n)                  # not newer
+    got = Config()
+    ioctl(fd, CONFIG_GET, got)
+    assert got.heartbeat_seconds == 7 and got.version == base + 1
+    # tentative, confirmed
+    c = apply(base + 2, 6, 60000, n)
+    assert c.flags & 1 and c.deadline_ns > 0
+    ioctl(fd, CONFIG_CONFIRM, ConfigRef(base + 2, 0))
+    ioctl(fd, CONFIG_GET, got)
+    assert not got.flags & 1 and got.heartbeat_seconds == 6
+    # tentative with an empty trust store, not confirmed: the kernel rolls back by itself
+    c = apply(base + 3, 4, 3000, 0)
+    assert _peers(fd)[1] == 0
+    time.sleep(5)
+    ioctl(fd, CONFIG_GET, got)
+    assert got.version == base + 2 and got.heartbeat_seconds == 6, (got.version, got.heartbeat_seconds)
+    assert _peers(fd)[1] == n, "trust store not restored"
+    # operator rollback to the version before
+    expect_errno(errno.ESTALE, ioctl, fd, CONFIG_ROLLBACK, ConfigRef(base + 1, 0))
+    ioctl(fd, CONFIG_ROLLBACK, ConfigRef(base + 2, 0))
+    ioctl(fd, CONFIG_GET, got)
+    assert got.version == base + 1 and got.heartbeat_seconds == 7
+    ioctl(fd, CONFIG_ROLLBACK, ConfigRef(base + 1, 0))
+    ioctl(fd, CONFIG_GET, got)
+    assert got.version == base and got.heartbeat_seconds == cur.heartbeat_seconds
+    if base == 0:
+        expect_errno(errno.ENOENT, ioctl, fd, CONFIG_ROLLBACK, ConfigRef(base, 0))
+    # back to the original values as a new version
+    apply(base + 4, cur.heartbeat_seconds, 0, n)
+    st = stats(fd)
+    print(f"config ok: applied {st['CONFIG_APPLIED']}, confirmed {st['CONFIG_CONFIRMED']}, "
+          f"rolled back {st['CONFIG_ROLLED_BACK']}")
+
+
+def cmd_cycles(a) -> None:
+    """connect/close N times (slab usage should stay flat)."""
+    fd = dev()
+    ip = ipaddress.ip_address(a.addr)
+    raw = (ipaddress.IPv6Address("::ffff:" + str(ip)) if ip.version == 4 else ip).packed
+    t0 = time.monotonic()
+    for i in range(a.count):
+        c = Connect()
+        c.addr[:] = raw
+        c.peer_public_key[:] = bytes.fromhex(a.peer)
+        c.timeout_ms = 20000
+        ioctl(fd, CONNECT, c)
+        os.write(c.fd, b"hello %d" % i)
+        os.close(c.fd)
+    print(f"{a.count} connect/close cycles in {time.monotonic() - t0:.1f}s")
+
+
 def cmd_stats(a) -> None:
     for k, v in stats(dev()).items():
         print(f"{k:22} {v}")
@@ -547,7 +651,11 @@ def main() -> int:
     s.add_argument("peer")
     s.add_argument("--seconds", type=int, default=60)
     s.add_argument("--min-epoch", type=int, default=0)
-    for n in ("stats", "sessions", "journal"):
+    s = sub.add_parser("cycles")
+    s.add_argument("addr")
+    s.add_argument("peer")
+    s.add_argument("--count", type=int, default=1000)
+    for n in ("stats", "sessions", "journal", "config"):
         sub.add_parser(n)
     s = sub.add_parser("close")
     s.add_argument("index", type=int)
