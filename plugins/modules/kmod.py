@@ -834,11 +834,12 @@ class Kmod:
             entries = [e for e in entries if e.version != version]
         todo = [k for k in kernels
                 if not (dkms.status_state(entries, version, k) == "installed" and self.installed_ok(version, k, facts))]
-        if self.m._diff:
-            self.diff.append({
-                "before_header": "%s DKMS versions" % self.name, "after_header": "%s DKMS versions" % self.name,
-                "before": "".join("%s: %s\n" % (k, ", ".join(before_installed[k]) or "-") for k in kernels),
-                "after": "".join("%s: %s\n" % (k, version) for k in kernels)})
+        versions_before = "".join("%s: %s\n" % (k, ", ".join(before_installed[k]) or "-") for k in kernels)
+        versions_after = "".join("%s: %s\n" % (k, version) for k in kernels)
+        if self.m._diff and versions_before != versions_after:
+            self.diff.append({"before_header": "%s DKMS versions" % self.name,
+                              "after_header": "%s DKMS versions" % self.name,
+                              "before": versions_before, "after": versions_after})
 
         new_version = False
         try:
