@@ -21,7 +21,7 @@ description:
   - The default health check waits until every peer of the new configuration has an established session
     (read with C(poolctl --json sessions)) within O(health_timeout); O(health_command) adds a command of the
     user's that must exit 0 within the same time.
-  - Idempotent: when the document's canonical hash is the active version's, nothing is applied and
+  - Idempotent. When the document's canonical hash is the active version's, nothing is applied and
     C(changed) is false. A version that an earlier run left tentative with the same content is checked and
     confirmed.
   - O(rollback=true) restores the previous version (the kernel's rollback); O(rollback_to) applies a stored
@@ -40,6 +40,7 @@ attributes:
   platform:
     support: full
     platforms: posix
+    description: Runs on the POOL node, Linux with pool.ko loaded.
 options:
   config:
     description:
@@ -47,8 +48,8 @@ options:
         C(rekey_packets) (1-4294967295), C(puzzle_difficulty) (0-28), C(max_sessions) (1-65536), each
         defaulting to pool.ko's default, and C(peers), a list of dicts with C(name), C(public_key) (base64) and
         optional C(endpoint) (C(a.b.c.d:port) or C([v6]:port)).
-      - A template can be rendered into it, for example O(config=\{\{ lookup('template', 'pool-config.json.j2')
-        | from_json \}\}) (the role M(pool.ops.config) role does this with C(pool_config_src)).
+      - A template can be rendered into it with the C(ansible.builtin.template) lookup and the C(from_json)
+        filter; the role C(pool.ops.config) does this (its variable C(pool_config_src)).
       - Mutually exclusive with O(rollback_to); O(rollback=true) takes no O(config).
     type: dict
   confirm_within:
@@ -102,7 +103,6 @@ notes:
     both sides (for example with C(serial) and the same O(confirm_within)).
 seealso:
   - module: pool.ops.info
-  - role: pool.ops.config
 """
 
 EXAMPLES = r"""
