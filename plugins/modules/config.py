@@ -161,6 +161,11 @@ rolled_back:
   returned: always
   type: bool
   sample: false
+seconds_to_confirm:
+  description: Seconds from the apply to the confirmation (health checks included); for benchmarks.
+  returned: when a version was applied and confirmed
+  type: float
+  sample: 2.35
 health:
   description: What the health checks found; empty when none ran.
   returned: always
@@ -294,6 +299,7 @@ class Config(object):
         self.result["changed"] = True
         if self.module.check_mode:
             return
+        started = time.monotonic()
         if pending:
             version = dry["version"]
         else:
@@ -306,6 +312,7 @@ class Config(object):
             if rc == 0:
                 self.take(doc)
                 self.result["tentative"] = False
+                self.result["seconds_to_confirm"] = round(time.monotonic() - started, 2)
                 return
             if rc == EXIT_BUSY:
                 self.refresh()

@@ -92,7 +92,7 @@ def test_apply_confirms_when_healthy_then_idempotent(fake, capsys) -> None:
     assert code == 0, res
     assert res["changed"] is True and res["version"] == 1 and res["previous_version"] == 0
     assert res["tentative"] is False and res["rolled_back"] is False
-    assert res["health"]["peers_missing"] == []
+    assert res["health"]["peers_missing"] == [] and 0 < res["seconds_to_confirm"] < 30
     assert res["diff"]["before"] == "" and '"heartbeat_seconds": 5' in res["diff"]["after"]
     c = fake.dev().config_get()
     assert c.version == 1 and not c.flags & uapi.POOL_CONFIG_TENTATIVE and bytes(c.hash).hex() == res["hash"]
