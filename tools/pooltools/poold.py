@@ -35,7 +35,7 @@ from typing import Any
 
 from pooltools import __version__, conf, keyfile, sdnotify, uapi
 from pooltools import journal as jr
-from pooltools.device import DEVICE_PATH, EXIT_NO_MODULE, EXIT_TIMEOUT, EXIT_USAGE, Device, PoolError
+from pooltools.device import DEVICE_PATH, EXIT_NO_MODULE, EXIT_PERMISSION, EXIT_TIMEOUT, EXIT_USAGE, Device, PoolError
 from pooltools.keys import encode_key
 from pooltools.x25519 import public_key as x25519_public
 
@@ -45,6 +45,10 @@ JOURNAL_FILE = "journal.jsonl"
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 60.0
 CONNECT_TIMEOUT_MS = 5000
+DENIED_HINT = (
+    "cannot open /dev/pool: permission denied; if pool.ko was loaded after poold started, the unit's "
+    "DeviceAllow rule did not cover it: exiting so that systemd restarts poold"
+)
 IDLE_WAKEUP = 5.0  # seconds between passes when nothing happens
 LIVE_STATES = (uapi.SessionState.HANDSHAKE, uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
 
@@ -113,7 +117,7 @@ class Poold:
         self.journal: jr.JournalFile | None = None
         self.journal_next = 0  # next kernel seq to persist
         self.device_retry_at = 0.0
-        self.device_warned = False
+        self.open_error: PoolError | None = None
         self.applied = False
 
     # ---- configuration
@@ -149,14 +153,20 @@ class Poold:
             self.dev = self.open_device()
         except PoolError as exc:
             self.device_retry_at = self.clock() + 2.0
-            if not self.device_warned:
+            if self.open_error is None or str(exc) != str(self.open_error):
                 log.warning("%s; waiting for it", exc)
-                self.device_warned = True
+            self.open_error = exc
             return False
-        self.device_warned = False
+        self.open_error = None
         log.info("opened %s", getattr(self.dev, "path", "/dev/pool"))
         self.applied = False
         return True
+
+    @property
+    def device_denied(self) -> bool:
+        """/dev/pool exists but cannot be opened: under systemd, the unit's device rule
+        (DeviceAllow=/dev/pool) is resolved at start, so a module loaded later needs a restart."""
+        return self.open_error is not None and self.open_error.exit_code == EXIT_PERMISSION
 
     def drop_device(self, why: str) -> None:
         log.warning(
@@ -603,6 +613,9 @@ def run(args: argparse.Namespace) -> int:
     while not daemon.ensure_device():
         if sig.stop:
             return 0
+        if daemon.device_denied:
+            log.error(DENIED_HINT)
+            return EXIT_NO_MODULE
         if time.monotonic() >= deadline:
             log.error("/dev/pool missing: pool.ko not loaded (modprobe pool)")
             return EXIT_NO_MODULE
@@ -629,6 +642,10 @@ def run(args: argparse.Namespace) -> int:
         except PoolError as exc:  # one failed ioctl must not kill the node's sessions
             log.error("%s", exc)
             time.sleep(1.0)
+        if daemon.dev is None and daemon.device_denied:
+            log.error(DENIED_HINT)
+            daemon.shutdown()
+            return EXIT_NO_MODULE
     daemon.shutdown()
     return 0
 

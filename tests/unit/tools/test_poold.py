@@ -418,3 +418,26 @@ def test_unwritable_journal_does_not_stop_the_daemon(node: Path, monkeypatch: py
     d.step()
     entries, _ = jr.read_file(node / "state" / "journal.jsonl")
     assert jr.verify(entries).ok and entries[-1].hash == dev.journal_read(0).head_hash
+
+
+def test_device_denied_exits_for_a_restart(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/dev/pool appeared after start but the unit's device rule denies it: exit 3 for systemd to restart."""
+    import signal
+
+    from pooltools.device import raise_errno
+
+    conf_path = write_conf(node, PEERS)
+
+    def denied(path: str) -> object:
+        raise_errno("open", errno.EPERM)  # what a device cgroup returns
+        return None
+
+    monkeypatch.setattr(poold, "Device", denied)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        rc = poold.run(poold.build_parser().parse_args(["-c", str(conf_path), "--wait-module", "5"]))
+    finally:
+        signal.set_wakeup_fd(-1)
+        for s, h in saved.items():
+            signal.signal(s, h)
+    assert rc == 3
