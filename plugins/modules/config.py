@@ -98,7 +98,8 @@ options:
 requirements:
   - The POOL tools (C(poolctl)) and a loaded pool.ko on the node; C(poold) running for sessions to come back.
 notes:
-  - pool.ko keeps one previous version; O(rollback=true) twice in a row fails the second time.
+  - pool.ko keeps up to 8 earlier versions; each O(rollback=true) goes one further back, down to version 0
+    (the module's load-time parameters), and fails when none is left.
   - The health check reads sessions of this node only. Peers that change their keys must be rolled out on
     both sides (for example with C(serial) and the same O(confirm_within)).
 seealso:

@@ -37,6 +37,8 @@ from pooltools.device import (
 from pooltools.journal import ZERO_HASH, ZERO_KEY, Entry, entry_hash
 from pooltools.x25519 import public_key as x25519_public
 
+CONFIG_HISTORY = 8  # kmod/config.c POOL_CONFIG_HISTORY: versions ROLLBACK walks back through
+
 
 @dataclass
 class FakeSessionState:
@@ -150,6 +152,7 @@ class FakeDevice:
         self._stats = [0] * uapi.POOL_STAT_COUNT
         self._journal: list[Entry] = []
         self._config = uapi.PoolConfig()
+        self._config_hist: list[tuple[uapi.PoolConfig, dict[bytes, uapi.PoolPeer]]] = []
         self._journal_add(uapi.JournalType.GENESIS, detail=b"pool.ko loaded")
 
     def unload(self) -> None:
@@ -435,7 +438,9 @@ class FakeDevice:
         ):
             raise_errno(what, errno.EINVAL, CONFIG_ERRORS)
         self._mut(f"config_apply {c.version}")
-        self._config_prev = (self._config.copy(), {k: p.copy() for k, p in self._peers.items()})
+        hist = self._config_hist
+        hist.append((self._config.copy(), {k: p.copy() for k, p in self._peers.items()}))
+        self._config_hist = hist[-CONFIG_HISTORY:]
         self._set_peers({bytes(p.public_key): p.copy() for p in peers})
         new = uapi.PoolConfig(
             version=c.version,
@@ -479,16 +484,24 @@ class FakeDevice:
         self._check(what)
         if version != self._config.version:
             raise_errno(what, errno.ESTALE, CONFIG_ERRORS)
-        prev = getattr(self, "_config_prev", None)
-        if not self._config.flags & uapi.POOL_CONFIG_HAS_PREV or prev is None:
+        hist = self._config_hist
+        if not hist:
             raise_errno(what, errno.ENOENT, CONFIG_ERRORS)
         self._mut(f"config_rollback {version}")
-        old, peers = prev
+        old, peers = hist.pop()
         self._set_peers(peers)
         self._config = old
-        self._config.flags &= ~(uapi.POOL_CONFIG_HAS_PREV | uapi.POOL_CONFIG_TENTATIVE)
+        self._config.flags &= ~uapi.POOL_CONFIG_TENTATIVE
         self._config.deadline_ns = 0
-        self._config_prev = None
+        self._config.flags = (self._config.flags & ~uapi.POOL_CONFIG_HAS_PREV) | (
+            uapi.POOL_CONFIG_HAS_PREV if hist else 0
+        )
+        if hist:
+            self._config.prev_version = hist[-1][0].version
+            ctypes.memmove(self._config.prev_hash, bytes(hist[-1][0].hash), 32)
+        else:
+            self._config.prev_version = 0
+            ctypes.memmove(self._config.prev_hash, bytes(32), 32)
         self._journal_add(uapi.JournalType.ROLLBACK, detail=f"{version} -> {old.version} ({why})".encode())
 
     def config_expire(self) -> None:

@@ -109,6 +109,9 @@ def test_rollback_previous_and_to(capsys, dev, state, tmp_path) -> None:
     assert rc == 0 and doc["version"] == 1 and doc["rolled_back_from"] == 2 and doc["after"]["heartbeat_seconds"] == 5
     assert dev.config_get().version == 1 and dev.config_get().heartbeat_seconds == 5
     assert cs.Store(state).confirmed().version == 1
+    rc, doc = jrun(capsys, dev, state, "config", "rollback")  # pool.ko keeps up to 8: back to version 0
+    assert rc == 0 and doc["version"] == 0 and doc["rolled_back_from"] == 1
+    assert cs.Store(state).confirmed().version == 1  # version 0 is not a stored version
     rc, doc = jrun(capsys, dev, state, "config", "rollback")
     assert rc == 5 and "--to N" in doc["error"]["why"]
     rc, doc = jrun(capsys, dev, state, "config", "rollback", "--to", "2")

@@ -152,6 +152,8 @@ def test_ad_hoc_rollback_and_rollback_to(fake, capsys) -> None:
     code, res = run(fake, capsys, rollback=True)
     assert code == 0 and res["changed"] and res["rolled_back"] and res["version"] == 1
     assert fake.dev().config_get().heartbeat_seconds == 5
+    code, res = run(fake, capsys, rollback=True)  # pool.ko keeps up to 8 versions: back to 0
+    assert code == 0 and res["version"] == 0 and res["previous_version"] == 1
     code, res = run(fake, capsys, rollback=True)
     assert code == 1 and "--to N" in res["msg"]
     code, res = run(fake, capsys, rollback_to=2)
