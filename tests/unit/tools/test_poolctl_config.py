@@ -179,3 +179,30 @@ def test_restore_at_boot(dev, state, tmp_path, capsys) -> None:
     c = dev.config_get()
     assert c.version == 1 and c.heartbeat_seconds == 7 and not c.flags & uapi.POOL_CONFIG_TENTATIVE
     assert poolctl_config.restore_at_boot(dev, state, log) is None  # version != 0: left alone
+
+
+def test_poold_restores_the_confirmed_version_after_a_module_reload(tmp_path, capsys) -> None:
+    """The hook in Poold.apply(): pool.ko at version 0 gets the last confirmed version back."""
+    from pooltools import poold
+
+    key = tmp_path / "private.key"
+    key.write_text(encode_key(PRIV) + "\n")
+    key.chmod(0o600)
+    state = tmp_path / "state"
+    (tmp_path / "pool.conf").write_text(
+        f"[node]\nprivate_key_file = {key}\nstate_dir = {state}\nlisten = false\n"
+        f"[peer node2]\npublic_key = {encode_key(PEER)}\n"
+    )
+    dev = FakeDevice()
+    d = poold.Poold(str(tmp_path / "pool.conf"), lambda: dev, executor=poold.SyncExecutor())
+    d.load_config()
+    d.step()
+    assert dev.config_get().version == 0  # nothing stored yet
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=7))
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=9), "--confirm-within", "60")
+    dev.reload()  # rmmod + modprobe (or a power cut) before the confirm
+    d.step()
+    c = dev.config_get()
+    assert c.version == 1 and c.heartbeat_seconds == 7 and not c.flags & uapi.POOL_CONFIG_TENTATIVE
+    assert [bytes(p.public_key) for p in dev.peers()] == [PEER]
+    d.shutdown()
