@@ -90,8 +90,12 @@ def _error(what: str, exc: OSError, overrides: dict[int, tuple[str, int]] | None
 def open_error(path: str, exc: OSError) -> PoolError:
     if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
         return PoolError(f"{path} missing", "pool.ko not loaded (modprobe pool)", EXIT_NO_MODULE, exc.errno)
-    if exc.errno in (errno.EACCES, errno.EPERM):
+    if exc.errno == errno.EACCES:
         return PoolError(f"open {path}", "permission denied (mode 0600: run as root)", EXIT_PERMISSION, exc.errno)
+    if exc.errno == errno.EPERM:  # a device cgroup (systemd DeviceAllow) or an LSM said no
+        return PoolError(
+            f"open {path}", "operation not permitted (device access denied by a sandbox)", EXIT_PERMISSION, exc.errno
+        )
     return _error(f"open {path}", exc)
 
 
