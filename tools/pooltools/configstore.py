@@ -315,7 +315,10 @@ class Store:
 
     def prune(self) -> list[int]:
         vs = self.versions()
-        confirmed = self.confirmed_ref()
+        try:
+            confirmed = self.confirmed_ref()
+        except StoreError:
+            return []  # which version is confirmed is unknown: delete nothing until a confirm rewrites it
         keep_v = confirmed[0] if confirmed else None
         gone = [v for v in vs[: max(0, len(vs) - self.keep)] if v != keep_v]
         for v in gone:
@@ -346,8 +349,11 @@ class Store:
 
     def set_confirmed(self, version: int, digest: bytes) -> bool:
         """Point at version (which must be stored with that hash); False if it already did."""
-        if self.confirmed_ref() == (version, digest):
-            return False
+        try:
+            if self.confirmed_ref() == (version, digest):
+                return False
+        except StoreError:
+            pass  # a corrupted pointer is replaced
         v = self.read(version)
         if v.hash != digest:
             raise StoreError(f"{v.path}: hash differs from the kernel's for version {version}")

@@ -215,3 +215,17 @@ def test_corrupted_confirmed_version_is_not_restored(tmp_path: Path) -> None:
 def test_missing_version(tmp_path: Path) -> None:
     with pytest.raises(cs.StoreError, match="version 7 is not stored"):
         cs.Store(tmp_path).read(7)
+
+
+def test_corrupted_pointer_blocks_pruning_until_a_confirm_rewrites_it(tmp_path: Path) -> None:
+    st = cs.Store(tmp_path, keep=2)
+    recs = [st.write(v, cs.validate(doc(heartbeat_seconds=v)), "apply") for v in (1, 2)]
+    (tmp_path / "config" / cs.CONFIRMED_FILE).write_text("{broken")
+    with pytest.raises(cs.StoreError, match=r"confirmed\.json: corrupted"):
+        st.confirmed()
+    st.write(3, cs.validate(doc(heartbeat_seconds=3)), "apply")
+    assert st.versions() == [1, 2, 3]  # nothing deleted while the pointer is unreadable
+    assert st.set_confirmed(2, recs[1].hash) is True
+    assert st.confirmed().version == 2
+    st.write(4, cs.validate(doc(heartbeat_seconds=4)), "apply")
+    assert st.versions() == [2, 3, 4]
