@@ -224,7 +224,7 @@ class Config(object):
         self.module.fail_json(msg=msg, **self.result)
 
     def run(self, args, data=None):
-        if self.params["state_dir"] and args[0] == "config":
+        if self.params["state_dir"] and args[0] == "config" and args[1] != "show":
             args = [*args, "--state-dir", self.params["state_dir"]]
         try:
             return run_json(self.module, self.poolctl, args, data=data)

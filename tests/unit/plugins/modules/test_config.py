@@ -190,3 +190,11 @@ def test_argument_errors(fake, capsys, params, fragment) -> None:
     code, res = run_module(config_module.main, args, capsys)
     assert code == 1 and fragment in res["msg"], res["msg"]
     assert fake.calls == []
+
+
+def test_state_dir_is_passed_to_the_store_commands(fake, capsys, tmp_path) -> None:
+    run(fake, capsys, config=cfg(), state_dir=str(tmp_path / "vstate"))
+    code, res = run(fake, capsys, config=cfg(WRONG), state_dir=str(tmp_path / "vstate"), health_timeout=1)
+    assert code == 1 and res["rolled_back"] is True and res["version"] == 1  # config show ran without it
+    assert (tmp_path / "vstate" / "config" / "v0000000001.json").exists()
+    assert all("--state-dir" not in c for c in fake.calls if c[1:3] in (["config", "show"], ["sessions"]))
