@@ -320,7 +320,11 @@ class Config(object):
                 self.fail("version %d passed the health checks but pool.ko had already rolled it back at its "
                           "deadline: raise confirm_within above health_timeout (%d s)"
                           % (version, p["health_timeout"]), rolled_back=True)
-            self.fail(str(doc), rc=rc)
+            self.fail(
+                "confirming version %d failed: %s: it stays tentative and pool.ko restores the previous version "
+                "at its deadline" % (version, doc),
+                rc=rc,
+            )
         rc, doc = self.run_rc(["config", "rollback", "--version", str(version)])
         if rc not in (0, EXIT_BUSY):
             self.fail("health check of version %d failed (%s) and the rollback failed too: %s"
