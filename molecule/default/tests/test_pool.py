@@ -78,7 +78,7 @@ def test_listener_up(host):
 
 
 def test_trusts_exactly_the_other_nodes(host):
-    expected = sorted(own_key(other) for _, other in others(host))
+    expected = sorted(own_key(other) for _name, other in others(host))
     trusted = sorted(p["public_key"] for p in poolctl(host, "peers", "list")["peers"])
     assert trusted == expected
     assert own_key(host) not in trusted
