@@ -6,7 +6,6 @@ from pathlib import Path
 
 import jinja2
 import pytest
-
 from pooltools import conf
 
 REPO = Path(__file__).resolve().parents[3]
