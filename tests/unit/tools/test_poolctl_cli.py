@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,13 +238,44 @@ def test_missing_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert rc == 3 and json.loads(out) == {"module_loaded": False, "module_version": None, "device": missing}
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses file permissions")
-def test_permission_denied(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    p = tmp_path / "pool"
+def _poolctl_unprivileged(*argv: str) -> tuple[int, str]:
+    """Runs poolctl in a forked child that is not root (root bypasses file modes; CI runs as root)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            sys.stderr = os.fdopen(write_end, "w")  # pytest has replaced the real one
+            code = poolctl.main(list(argv), None)
+            sys.stderr.flush()
+        except BaseException:  # the child must exit, whatever happens
+            code = 99
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as err:
+        text = err.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), text
+
+
+def test_permission_denied(tmp_path: Path) -> None:
+    # A world-traversable folder, so only the device's own mode 0 refuses the open.
+    folder = tmp_path / "dev"
+    folder.mkdir()
+    for d in (folder, *folder.parents):
+        if d == Path("/"):
+            break
+        if d.stat().st_uid == os.geteuid():
+            d.chmod(d.stat().st_mode | 0o011)
+    p = folder / "pool"
     p.write_text("")
     p.chmod(0)
-    rc, _, err = run(capsys, None, "--device", str(p), "stats")
-    assert rc == 4 and "permission denied" in err
+    rc, err = _poolctl_unprivileged("--device", str(p), "stats")
+    assert rc == 4, err
+    assert "permission denied" in err
 
 
 def test_unloaded_module_mid_way(dev: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
