@@ -160,7 +160,8 @@ int pool_config_apply(struct pool_config *c)
 	u32 ms = c->confirm_within_ms;
 	int ret;
 
-	if (c->reserved || c->flags || c->peer_count > POOL_CONFIG_MAX_PEERS ||
+	/* flags, prev_* and deadline_ns are outputs: ignored on input */
+	if (c->reserved || c->peer_count > POOL_CONFIG_MAX_PEERS ||
 	    !pool_valid_params(&p) || ms > 24U * 3600 * 1000)
 		return -EINVAL;
 	if (c->peer_count) {

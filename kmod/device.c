@@ -43,7 +43,8 @@ static int pool_set_identity(struct pool_identity *id)
 	u8 addr[POOL_ADDR_LEN];
 	int ret = 0;
 
-	if (id->reserved || id->flags || !memchr_inv(id->private_key, 0, 32))
+	/* flags is an output: ignored on input */
+	if (id->reserved || !memchr_inv(id->private_key, 0, 32))
 		return -EINVAL;
 	memcpy(self.secret, id->private_key, 32);
 	self.secret[0] &= 248;

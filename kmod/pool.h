@@ -51,7 +51,7 @@
 #define POOL_RING_RESERVE	(8U << 10)	/* extra room for control packets */
 #define POOL_RING_SIZE		(POOL_RING_DATA + POOL_RING_RESERVE)
 #define POOL_CLOSE_LINGER	(2 * HZ)
-#define POOL_RX_STALL		(5 * HZ)	/* a packet begun must go on arriving */
+#define POOL_RX_STALL		(5 * HZ)	/* a packet begun must be whole by then */
 #define POOL_JOURNAL_SIZE	4096
 
 /* Run-time tunables: module parameters at load, configuration versions later. */
@@ -184,7 +184,7 @@ struct pool_session {
 	u64			rx_top;		/* highest sequence accepted */
 	u64			rx_bitmap[POOL_REPLAY_WINDOW / 64];
 	bool			rx_stalled;	/* receive queue full: not reading */
-	unsigned long		rx_progress;	/* jiffies of the last bytes read */
+	unsigned long		rx_progress;	/* jiffies of the current packet's first byte */
 	struct delayed_work	stall_work;	/* a packet that stops half way */
 
 	/* receive queue, under lock */

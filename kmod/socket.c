@@ -13,7 +13,9 @@
  *   pool_hconn a responder connection until its handshake completes. It is
  *              allocated by the accept work and freed only by its reap work,
  *              which runs at the 10 s deadline or at once when the handshake
- *              ends (success hands the socket to a session first): reap
+ *              ends (success hands the socket to a session first). Once the
+ *              reap runs (hc->reaping, under hconn_lock) nobody queues it
+ *              again, so it runs exactly once: reap
  *              marks it dead under its mutex, restores the callbacks,
  *              cancels the handshake work, releases the socket (if still
  *              owned), unlinks and frees. Module exit reaps them all after
@@ -45,6 +47,7 @@ struct pool_hconn {
 	struct mutex		mutex;
 	bool			dead;
 	bool			finished;	/* handshake ended, not timed out */
+	bool			reaping;	/* reap running: never queue it again */
 	u8			ip[16];
 	u16			port;
 	u32			have;
@@ -396,8 +399,9 @@ void pool_rx_work(struct work_struct *w)
 					     POOL_HDR_LEN - s->rx_have);
 			if (ret <= 0)
 				goto stop;
+			if (!s->rx_have)
+				s->rx_progress = jiffies;	/* a packet begins */
 			s->rx_have += ret;
-			s->rx_progress = jiffies;
 			if (s->rx_have < POOL_HDR_LEN)
 				continue;
 			if (pool_hdr_decode(&s->rx_hdr, s->rx_hdr_raw) ||
@@ -426,7 +430,6 @@ void pool_rx_work(struct work_struct *w)
 			if (ret <= 0)
 				goto stop;
 			s->rx_have += ret;
-			s->rx_progress = jiffies;
 			if (ret < want)
 				continue;
 		}
@@ -451,7 +454,11 @@ stop:
 	pool_session_close(s, POOL_ERR_PEER_DEAD, false);
 }
 
-/* A packet that stopped arriving half way: the framing cannot be trusted. */
+/*
+ * A packet must arrive whole within POOL_RX_STALL of its first byte (64 KiB
+ * in 5 s is 13 KB/s): one that does not, say a header announcing more than
+ * ever follows, means the framing cannot be trusted.
+ */
 void pool_stall_work(struct work_struct *w)
 {
 	struct pool_session *s = container_of(to_delayed_work(w),
@@ -609,10 +616,23 @@ static void pool_hconn_uninstall(struct pool_hconn *hc)
 	write_unlock_bh(&sk->sk_callback_lock);
 }
 
+/* Brings the reap forward; never once it runs (it frees the hconn). */
+static void pool_hconn_reap_now(struct pool_hconn *hc)
+{
+	spin_lock_bh(&pool_node.hconn_lock);
+	if (!hc->reaping)
+		mod_delayed_work(pool_node.wq, &hc->reap, 0);
+	spin_unlock_bh(&pool_node.hconn_lock);
+}
+
 static void pool_hconn_reap(struct work_struct *w)
 {
 	struct pool_hconn *hc = container_of(to_delayed_work(w),
 					     struct pool_hconn, reap);
+
+	spin_lock_bh(&pool_node.hconn_lock);
+	hc->reaping = true;
+	spin_unlock_bh(&pool_node.hconn_lock);
 
 	mutex_lock(&hc->mutex);
 	hc->dead = true;
@@ -776,7 +796,13 @@ static void pool_hconn_response(struct pool_hconn *hc,
 	}
 
 	get_random_bytes(rid, sizeof(rid));
-	pool_hs_ack_create(&st, ack, &keys);
+	ret = pool_hs_ack_create(&st, ack, &keys);
+	if (ret) {
+		pool_hconn_fail(hc, POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD,
+				POOL_ERR_OVERLOAD, st.peer_static, self->mac_key,
+				"RESPONSE: no memory to answer");
+		goto wipe;
+	}
 	memcpy(sid, iid, POOL_ID_LEN);
 	memcpy(sid + POOL_ID_LEN, rid, POOL_ID_LEN);
 	pool_hs_packet(pkt, POOL_PKT_ACK, sid, ktime_get_real_ns(), ack,
@@ -863,7 +889,7 @@ static void pool_hconn_work(struct work_struct *w)
 	}
 	if (done) {
 		hc->finished = true;
-		mod_delayed_work(pool_node.wq, &hc->reap, 0);
+		pool_hconn_reap_now(hc);
 	}
 out:
 	mutex_unlock(&hc->mutex);
@@ -913,6 +939,8 @@ static void pool_accept_one(struct socket *newsock)
 	spin_lock_bh(&pool_node.hconn_lock);
 	list_add_tail(&hc->list, &pool_node.hconns);
 	spin_unlock_bh(&pool_node.hconn_lock);
+	/* the deadline first: once the callbacks run, the hconn may be reaped */
+	queue_delayed_work(pool_node.wq, &hc->reap, POOL_HALFOPEN_TIMEOUT);
 
 	sk = newsock->sk;
 	write_lock_bh(&sk->sk_callback_lock);
@@ -923,7 +951,6 @@ static void pool_accept_one(struct socket *newsock)
 	sk->sk_state_change = pool_hconn_state_change;
 	write_unlock_bh(&sk->sk_callback_lock);
 
-	queue_delayed_work(pool_node.wq, &hc->reap, POOL_HALFOPEN_TIMEOUT);
 	queue_work(pool_node.wq, &hc->work);
 	return;
 drop:
@@ -1038,7 +1065,8 @@ void pool_hconns_exit(void)
 	for (;;) {
 		spin_lock_bh(&pool_node.hconn_lock);
 		list_for_each_entry(hc, &pool_node.hconns, list)
-			mod_delayed_work(pool_node.wq, &hc->reap, 0);
+			if (!hc->reaping)
+				mod_delayed_work(pool_node.wq, &hc->reap, 0);
 		empty = list_empty(&pool_node.hconns);
 		spin_unlock_bh(&pool_node.hconn_lock);
 		if (empty)

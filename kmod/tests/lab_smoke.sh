@@ -67,6 +67,18 @@ run() {
 	on 2 "python3 $T client 10.253.0.11 $P1 --messages 10"
 	wait "$srv" || { cat /tmp/pool-smoke-serve1.log; return 1; }
 	cat /tmp/pool-smoke-serve1.log
+	# pipelined traffic across rekeys (load with POOL_PARAMS="rekey_seconds=10" for >= 5)
+	on 2 "timeout 200 python3 $T serve --count 1" > /tmp/pool-smoke-serve2.log 2>&1 &
+	srv=$!
+	sleep 2
+	on 1 "python3 $T stream 10.253.0.12 $P2 --seconds ${STREAM_SECONDS:-30}"
+	wait "$srv"; cat /tmp/pool-smoke-serve2.log
+	# backpressure: a peer that never reads
+	on 1 "python3 $T flood 10.253.0.12 $P2 --seconds 20"
+	# a stranger: node1 under a key node2 does not trust
+	on 1 "python3 $T ident 3333333333333333333333333333333333333333333333333333333333333333 >/dev/null;
+	      python3 $T hold 10.253.0.12 $P2 --seconds 1 2>&1 | tail -1; python3 $T ident $S1 >/dev/null"
+	on 1 "python3 $T config"
 	for n in 1 2; do
 		echo "== node$n"
 		on "$n" "cat /proc/pool/status /proc/pool/sessions /proc/pool/telemetry /proc/pool/peers; tail -8 /proc/pool/journal; python3 $T journal; python3 $T stats | grep -v ' 0$'"
