@@ -80,11 +80,14 @@ static void pool_params_apply(const struct pool_params *p)
 	WRITE_ONCE(pool_node.params.max_sessions, p->max_sessions);
 	/* timers pick the new values up at once */
 	while ((s = pool_session_next(&id))) {
-		if (!READ_ONCE(s->closing)) {
+		/* under s->lock: a teardown cancels these after it sets closing */
+		spin_lock_bh(&s->lock);
+		if (!s->closing) {
 			mod_delayed_work(pool_node.wq, &s->rekey_work, 0);
 			mod_delayed_work(pool_node.wq, &s->hb_work,
 					 p->heartbeat_seconds * HZ);
 		}
+		spin_unlock_bh(&s->lock);
 		pool_session_put(s);
 		id++;
 	}

@@ -43,9 +43,14 @@ static void pool_rekey_schedule(struct pool_session *s)
 
 void pool_timers_start(struct pool_session *s)
 {
-	queue_delayed_work(pool_node.wq, &s->hb_work, pool_hb_interval());
 	mutex_lock(&s->tx_lock);
-	pool_rekey_schedule(s);
+	spin_lock_bh(&s->lock);
+	/* a teardown that already began cancels nothing armed after it */
+	if (!s->closing) {
+		queue_delayed_work(pool_node.wq, &s->hb_work, pool_hb_interval());
+		pool_rekey_schedule(s);
+	}
+	spin_unlock_bh(&s->lock);
 	mutex_unlock(&s->tx_lock);
 }
 
