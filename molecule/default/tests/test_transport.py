@@ -186,7 +186,16 @@ def lab(host) -> Lab:
     yield lab
 
 
+_PUB: dict[tuple[str, str], str] = {}
+
+
 def pub(node: Node, name: str) -> str:
+    if (node.name, name) not in _PUB:
+        _PUB[node.name, name] = _pub(node, name)
+    return _PUB[node.name, name]
+
+
+def _pub(node: Node, name: str) -> str:
     return node.ok(
         f"{node.py} -c 'import sys; from pooltools.refpeer import load_private; from pooltools.x25519 import public_key;"
         f" from pooltools.keys import encode_key; print(encode_key(public_key(load_private(sys.argv[1]))))'"
