@@ -595,6 +595,38 @@ def cmd_cycles(a) -> None:
     print(f"{a.count} connect/close cycles in {time.monotonic() - t0:.1f}s")
 
 
+def cmd_flood(a) -> None:
+    """Write to a peer that never reads until write() says EAGAIN; the session must survive."""
+    fd = dev()
+    ip = ipaddress.ip_address(a.addr)
+    raw = (ipaddress.IPv6Address("::ffff:" + str(ip)) if ip.version == 4 else ip).packed
+    c = Connect()
+    c.addr[:] = raw
+    c.peer_public_key[:] = bytes.fromhex(a.peer)
+    c.timeout_ms = 20000
+    c.fd_flags = os.O_NONBLOCK
+    ioctl(fd, CONNECT, c)
+    n = 0
+    blocked_since = None
+    msg = os.urandom(8192)
+    while True:
+        try:
+            os.write(c.fd, msg)
+            n += 1
+            blocked_since = None
+        except BlockingIOError:
+            blocked_since = blocked_since or time.monotonic()
+            if time.monotonic() - blocked_since > 5:
+                break
+            time.sleep(0.1)
+    print(f"session {c.index}: {n} messages ({n * 8192 >> 20} MiB) written before write() blocked for 5 s", flush=True)
+    time.sleep(a.seconds)
+    info = session_info(c.fd)
+    print(f"after {a.seconds}s: state {info.state}, heartbeats {info.heartbeats_sent}/{info.heartbeats_recv}", flush=True)
+    assert info.state == 2, "session did not survive backpressure"
+    os.close(c.fd)
+
+
 def cmd_stats(a) -> None:
     for k, v in stats(dev()).items():
         print(f"{k:22} {v}")
@@ -655,6 +687,10 @@ def main() -> int:
     s.add_argument("addr")
     s.add_argument("peer")
     s.add_argument("--count", type=int, default=1000)
+    s = sub.add_parser("flood")
+    s.add_argument("addr")
+    s.add_argument("peer")
+    s.add_argument("--seconds", type=int, default=25)
     for n in ("stats", "sessions", "journal", "config"):
         sub.add_parser(n)
     s = sub.add_parser("close")
