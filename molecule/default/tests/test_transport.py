@@ -72,7 +72,7 @@ class Node:
         if self.ssh is None:
             r = self.host.run(cmd)
             return Result(r.rc, r.stdout, r.stderr)
-        p = subprocess.run([*self.ssh, cmd], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        p = subprocess.run([*self.ssh, cmd], capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
         if p.returncode == 255 and not p.stdout:
             raise RuntimeError(f"{self.name}: ssh failed: {p.stderr.strip()}")
         return Result(p.returncode, p.stdout, p.stderr)
@@ -554,6 +554,7 @@ def test_refpeer_interop_on_host(lab: Lab, tmp_path: Path) -> None:
                 capture_output=True,
                 text=True,
                 timeout=600,
+                check=False,
             )
             r = srv.result()
         finally:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Lab-side driver for molecule/default/tests/test_transport.py.
 
 Copied to the lab VMs and run as root there, with the pooltools package the
@@ -168,7 +167,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
         if a.case == "wrongkey":
             ini.S = key_arg(a.claim)  # claims a trusted identity it has no private key for
         conn = Conn(a.host, a.port)
-        _, ch = handshake_to_challenge(conn, ini)
+        _challenge_hdr, ch = handshake_to_challenge(conn, ini)
         doc["difficulty"] = ch.difficulty
         if a.case == "badpuzzle":
             if ch.difficulty == 0:
@@ -194,7 +193,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
         time.sleep(a.pause)
         conn = Conn(a.host, a.port, local_port=port)
         conn.send(init)
-        kind, _, body = conn.read_packet()
+        kind, _hdr, body = conn.read_packet()
         if kind != "packet":
             raise SystemExit(f"probe: replayed INIT got no CHALLENGE: {kind}")
         from pooltools import wire
@@ -364,7 +363,7 @@ def cmd_seq_recv(a: argparse.Namespace) -> int:
             if len(data) < SEQ.size or data[:8] != nonce:
                 foreign += 1
                 continue
-            (_, n) = SEQ.unpack(data[: SEQ.size])
+            (_nonce_part, n) = SEQ.unpack(data[: SEQ.size])
             got += 1
             if n == expect:
                 expect += 1
@@ -407,7 +406,7 @@ def cmd_cycles(a: argparse.Namespace) -> int:
     ok = 0
     t0 = time.monotonic()
     with Device() as dev:
-        for _ in range(a.count):
+        for _packet in range(a.count):
             try:
                 s = dev.connect(key, addr, a.port, 0, 10000)
             except PoolError as exc:
