@@ -132,7 +132,7 @@ class Lab:
     def other(self, n: Node) -> Node:
         return self.n2 if n is self.n1 else self.n1
 
-    def round_trip(self, channel: int = 4243) -> None:
+    def round_trip(self, channel: int = 243) -> None:  # poolctl channels are 0-255
         """A message each way over the session poold holds (the converge state)."""
         for a, b in ((self.n1, self.n2), (self.n2, self.n1)):
             msg = f"rt-{uuid.uuid4().hex}"
