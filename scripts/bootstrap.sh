@@ -23,6 +23,7 @@ PACKAGES=(
 	python3 python3-venv python3-pip
 	build-essential linux-headers-amd64 linux-headers-6.12-amd64
 	git rsync make procps ca-certificates debian-archive-keyring curl shellcheck
+	libssl-dev zlib1g-dev
 )
 
 missing=()
