@@ -834,11 +834,19 @@ static void pool_hconn_work(struct work_struct *w)
 	int ret;
 
 	mutex_lock(&hc->mutex);
-	if (hc->dead || !hc->sock)
+	/*
+	 * Once the handshake has ended, hc->hdr may hold a rejected header
+	 * (payload_len up to 65535): reading on would overrun hc->buf.
+	 */
+	if (hc->dead || hc->finished || !hc->sock)
 		goto out;
 	for (;;) {
 		want = hc->have < POOL_HDR_LEN ? POOL_HDR_LEN - hc->have :
 		       POOL_HDR_LEN + hc->hdr.payload_len - hc->have;
+		if (WARN_ON_ONCE(want > sizeof(hc->buf) - hc->have)) {
+			done = true;
+			break;
+		}
 		ret = pool_sock_read(hc->sock, hc->buf + hc->have, want);
 		if (ret == -EAGAIN)
 			break;
@@ -852,7 +860,9 @@ static void pool_hconn_work(struct work_struct *w)
 			    (hc->hdr.type != POOL_PKT_INIT &&
 			     hc->hdr.type != POOL_PKT_RESPONSE) ||
 			    !pool_hs_hdr_plain(&hc->hdr) ||
-			    hc->hdr.payload_len > POOL_RESPONSE_LEN ||
+			    hc->hdr.payload_len !=
+			    (hc->hdr.type == POOL_PKT_INIT ? POOL_INIT_LEN :
+							     POOL_RESPONSE_LEN) ||
 			    ++hc->packets > POOL_HCONN_MAX_PACKETS) {
 				pool_hconn_fail(hc, POOL_STAT_MALFORMED,
 						POOL_ERR_MALFORMED, 0, NULL,
@@ -889,6 +899,9 @@ static void pool_hconn_work(struct work_struct *w)
 	}
 	if (done) {
 		hc->finished = true;
+		/* no more work for this connection: its reap does the rest */
+		if (hc->sock)
+			pool_hconn_uninstall(hc);
 		pool_hconn_reap_now(hc);
 	}
 out:

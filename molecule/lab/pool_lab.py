@@ -613,6 +613,10 @@ def ensure_key(rd: Path) -> str:
     return key.with_suffix(".pub").read_text().strip()
 
 
+# The CPU model under TCG (no KVM). "max" is the default.
+TCG_CPU = "max"
+
+
 def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: int, cpus: int) -> list[str]:
     hosts = ",".join(f"{m.name}={m.ipv4}={m.ipv6}" for m in st.nodes)
     append = " ".join(
@@ -627,7 +631,8 @@ def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: 
             "pool_lab.key=" + base64.b64encode(pubkey.encode()).decode(),
         ]
     )
-    accel = ["-accel", "kvm", "-cpu", "host"] if st.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    tcg_cpu = os.environ.get("POOL_LAB_TCG_CPU", TCG_CPU)
+    accel = ["-accel", "kvm", "-cpu", "host"] if st.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", tcg_cpu]
     return [
         qemu, "-name", f"pool-lab-{st.name}-{n.name}", "-machine", "q35", *accel,
         "-m", str(memory), "-smp", str(cpus),
