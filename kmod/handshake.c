@@ -459,15 +459,6 @@ err:
 	return ret;
 }
 
-int pool_hs_response_consume(const struct pool_static *self,
-			     const u8 iid[POOL_ID_LEN],
-			     const u8 payload[POOL_RESPONSE_LEN],
-			     struct pool_hs_responder *out)
-{
-	return pool_hs_response_consume_trust(self, iid, payload, NULL, NULL,
-					      out);
-}
-
 int pool_hs_ack_create_kat(struct pool_hs_responder *st, const u8 e_secret[32],
 			   u8 payload[POOL_ACK_LEN], struct pool_keys *out)
 {

@@ -100,17 +100,13 @@ int pool_hs_challenge_parse(const u8 payload[POOL_CHALLENGE_LEN], u8 seed[32], u
 /* Clear fields of a RESPONSE, for the cheap checks before any DH. */
 void pool_hs_response_peek(const u8 payload[POOL_RESPONSE_LEN], u8 e_i[32], u64 *ts, u64 *solution);
 /*
- * The DH part of RESPONSE checking: -EBADMSG (AUTH_FAIL) if a tag fails or the
- * proof does not repeat ts/solution. The caller then checks the trust store
- * (out->peer_static) and the replay guard.
- */
-int pool_hs_response_consume(const struct pool_static *self, const u8 iid[POOL_ID_LEN],
-			     const u8 payload[POOL_RESPONSE_LEN], struct pool_hs_responder *out);
-/*
- * The same in the exact order of docs/protocol.md section 3 step 3: once
- * enc_static is decrypted, trusted(S_i, arg) is asked (in the caller's
- * context) before the ss DH; -ENOKEY (UNKNOWN_PEER) if it says no, with
- * out->peer_static set. trusted may be NULL.
+ * The DH part of RESPONSE checking, in the order of docs/protocol.md
+ * section 3 step 3: decrypts enc_static (-EBADMSG, AUTH_FAIL, if its tag
+ * fails), then asks trusted(S_i, arg) (in the caller's context) before the
+ * ss DH: -ENOKEY (UNKNOWN_PEER) if it says no, with out->peer_static set;
+ * then decrypts enc_proof and checks it repeats ts/solution (-EBADMSG).
+ * trusted may be NULL (every key trusted). The caller then checks the replay
+ * guard.
  */
 typedef bool (*pool_trust_fn)(const u8 peer_static[32], void *arg);
 int pool_hs_response_consume_trust(const struct pool_static *self,

@@ -505,19 +505,31 @@ static bool __init pool_selftest_response(struct pool_selftest_state *st)
 	      -ENOKEY, "untrusted S_i refused");
 	SAME(st->rsp.peer_static, st->si.public, 32, "untrusted S_i reported");
 	memcpy(st->scratch, resp, POOL_RESPONSE_LEN);
+	st->scratch[100] ^= 1;	/* a stranger's bad proof: still UNKNOWN_PEER */
+	CHECK(pool_hs_response_consume_trust(&st->sr, VEC(iid), st->scratch,
+					     pool_selftest_trusted,
+					     st->sr.public, &st->rsp) ==
+	      -ENOKEY, "untrusted S_i refused before its proof");
+	st->scratch[100] ^= 1;
 	st->scratch[60] ^= 1;
-	CHECK(pool_hs_response_consume(&st->sr, VEC(iid), st->scratch,
-				       &st->rsp) == -EBADMSG,
+	CHECK(pool_hs_response_consume_trust(&st->sr, VEC(iid), st->scratch,
+					     pool_selftest_trusted,
+					     st->si.public, &st->rsp) ==
+	      -EBADMSG,
 	      "tampered enc_static refused");
 	st->scratch[60] ^= 1;
 	st->scratch[100] ^= 1;
-	CHECK(pool_hs_response_consume(&st->sr, VEC(iid), st->scratch,
-				       &st->rsp) == -EBADMSG,
+	CHECK(pool_hs_response_consume_trust(&st->sr, VEC(iid), st->scratch,
+					     pool_selftest_trusted,
+					     st->si.public, &st->rsp) ==
+	      -EBADMSG,
 	      "tampered enc_proof refused");
 	st->scratch[100] ^= 1;
 	st->scratch[40] ^= 1;	/* clear solution differs from the proof */
-	CHECK(pool_hs_response_consume(&st->sr, VEC(iid), st->scratch,
-				       &st->rsp) == -EBADMSG,
+	CHECK(pool_hs_response_consume_trust(&st->sr, VEC(iid), st->scratch,
+					     pool_selftest_trusted,
+					     st->si.public, &st->rsp) ==
+	      -EBADMSG,
 	      "proof repeating another solution refused");
 
 	CHECK(!pool_hs_response_consume_trust(&st->sr, VEC(iid), resp,
@@ -694,8 +706,9 @@ static bool __init pool_selftest_roundtrip(struct pool_selftest_state *st)
 	pool_cookie_seed(&st->cookie, 1, ip, 9253, st->ini.iid, st->e, ts,
 			 st->mac);
 	CHECK(memcmp(st->seed, st->mac, 32), "previous cookie secret");
-	CHECK(!pool_hs_response_consume(&st->sr, st->ini.iid, st->payload,
-					&st->rsp) &&
+	CHECK(!pool_hs_response_consume_trust(&st->sr, st->ini.iid,
+					      st->payload, NULL, NULL,
+					      &st->rsp) &&
 	      !memcmp(st->rsp.peer_static, st->si.public, 32) &&
 	      !pool_hs_ack_create(&st->rsp, st->payload, &st->kr) &&
 	      !pool_hs_ack_consume(&st->ini, &st->si, st->payload, st->e,

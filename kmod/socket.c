@@ -725,6 +725,12 @@ static bool pool_hconn_init(struct pool_hconn *hc, const struct pool_static *sel
 	return true;
 }
 
+/* pool_trust_fn for the responder: asked once enc_static is decrypted. */
+static bool pool_hconn_trusted(const u8 peer_static[32], void *arg)
+{
+	return pool_peer_trusted(peer_static);
+}
+
 /* RESPONSE: the checks of docs/protocol.md section 3, in order. */
 static void pool_hconn_response(struct pool_hconn *hc,
 				const struct pool_static *self)
@@ -764,19 +770,24 @@ static void pool_hconn_response(struct pool_hconn *hc,
 				0, NULL, NULL, "RESPONSE: bad puzzle solution");
 		return;
 	}
-	/* 3. static key and proof (first DH here), trust store */
-	ret = pool_hs_response_consume(self, iid, payload, &st);
-	if (ret) {
-		pool_hconn_fail(hc, POOL_STAT_AUTH_FAIL, POOL_ERR_AUTH_FAIL,
-				POOL_ERR_AUTH_FAIL, NULL, self->mac_key,
-				"RESPONSE: authentication failed");
-		goto wipe;
-	}
-	if (!pool_peer_trusted(st.peer_static)) {
+	/*
+	 * 3. enc_static (first DH here), the trust store, then the proof: a
+	 * stranger is UNKNOWN_PEER whatever its proof says. Both get the same
+	 * CLOSE (AUTH_FAIL) so a stranger does not learn which keys are trusted.
+	 */
+	ret = pool_hs_response_consume_trust(self, iid, payload,
+					     pool_hconn_trusted, NULL, &st);
+	if (ret == -ENOKEY) {
 		pool_hconn_fail(hc, POOL_STAT_UNKNOWN_PEER,
 				POOL_ERR_UNKNOWN_PEER, POOL_ERR_AUTH_FAIL,
 				st.peer_static, self->mac_key,
 				"RESPONSE: peer not in the trust store");
+		goto wipe;
+	}
+	if (ret) {
+		pool_hconn_fail(hc, POOL_STAT_AUTH_FAIL, POOL_ERR_AUTH_FAIL,
+				POOL_ERR_AUTH_FAIL, NULL, self->mac_key,
+				"RESPONSE: authentication failed");
 		goto wipe;
 	}
 	/* 4. replay guard */
