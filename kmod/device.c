@@ -55,7 +55,7 @@ static int pool_set_identity(struct pool_identity *id)
 		goto out;
 	}
 	pool_hs_mac_key(self.mac_key, self.public);
-	pool_key_address(addr, self.public, id->org_id, id->segment_id);
+	pool_address_compute(addr, self.public, id->org_id, id->segment_id);
 
 	mutex_lock(&pool_node.lock);
 	spin_lock_bh(&pool_node.id_lock);

@@ -31,26 +31,13 @@ static struct {
 	u8				head[POOL_HASH_LEN];
 } journal;
 
+/* The entry's hash (section 6), by the helper the self-test checks. */
 static void pool_journal_hash(struct pool_journal_entry *e)
 {
-	u8 buf[POOL_HASH_LEN + 8 + 8 + 2 + 2 + 4 + POOL_KEY_LEN];
-	u8 *p = buf;
-
-	memcpy(p, e->prev_hash, POOL_HASH_LEN);
-	p += POOL_HASH_LEN;
-	put_unaligned_be64(e->seq, p);
-	p += 8;
-	put_unaligned_be64(e->timestamp_ns, p);
-	p += 8;
-	put_unaligned_be16(e->type, p);
-	p += 2;
-	put_unaligned_be16(e->code, p);
-	p += 2;
-	put_unaligned_be32(e->config_version, p);
-	p += 4;
-	memcpy(p, e->peer_public_key, POOL_KEY_LEN);
-	pool_hash(e->hash, buf, sizeof(buf), (const u8 *)e->detail,
-		  strnlen(e->detail, POOL_DETAIL_LEN));
+	pool_journal_hash_compute(e->hash, e->prev_hash, e->seq,
+				  e->timestamp_ns, e->type, e->code,
+				  e->config_version, e->peer_public_key,
+				  e->detail, sizeof(e->detail));
 }
 
 static struct pool_journal_entry *pool_journal_slot(u64 seq)

@@ -22,12 +22,6 @@
 
 #include "pool.h"
 
-void pool_key_address(u8 out[POOL_ADDR_LEN], const u8 key[POOL_KEY_LEN],
-		      u64 org, u64 seg)
-{
-	pool_address_compute(out, key, org, seg);
-}
-
 void pool_node_self(struct pool_static *out, bool *have)
 {
 	spin_lock_bh(&pool_node.id_lock);
@@ -91,9 +85,9 @@ static void pool_peer_fill(struct pool_peer_entry *e, const struct pool_peer *in
 	memcpy(e->info.name, in->name, POOL_NAME_LEN);
 	memcpy(e->info.endpoint_addr, in->endpoint_addr, 16);
 	e->info.endpoint_port = in->endpoint_port;
-	pool_key_address(e->info.address, in->public_key,
-			 READ_ONCE(pool_node.org_id),
-			 READ_ONCE(pool_node.segment_id));
+	pool_address_compute(e->info.address, in->public_key,
+			     READ_ONCE(pool_node.org_id),
+			     READ_ONCE(pool_node.segment_id));
 }
 
 int pool_peer_add(const struct pool_peer *in, struct pool_peer *out)

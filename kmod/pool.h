@@ -37,6 +37,10 @@
 #include "wire.h"
 #include "handshake.h"
 
+/* The ABI's sizes and the wire helpers' (wire.c, checked by the self-test). */
+static_assert(POOL_ADDR_LEN == POOL_ADDR_BYTES);
+static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
+
 #ifndef POOL_VERSION
 #define POOL_VERSION "0.0.0"
 #endif
@@ -250,7 +254,6 @@ void pool_peer_note(const u8 key[POOL_KEY_LEN], bool handshake_ok);
 int pool_peer_list(struct pool_peer *out, u32 cap, u32 *total);
 int pool_peer_replace(const struct pool_peer *list, u32 n);
 void pool_peer_flush(void);
-void pool_key_address(u8 out[POOL_ADDR_LEN], const u8 key[POOL_KEY_LEN], u64 org, u64 seg);
 bool pool_key_is_self(const u8 key[POOL_KEY_LEN]);
 void pool_node_self(struct pool_static *out, bool *have);
 
