@@ -18,8 +18,11 @@ Store (state_dir/config/): one file per version, `v<version, 10 digits>.json`,
 written atomically (temporary file, fsync, rename, fsync of the folder),
 `{"version": N, "hash": "<hex>", "created_ns": T, "origin": "...", "config": {...}}`;
 the hash is checked on every read (a file that fails is an error naming it, never
-used). `confirmed.json` points at the last confirmed version. The newest 50
-versions are kept (and the confirmed one, however old).
+used). `confirmed.json` points at the last confirmed version and remembers up to
+KEEP_CONFIRMED earlier confirmed ones (the fallbacks when the newest cannot be
+read); version 0 in it means "no version: pool.ko's load-time parameters and
+pool.conf's peers" (an operator rolled back past the first version). The newest
+50 versions are kept, and the confirmed ones it names, however old.
 """
 
 from __future__ import annotations
@@ -37,12 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pooltools.fsutil import atomic_write
+from pooltools.fsutil import atomic_write, fsync_dir
 from pooltools.keys import decode_key, encode_key
 from pooltools.netaddr import format_endpoint, parse_endpoint
 from pooltools.x25519 import x25519
 
 KEEP_VERSIONS = 50
+KEEP_CONFIRMED = 4  # earlier confirmed versions remembered (and kept) as fallbacks
 STORE_SUBDIR = "config"
 CONFIRMED_FILE = "confirmed.json"
 MAX_PEERS = 1024  # POOL_CONFIG_MAX_PEERS in kmod/config.c
@@ -82,6 +86,14 @@ class ConfigInvalid(ValueError):
 
 class StoreError(Exception):
     """The store cannot be read or written; str() names the file."""
+
+
+class NotStored(StoreError):
+    """The version asked for is not in the store."""
+
+
+class Corrupted(StoreError):
+    """A stored file fails its checks (hash, content, version): it is never used."""
 
 
 def _hint(key: str, allowed: tuple[str, ...]) -> str:
@@ -248,8 +260,11 @@ class Store:
             os.close(fd)
 
     def _mkdir(self) -> None:
+        if self.dir.is_dir():
+            return
         try:
             self.dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+            fsync_dir(self.dir.parent)  # the new folder's entry is durable before files go in it
         except OSError as exc:
             raise StoreError(f"{self.dir}: cannot create: {exc.strerror or exc}") from None
 
@@ -273,7 +288,7 @@ class Store:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"{path}: version {version} is not stored (poolctl config history)") from None
+            raise NotStored(f"{path}: version {version} is not stored (poolctl config history)") from None
         except OSError as exc:
             raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from None
         try:
@@ -286,9 +301,9 @@ class Store:
             if rec["version"] != version:
                 raise ValueError(f"records version {rec['version']}")
         except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{path}: corrupted ({exc}): not used") from None
+            raise Corrupted(f"{path}: corrupted ({exc}): not used") from None
         if config_hash(cfg) != digest or canonical(cfg) != canonical(rec["config"]):
-            raise StoreError(f"{path}: corrupted (content does not match its hash {digest.hex()[:16]}...): not used")
+            raise Corrupted(f"{path}: corrupted (content does not match its hash {digest.hex()[:16]}...): not used")
         return Version(version, digest, created, origin, cfg, path)
 
     def write(self, version: int, cfg: dict[str, Any], origin: str) -> Version:
@@ -305,59 +320,112 @@ class Store:
             atomic_write(path, json.dumps(rec, sort_keys=True, indent=1).encode() + b"\n", 0o640, overwrite=False)
         except OSError as exc:
             raise StoreError(f"{path}: cannot write: {exc.strerror or exc}") from None
-        self.prune()
+        with contextlib.suppress(OSError):  # the new version is stored; pruning is retried at the next write
+            self.prune()
         return Version(version, digest, rec["created_ns"], origin, cfg, path)
 
-    def remove(self, version: int) -> None:
+    def remove(self, version: int, sync: bool = True) -> None:
         """Drop a version that pool.ko refused (it never became active)."""
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self.path(version).unlink()
+        except FileNotFoundError:
+            return
+        if sync:
+            fsync_dir(self.dir)
 
     def prune(self) -> list[int]:
+        """Delete the oldest versions beyond `keep`, never one the confirmed pointer names."""
         vs = self.versions()
         try:
-            confirmed = self.confirmed_ref()
+            keep_v = {v for v, _h in self.confirmed_chain()}
         except StoreError:
             return []  # which version is confirmed is unknown: delete nothing until a confirm rewrites it
-        keep_v = confirmed[0] if confirmed else None
-        gone = [v for v in vs[: max(0, len(vs) - self.keep)] if v != keep_v]
+        gone = [v for v in vs[: max(0, len(vs) - self.keep)] if v not in keep_v]
         for v in gone:
-            self.remove(v)
+            self.remove(v, sync=False)
+        if gone:
+            fsync_dir(self.dir)
         return gone
 
     # ---- the confirmed pointer
-    def confirmed_ref(self) -> tuple[int, bytes] | None:
-        """(version, hash) of the last confirmed version, unchecked; None if none."""
+    def _pointer(self) -> dict[str, Any] | None:
         path = self.dir / CONFIRMED_FILE
         try:
             rec = json.loads(path.read_bytes())
-            return int(rec["version"]), bytes.fromhex(rec["hash"])
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            chain = [(int(rec["version"]), bytes.fromhex(rec["hash"]))]
+            for e in rec.get("earlier", []):
+                chain.append((int(e["version"]), bytes.fromhex(e["hash"])))
+            for v, h in chain:
+                if not 0 <= v <= MAX_VERSION or len(h) != 32:
+                    raise ValueError(f"version {v} with a {len(h)}-byte hash")
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{path}: corrupted ({exc}): not used") from None
+            raise Corrupted(f"{path}: corrupted ({exc}): not used") from None
+        return {"chain": chain}
+
+    def confirmed_ref(self) -> tuple[int, bytes] | None:
+        """(version, hash) of the last confirmed version, unchecked; None if none.
+
+        Version 0 (hash all zero) means an operator rolled back past the first
+        version: the confirmed state is no version at all.
+        """
+        p = self._pointer()
+        return p["chain"][0] if p else None
+
+    def confirmed_chain(self) -> list[tuple[int, bytes]]:
+        """The last confirmed (version, hash) and the earlier confirmed ones, newest first; [] if none."""
+        p = self._pointer()
+        return list(p["chain"]) if p else []
 
     def confirmed(self) -> Version | None:
-        """The last confirmed version, checked against the pointer's hash; None if none."""
+        """The last confirmed version, checked against the pointer's hash; None if none (or version 0)."""
         ref = self.confirmed_ref()
-        if ref is None:
+        if ref is None or ref[0] == 0:
             return None
-        v = self.read(ref[0])
-        if v.hash != ref[1]:
-            raise StoreError(f"{self.dir / CONFIRMED_FILE}: points at version {ref[0]} with another hash: not used")
+        return self.checked(*ref)
+
+    def checked(self, version: int, digest: bytes) -> Version:
+        """Stored `version`, which must have hash `digest` (Corrupted otherwise)."""
+        v = self.read(version)
+        if v.hash != digest:
+            raise Corrupted(
+                f"{v.path}: corrupted (hash {v.hash.hex()[:16]}... differs from the {digest.hex()[:16]}... "
+                f"{CONFIRMED_FILE} recorded for version {version}): not used"
+            )
         return v
 
     def set_confirmed(self, version: int, digest: bytes) -> bool:
-        """Point at version (which must be stored with that hash); False if it already did."""
+        """Point at version (which must be stored with that hash; 0: no version); False if it already did.
+
+        The previous pointer moves to the front of `earlier` (at most KEEP_CONFIRMED kept).
+        """
         try:
-            if self.confirmed_ref() == (version, digest):
-                return False
+            chain = self.confirmed_chain()
         except StoreError:
-            pass  # a corrupted pointer is replaced
-        v = self.read(version)
-        if v.hash != digest:
-            raise StoreError(f"{v.path}: hash differs from the kernel's for version {version}")
-        doc = json.dumps({"version": version, "hash": digest.hex()}, sort_keys=True).encode() + b"\n"
+            chain = []  # a corrupted pointer is replaced
+        if chain and chain[0] == (version, digest):
+            return False
+        if version == 0:
+            if digest != bytes(32):
+                raise StoreError(f"version 0 has no hash (got {digest.hex()[:16]}...)")
+        else:
+            v = self.read(version)
+            if v.hash != digest:
+                raise StoreError(f"{v.path}: hash differs from the kernel's for version {version}")
+        earlier: list[tuple[int, bytes]] = []
+        for ref in chain:
+            if ref != (version, digest) and ref not in earlier:
+                earlier.append(ref)
+        rec = {
+            "version": version,
+            "hash": digest.hex(),
+            "earlier": [{"version": v, "hash": h.hex()} for v, h in earlier[:KEEP_CONFIRMED]],
+        }
+        doc = json.dumps(rec, sort_keys=True).encode() + b"\n"
+        self._mkdir()
         try:
             atomic_write(self.dir / CONFIRMED_FILE, doc, 0o640)
         except OSError as exc:

@@ -5,7 +5,8 @@ Documents, canonical form and store: pooltools.configstore and docs/protocol.md
 section 7; the --json documents: docs/poolctl-json.md ("poolctl config").
 
 restore_at_boot() is poold's hook: a freshly loaded pool.ko (configuration
-version 0) gets the last confirmed version back, with no deadline.
+version 0) gets the last confirmed version back, with no deadline (or, when that
+one's file fails its checks, the confirmed one before it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import ctypes
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,8 @@ from pooltools import conf, uapi, views
 from pooltools.configstore import (
     MAX_CONFIRM_SECONDS,
     ConfigInvalid,
+    Corrupted,
+    NotStored,
     Store,
     StoreError,
     Version,
@@ -46,6 +50,7 @@ from pooltools.keys import decode_key
 from pooltools.netaddr import parse_endpoint
 
 DeviceFactory = Callable[[], Any]
+_DIGITS = re.compile(r"[0-9]+")
 
 
 # ---- helpers shared with poold
@@ -88,7 +93,11 @@ def kernel_struct(version: int, cfg: dict[str, Any], confirm_within_ms: int) -> 
 
 
 def _store_error(what: str, exc: StoreError) -> PoolError:
-    return PoolError(what, str(exc), EXIT_VERIFY if "corrupted" in str(exc) else EXIT_FAILURE)
+    if isinstance(exc, Corrupted):
+        return PoolError(what, str(exc), EXIT_VERIFY)
+    if isinstance(exc, NotStored):
+        return PoolError(what, str(exc), EXIT_NOT_FOUND)
+    return PoolError(what, str(exc), EXIT_FAILURE)
 
 
 def _own_key(dev: Any) -> bytes | None:
@@ -124,21 +133,22 @@ def apply_version(
 def restore_at_boot(dev: Any, state_dir_path: Path, log: logging.Logger) -> int | None:
     """poold's hook: if pool.ko runs version 0 (freshly loaded), apply the last confirmed version.
 
-    Returns the version applied, or None. Never raises: problems are logged (the
-    node keeps the module's load-time parameters and pool.conf's trust store).
+    The confirmed pointer's versions are tried newest first: one that cannot be
+    used (its file fails the hash check, is missing, or pool.ko refuses it) is
+    logged with the reason and the confirmed one before it is tried. Version 0 in
+    the pointer (an operator rolled back past the first version) means there is
+    nothing to restore. Returns the version applied, or None. Never raises except
+    for a missing module: problems are logged (the node then keeps the module's
+    load-time parameters and pool.conf's trust store).
     """
     try:
         cur = dev.config_get()
         if cur.version != 0:
             return None
         store = Store(state_dir_path)
-        rec = store.confirmed()
-        if rec is None:
-            return None
-        cfg = validate(rec.config, _own_key(dev))
-        c, peers = kernel_struct(rec.version, cfg, 0)
-        dev.config_apply(c, peers)
-    except (StoreError, ConfigInvalid) as exc:
+        chain = store.confirmed_chain()
+        own = _own_key(dev)
+    except StoreError as exc:
         log.error("configuration not restored: %s", exc)
         return None
     except PoolError as exc:
@@ -146,8 +156,53 @@ def restore_at_boot(dev: Any, state_dir_path: Path, log: logging.Logger) -> int 
             raise
         log.error("configuration not restored: %s", exc)
         return None
-    log.info("configuration version %d restored (last confirmed, hash %s)", rec.version, rec.hash.hex()[:16])
-    return rec.version
+    skipped: list[int] = []
+    for version, digest in chain:
+        if version == 0:
+            if skipped:
+                log.error(
+                    "no configuration version restored: the confirmed state before version(s) %s is version 0 "
+                    "(pool.ko's load-time parameters and pool.conf's peers)",
+                    ", ".join(map(str, skipped)),
+                )
+            else:
+                log.info(
+                    "last confirmed configuration is version 0 (rolled back past the first version): nothing to restore"
+                )
+            return None
+        try:
+            rec = store.checked(version, digest)
+            cfg = validate(rec.config, own)
+            c, peers = kernel_struct(rec.version, cfg, 0)
+            dev.config_apply(c, peers)
+        except (StoreError, ConfigInvalid) as exc:
+            log.error("configuration version %d (confirmed) not restored: %s", version, exc)
+            skipped.append(version)
+            continue
+        except PoolError as exc:
+            if exc.exit_code == EXIT_NO_MODULE:
+                raise
+            log.error("configuration version %d (confirmed) not restored: %s", version, exc)
+            skipped.append(version)
+            continue
+        if skipped:
+            log.warning(
+                "configuration version %d restored instead (confirmed before version(s) %s, which cannot be used; "
+                "hash %s)",
+                rec.version,
+                ", ".join(map(str, skipped)),
+                rec.hash.hex()[:16],
+            )
+        else:
+            log.info("configuration version %d restored (last confirmed, hash %s)", rec.version, rec.hash.hex()[:16])
+        return rec.version
+    if skipped:
+        log.error(
+            "no confirmed configuration version could be restored (tried %s): pool.ko keeps its load-time "
+            "parameters and pool.conf's peers",
+            ", ".join(map(str, skipped)),
+        )
+    return None
 
 
 def _read_doc(path: str) -> dict[str, Any]:
@@ -175,6 +230,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 <= v <= MAX_CONFIRM_SECONDS:
         raise argparse.ArgumentTypeError(f"must be 0-{MAX_CONFIRM_SECONDS} seconds (pool.ko's limit: 24 h)")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative (0: all)")
     return v
 
 
@@ -327,13 +392,14 @@ def cmd_rollback(args: argparse.Namespace, out: Any, dev_factory: DeviceFactory)
                 return 0
             dev.config_rollback(cur.version)
             after = dev.config_get()
-            if after.version:
-                try:
-                    with store.locked():
-                        if store.find_hash(bytes(after.hash), after.version):
-                            store.set_confirmed(after.version, bytes(after.hash))
-                except StoreError as exc:
-                    raise _store_error("config rollback: rolled back in pool.ko but not recorded", exc) from None
+            try:
+                with store.locked():
+                    if after.version == 0:  # past the first version: no version is the confirmed state now
+                        store.set_confirmed(0, bytes(32))
+                    elif store.find_hash(bytes(after.hash), after.version):
+                        store.set_confirmed(after.version, bytes(after.hash))
+            except StoreError as exc:
+                raise _store_error("config rollback: rolled back in pool.ko but not recorded", exc) from None
             doc = _result(True, cur, after, before_cfg, prev_cfg, dry_run=False, rolled_back_from=cur.version)
             out.emit(doc, lambda: f"rolled back from version {cur.version} to {after.version}")
             return 0
@@ -426,8 +492,20 @@ def cmd_history(args: argparse.Namespace, out: Any, dev_factory: DeviceFactory) 
     return 0
 
 
+def _ref_key(ref: str) -> tuple[str, object]:
+    """What a diff argument names, for spotting A == B: ('version', N), ('active', None) or ('file', path)."""
+    if ref == "active":
+        return ("active", None)
+    if _DIGITS.fullmatch(ref):
+        return ("version", int(ref))
+    if ref == "-":
+        return ("file", "-")
+    return ("file", str(Path(ref).resolve()))
+
+
 def _resolve(ref: str, store: Store, dev_factory: DeviceFactory) -> tuple[str, dict[str, Any] | None]:
     """A version number, 'active' (the kernel's) or a document file."""
+    what = f"config diff {ref}"
     try:
         if ref == "active":
             with dev_factory() as dev:
@@ -436,15 +514,24 @@ def _resolve(ref: str, store: Store, dev_factory: DeviceFactory) -> tuple[str, d
             if cur.version and rec is None:
                 raise PoolError("config diff", f"active version {cur.version} is not in the store", EXIT_NOT_FOUND)
             return (f"version {rec.version} (active)" if rec else "version 0 (active)"), rec.config if rec else None
-        if ref.isdigit():
-            rec = store.read(int(ref))
+        if _DIGITS.fullmatch(ref):
+            n = int(ref)
+            if not 1 <= n <= 2**32 - 1:
+                raise PoolError(what, "stored versions are 1-4294967295 (version 0 has no document)", EXIT_USAGE)
+            rec = store.read(n)
             return f"version {rec.version}", rec.config
     except StoreError as exc:
-        raise _store_error(f"config diff {ref}", exc) from None
+        raise _store_error(what, exc) from None
+    if ref != "-" and not Path(ref).exists():
+        raise PoolError(
+            what, f"{ref!r} is not a version number (poolctl config history), 'active' or a document file", EXIT_USAGE
+        )
     return ref, _read_doc(ref)
 
 
 def cmd_diff(args: argparse.Namespace, out: Any, dev_factory: DeviceFactory) -> int:
+    if _ref_key(args.a) == _ref_key(args.b):
+        raise PoolError("config diff", f"both sides are {args.b!r}: name two different versions or files", EXIT_USAGE)
     store = Store(state_dir(args))
     a_label, a = _resolve(args.a, store, dev_factory)
     b_label, b = _resolve(args.b, store, dev_factory)
@@ -498,7 +585,7 @@ def register(csub: Any, add: Callable[..., Any]) -> None:
     store_opts(sp)
 
     sp = add(csub, "history", cmd_history, "stored versions (newest last), active and confirmed marked")
-    sp.add_argument("--limit", type=int, default=0, help="only the newest N")
+    sp.add_argument("--limit", type=_count, default=0, metavar="N", help="only the newest N (default 0: all)")
     store_opts(sp)
 
     sp = add(csub, "diff", cmd_diff, "unified diff of two versions' canonical forms")

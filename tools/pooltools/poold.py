@@ -1,17 +1,26 @@
 """poold: keeps a node's POOL state in pool.ko (see tools/man/poold.8).
 
-- reads /etc/pool/pool.conf (docs/pool.conf.md), loads the identity and the
-  trust store into the module, changing only what differs from the kernel;
+- reads /etc/pool/pool.conf (docs/pool.conf.md), loads the identity into the
+  module and, while pool.ko runs no configuration version (version 0), the
+  trust store from its [peer] sections, changing only what differs;
+- precedence with configuration versions (poolctl config, docs/operations/config.md):
+  identity and listener always come from pool.conf; the trust store and the
+  tunables belong to the active version whenever pool.ko runs one (version > 0):
+  poold then applies no [peer] section over it (it logs that it defers) and
+  connects to the version's peers; when pool.ko is at version 0 at start or
+  after a module load, poold restores the last confirmed version (or, if that
+  file fails its hash check, the confirmed one before it);
 - owns the listener when `listen = true`; ACCEPTs every inbound session and
-  holds its fd (a session lives while an fd is open); connects to each peer
-  with an endpoint whose public key is greater than the node's own, with
+  holds its fd (a session lives while an fd is open); connects to each trusted
+  peer with an endpoint whose public key is greater than the node's own, with
   exponential backoff;
 - persists the kernel journal, append-only, to state_dir/journal.jsonl; after a
   module load it SEEDs the kernel chain with the persisted head, so the history
   continues; it verifies the persisted chain at start;
 - notices a reloaded module (device gone, identity unset) and re-applies;
 - SIGHUP: re-reads pool.conf (keeps the old one if the new one is invalid),
-  applying the difference: sessions to peers that remain stay up;
+  applying the difference: sessions to peers that remain stay up (peers only
+  at version 0, as above);
 - SIGTERM/SIGINT: closes its sessions, stops the listener it owns, exits 0;
 - sd_notify READY=1 / RELOADING=1 / STOPPING=1 / STATUS=; logs to stderr.
 """
@@ -37,6 +46,8 @@ from pooltools import __version__, conf, keyfile, sdnotify, uapi
 from pooltools import journal as jr
 from pooltools.device import DEVICE_PATH, EXIT_NO_MODULE, EXIT_PERMISSION, EXIT_TIMEOUT, EXIT_USAGE, Device, PoolError
 from pooltools.keys import encode_key
+from pooltools.netaddr import Endpoint
+from pooltools.poolctl_config import restore_at_boot
 from pooltools.x25519 import public_key as x25519_public
 
 log = logging.getLogger("poold")
@@ -119,6 +130,10 @@ class Poold:
         self.device_retry_at = 0.0
         self.open_error: PoolError | None = None
         self.applied = False
+        self.config_version: int | None = None  # pool.ko's active configuration version, as last seen
+        # the trust store poold connects to and names peers from: pool.conf's [peer] sections at
+        # version 0, the kernel's (the active version's) otherwise
+        self.targets: dict[bytes, conf.PeerConf] = {}
 
     # ---- configuration
 
@@ -187,17 +202,76 @@ class Poold:
     # ---- applying state
 
     def apply(self) -> None:
-        """Bring the kernel in line with the configuration (only what differs)."""
-        assert self.conf is not None and self.dev is not None
-        self.sync_journal(initial=not self.applied)
-        self.apply_identity()
-        self.apply_peers()
-        from pooltools.poolctl_config import restore_at_boot  # last confirmed config version (issue 6)
+        """Bring the kernel in line with the configuration (only what differs).
 
-        restore_at_boot(self.dev, self.conf.node.state_dir, log)
+        Precedence: identity and listener from pool.conf, always. The trust store from
+        pool.conf's [peer] sections only while pool.ko runs configuration version 0; at
+        start or after a module load (not on SIGHUP) the last confirmed version is then
+        restored over it. A version pool.ko runs (tentative or confirmed) is never
+        overridden: poold defers to it.
+        """
+        assert self.conf is not None and self.dev is not None
+        initial = not self.applied
+        self.sync_journal(initial=initial)
+        self.apply_identity()
+        cur = self.dev.config_get()
+        if cur.version == 0:
+            self.apply_peers()  # version 0's trust store (what a rollback past the first version returns to)
+            if initial:
+                restore_at_boot(self.dev, self.conf.node.state_dir, log)
+                cur = self.dev.config_get()
+        if cur.version:
+            log.info(
+                "configuration version %d%s is active: keeping its trust store and tunables; pool.conf's "
+                "[peer] sections (%d) are not applied while a version is active",
+                cur.version,
+                " (tentative)" if cur.flags & uapi.POOL_CONFIG_TENTATIVE else "",
+                len(self.conf.peers),
+            )
+        self.config_version = cur.version
+        self.refresh_targets()
         self.apply_listener()
         self.applied = True
         self.sync_journal()
+
+    def track_version(self) -> None:
+        """Each pass: follow pool.ko's active configuration version (poolctl config apply,
+        rollback, a deadline passing) and the trust store poold connects to."""
+        assert self.conf is not None and self.dev is not None
+        cur = self.dev.config_get()
+        if cur.version != self.config_version:
+            if cur.version:
+                log.info(
+                    "configuration version %d%s is active now: it owns the trust store and tunables "
+                    "(pool.conf's [peer] sections are not applied)",
+                    cur.version,
+                    " (tentative)" if cur.flags & uapi.POOL_CONFIG_TENTATIVE else "",
+                )
+            else:
+                log.info(
+                    "configuration version 0 (rolled back past the first version): "
+                    "pool.conf's [peer] sections make the trust store again"
+                )
+                self.apply_peers()
+            self.config_version = cur.version
+        self.refresh_targets()
+
+    def refresh_targets(self) -> None:
+        """The peers poold connects to: pool.conf's at version 0, the active version's otherwise."""
+        assert self.conf is not None
+        if not self.config_version:
+            self.targets = self.conf.peer_by_key()
+        else:
+            self.targets = {
+                bytes(p.public_key): conf.PeerConf(
+                    name=p.name.decode(errors="replace"),
+                    public_key=bytes(p.public_key),
+                    endpoint=Endpoint(bytes(p.endpoint_addr), p.endpoint_port) if p.endpoint_port else None,
+                )
+                for p in self.dev.peers()
+            }
+        for key in [k for k in self.backoff if k not in self.targets]:
+            del self.backoff[key]
 
     def apply_identity(self) -> None:
         assert self.conf is not None
@@ -396,7 +470,7 @@ class Poold:
         connected = {bytes(i.peer_public_key) for i in infos if i.state in LIVE_STATES}
         connected |= self.harvest()
         now = self.clock()
-        for p in self.conf.peers:
+        for p in self.targets.values():
             if (
                 p.endpoint is None
                 or p.public_key <= self.public
@@ -429,7 +503,7 @@ class Poold:
                 wait = b.failed(now, exc.why)
                 log.warning("connect to %s failed: %s; retry in %.0f s", self.peer_label(key), exc.why, wait)
                 continue
-            if self.conf.peer_by_key().get(key) is None or self.dev is None:
+            if key not in self.targets or self.dev is None:
                 _close_quietly(s)
                 continue
             b.reset()
@@ -439,11 +513,10 @@ class Poold:
         return done
 
     def peer_label(self, key: bytes) -> str:
-        if self.conf is not None:
+        p = self.targets.get(key)
+        if p is None and self.conf is not None:
             p = self.conf.peer_by_key().get(key)
-            if p is not None:
-                return p.name
-        return encode_key(key)
+        return p.name if p is not None else encode_key(key)
 
     # ---- the loop body
 
@@ -464,6 +537,8 @@ class Poold:
             if not self.applied:
                 self.apply()
                 self.status()
+            else:
+                self.track_version()
             self.accept_all()
             infos = self.reap()
             self.connect_due(infos)
@@ -497,7 +572,8 @@ class Poold:
     def status(self) -> None:
         sdnotify.notify(
             f"STATUS={'listening on ' + str(self.listen_port) if self.owns_listener else 'not listening'}, "
-            f"{len(self.conf.peers) if self.conf else 0} peer(s), {len(self.held)} session(s) held"
+            f"{len(self.targets)} peer(s){f' (configuration version {self.config_version})' if self.config_version else ''}, "
+            f"{len(self.held)} session(s) held"
         )
 
     def reload(self) -> bool:
@@ -522,7 +598,7 @@ class Poold:
                 self.apply()
         except PoolError as exc:
             log.error("reload: %s", exc)
-        log.info("configuration reloaded: %d peer(s)", len(self.conf.peers))
+        log.info("configuration reloaded: %d peer(s) in pool.conf", len(self.conf.peers))
         sdnotify.notify("READY=1")
         self.status()
         return True
@@ -628,7 +704,7 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     sdnotify.notify("READY=1")
     daemon.status()
-    log.info("poold %s ready: %d peer(s)", __version__, len(daemon.conf.peers) if daemon.conf else 0)
+    log.info("poold %s ready: %d peer(s)", __version__, len(daemon.targets))
     while not sig.stop:
         if sig.hup:
             sig.hup = False

@@ -178,7 +178,13 @@ def test_store_keeps_the_last_50_and_the_confirmed(tmp_path: Path) -> None:
     assert len([v for v in vs if v != 1]) == cs.KEEP_VERSIONS
     st.set_confirmed(60, st.read(60).hash)
     st.write(61, cs.validate(doc(heartbeat_seconds=61)), "apply")
-    assert st.versions() == list(range(12, 62))
+    assert st.versions() == [1, *range(12, 62)]  # 1 stays: the confirmed one before 60 (a fallback)
+    for v in range(62, 66):  # four more confirms push version 1 out of the pointer's fallbacks
+        st.write(v, cs.validate(doc(heartbeat_seconds=v)), "apply")
+        st.set_confirmed(v, st.read(v).hash)
+    assert [v for v, _h in st.confirmed_chain()] == [65, 64, 63, 62, 60]
+    st.write(66, cs.validate(doc(heartbeat_seconds=66)), "apply")
+    assert st.versions() == list(range(17, 67))  # exactly the newest 50
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import itertools
 import json
 import os
@@ -441,3 +442,219 @@ def test_device_denied_exits_for_a_restart(node: Path, monkeypatch: pytest.Monke
         for s, h in saved.items():
             signal.signal(s, h)
     assert rc == 3
+
+
+# ---- configuration versions (issue 6): who owns the trust store
+
+
+def version_doc(tmp_path: Path, name: str, peers: dict[str, tuple[bytes, str | None]], **kw: object) -> str:
+    """A configuration document file with these peers {name: (key, endpoint)}."""
+    d: dict = {"heartbeat_seconds": 5, **kw}
+    d["peers"] = [{"name": n, "public_key": encode_key(k), "endpoint": ep} for n, (k, ep) in peers.items()]
+    p = tmp_path / name
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+def poolctl_run(dev: FakeDevice, node: Path, *argv: str) -> dict:
+    from pooltools import poolctl
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = poolctl.main(["--json", *argv, "--state-dir", str(node / "state")], lambda: dev)
+    doc = json.loads(out.getvalue())
+    assert rc == 0, doc
+    return doc
+
+
+def trust(dev: FakeDevice) -> set[bytes]:
+    return {bytes(p.public_key) for p in dev.peers()}
+
+
+VERSION_PEERS = {"high": (HIGH, "10.253.0.12:9253"), "other": (OTHER, "10.253.0.14:9253")}
+
+
+@pytest.mark.parametrize("confirm_within", ["0", "300"], ids=["confirmed", "tentative"])
+def test_sighup_with_an_active_version_keeps_its_trust_store(
+    node: Path, caplog: pytest.LogCaptureFixture, confirm_within: str
+) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    high_idx = next(i for i, s in d.held.items() if s.peer_public_key == HIGH)
+    doc = version_doc(node, "v.json", VERSION_PEERS, heartbeat_seconds=9)
+    poolctl_run(dev, node, "config", "apply", doc, "--confirm-within", confirm_within)
+    d.step()
+    assert trust(dev) == {HIGH, OTHER}
+    # the version's peer with a greater key and an endpoint is connected to (pool.conf does not list it)
+    assert {s.peer_public_key for s in d.held.values()} == {HIGH, OTHER}
+    # pool.conf now drops 'high' and lists 'low' only; SIGHUP must not touch the version's trust store
+    write_conf(node, PEERS.split("[peer high]")[0] + PEERS.split("10.253.0.12:9253")[1])
+    dev.mutations.clear()
+    before = [(bytes(p.public_key), p.name, bytes(p.endpoint_addr), p.endpoint_port) for p in dev.peers()]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="poold"):
+        assert d.reload() is True
+    d.step()
+    assert [(bytes(p.public_key), p.name, bytes(p.endpoint_addr), p.endpoint_port) for p in dev.peers()] == before
+    assert not [m for m in dev.mutations if m.startswith(("peer_", "config_"))], dev.mutations
+    assert high_idx in {s.index for s in dev.sessions()} and high_idx in d.held  # session untouched
+    c = dev.config_get()
+    assert c.version == 1 and c.heartbeat_seconds == 9  # tunables untouched
+    assert bool(c.flags & uapi.POOL_CONFIG_TENTATIVE) == (confirm_within != "0")
+    assert "configuration version 1" in caplog.text and "are not applied while a version is active" in caplog.text
+    # a restarted poold defers too
+    d.shutdown()
+    dev.mutations.clear()
+    d2 = make(node, dev)
+    d2.step()
+    assert trust(dev) == {HIGH, OTHER} and not [m for m in dev.mutations if m.startswith(("peer_", "config_"))]
+    d2.shutdown()
+
+
+def test_sighup_without_a_version_applies_pool_conf_peers(node: Path) -> None:
+    """Version 0 (no version ever applied): pool.conf's peers are the trust store, diffed."""
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    st_low = dev.inbound(LOW)
+    d.step()
+    high_idx = next(i for i, s in d.held.items() if s.peer_public_key == HIGH)
+    assert dev.config_get().version == 0
+    write_conf(node, PEERS.split("[peer low]")[0] + f"[peer other]\npublic_key = {encode_key(OTHER)}\n")
+    dev.mutations.clear()
+    assert d.reload() is True
+    d.step()
+    assert trust(dev) == {HIGH, OTHER}
+    assert high_idx in {s.index for s in dev.sessions()} and high_idx in d.held  # kept
+    assert st_low.index not in {s.index for s in dev.sessions()}  # its peer left the trust store
+    assert dev.mutations.count("peer_del") == 1 and "peer_add other" in dev.mutations
+    assert "set_identity" not in dev.mutations
+
+
+def test_rollback_past_the_first_version_hands_the_trust_store_back_to_pool_conf(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v.json", {"other": (OTHER, None)}))
+    d.step()
+    assert trust(dev) == {OTHER}
+    write_conf(node, PEERS + f"[peer late]\npublic_key = {encode_key(bytes([0x33]) + bytes(range(1, 32)))}\n")
+    d.reload()  # version 1 is active: pool.conf's new peer waits
+    assert trust(dev) == {OTHER}
+    poolctl_run(dev, node, "config", "rollback")  # 1 -> 0: the kernel's snapshot of version 0
+    d.step()  # poold sees version 0: pool.conf's peers (with 'late') apply again
+    assert dev.config_get().version == 0 and len(trust(dev)) == 3 and HIGH in trust(dev)
+    assert any(s.peer_public_key == HIGH for s in d.held.values())
+    # and a module reload keeps it so: version 0 is what the operator confirmed by rolling back
+    dev.reload()
+    d.step()
+    assert dev.config_get().version == 0 and len(trust(dev)) == 3
+
+
+def test_boot_restores_the_last_confirmed_version_not_a_tentative_one(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS, heartbeat_seconds=7))
+    poolctl_run(
+        dev, node, "config", "apply", version_doc(node, "v2.json", {"low": (LOW, None)}), "--confirm-within", "300"
+    )
+    assert dev.config_get().version == 2 and trust(dev) == {LOW}
+    d.shutdown()
+    dev.reload()  # power cut before the confirm
+    d2 = make(node, dev)
+    d2.step()
+    c = dev.config_get()
+    assert c.version == 1 and c.heartbeat_seconds == 7 and not c.flags & uapi.POOL_CONFIG_TENTATIVE
+    assert trust(dev) == {HIGH, OTHER}
+    assert {s.peer_public_key for s in d2.held.values()} == {HIGH, OTHER}  # connects to the version's peers
+    # the version restored at boot sits on pool.conf's trust store (version 0), not on an empty one
+    poolctl_run(dev, node, "config", "rollback")
+    d2.step()
+    assert dev.config_get().version == 0 and trust(dev) == {HIGH, LOW}
+
+
+def test_module_reload_under_a_running_poold_restores_the_confirmed_version(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS))
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v2.json", {}), "--confirm-within", "60")
+    dev.reload()
+    d.step()
+    assert dev.config_get().version == 1 and trust(dev) == {HIGH, OTHER}
+
+
+def test_boot_with_a_corrupted_confirmed_version_uses_the_one_confirmed_before(
+    node: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pooltools import configstore as cs
+
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS, heartbeat_seconds=7))
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v2.json", {"low": (LOW, None)}, heartbeat_seconds=8))
+    d.shutdown()
+    path = cs.Store(node / "state").path(2)
+    rec = json.loads(path.read_text())
+    rec["config"]["heartbeat_seconds"] = 9  # content changed, recorded hash kept: a hash mismatch
+    path.write_text(json.dumps(rec))
+    dev.reload()
+    d2 = make(node, dev)
+    with caplog.at_level("INFO", logger="poold"):
+        d2.step()
+    c = dev.config_get()
+    assert c.version == 1 and c.heartbeat_seconds == 7 and trust(dev) == {HIGH, OTHER}
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        f"configuration version 2 (confirmed) not restored: {path}: corrupted "
+        f"(content does not match its hash {rec['hash'][:16]}...): not used"
+    ]
+    assert "configuration version 1 restored instead" in caplog.text
+    assert path.read_text() == json.dumps(rec)  # the evidence is left as it is
+
+
+def test_boot_with_every_confirmed_version_unusable_keeps_pool_conf(
+    node: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pooltools import configstore as cs
+
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS))
+    d.shutdown()
+    cs.Store(node / "state").path(1).write_text("garbage")
+    dev.reload()
+    d2 = make(node, dev)
+    with caplog.at_level("INFO", logger="poold"):
+        d2.step()
+    assert dev.config_get().version == 0 and trust(dev) == {HIGH, LOW}
+    assert "configuration version 1 (confirmed) not restored" in caplog.text
+    assert "no confirmed configuration version could be restored (tried 1)" in caplog.text
+
+
+def test_deadline_rollback_reconnects_to_the_restored_versions_peers(node: Path) -> None:
+    write_conf(node, "")  # pool.conf lists no peer at all: the versions own the trust store
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS))
+    d.step()
+    assert {s.peer_public_key for s in d.held.values()} == {HIGH, OTHER}
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v2.json", {}), "--confirm-within", "5")
+    d.step()
+    assert d.held == {} and trust(dev) == set()
+    dev.config_expire()  # not confirmed in time: pool.ko restores version 1 by itself
+    d.step()
+    assert dev.config_get().version == 1
+    assert {s.peer_public_key for s in d.held.values()} == {HIGH, OTHER}
