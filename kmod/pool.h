@@ -67,6 +67,16 @@ struct pool_params {
 	u32	max_sessions;
 };
 
+/*
+ * Socket callbacks: the ones socket.c installs (NULL: left alone) and the
+ * originals they replaced, restored from the same structure.
+ */
+struct pool_sk_cbs {
+	void	(*data_ready)(struct sock *sk);
+	void	(*state_change)(struct sock *sk);
+	void	(*write_space)(struct sock *sk);
+};
+
 /* One trusted peer (peer.c). `info` uses the UAPI layout; out fields kept live. */
 struct pool_peer_entry {
 	struct list_head	list;
@@ -104,7 +114,7 @@ struct pool_node {
 	struct socket		*listen_sock;
 	u16			listen_port;
 	struct work_struct	accept_work;
-	void			(*listen_data_ready)(struct sock *sk);
+	struct pool_sk_cbs	listen_orig;
 
 	struct pool_cookie	cookie;
 	atomic64_t		stats[__POOL_STAT_COUNT];
@@ -172,9 +182,7 @@ struct pool_session {
 	u64			established_boot;	/* boottime */
 
 	struct socket		*sock;		/* owned; NULL after teardown */
-	void			(*orig_data_ready)(struct sock *sk);
-	void			(*orig_state_change)(struct sock *sk);
-	void			(*orig_write_space)(struct sock *sk);
+	struct pool_sk_cbs	orig;
 
 	/* receive side: rx_work only */
 	struct work_struct	rx_work;

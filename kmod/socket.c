@@ -54,8 +54,7 @@ struct pool_hconn {
 	u32			packets;
 	struct pool_hdr		hdr;
 	u8			buf[POOL_HDR_LEN + POOL_RESPONSE_LEN];
-	void			(*orig_data_ready)(struct sock *sk);
-	void			(*orig_state_change)(struct sock *sk);
+	struct pool_sk_cbs	orig;
 };
 
 #define POOL_HCONN_MAX_PACKETS	8
@@ -93,6 +92,56 @@ static u64 pool_abs_diff(u64 a, u64 b)
 	return a > b ? a - b : b - a;
 }
 
+/* ---- socket callbacks ---------------------------------------------------------- */
+
+/*
+ * Makes owner the socket's sk_user_data and installs the callbacks ours has,
+ * saving the ones they replace in orig (the others NULL). The callbacks find
+ * owner and orig under sk_callback_lock, so they never see half of this.
+ */
+static void pool_sk_install(struct sock *sk, void *owner,
+			    const struct pool_sk_cbs *ours,
+			    struct pool_sk_cbs *orig)
+{
+	write_lock_bh(&sk->sk_callback_lock);
+	memset(orig, 0, sizeof(*orig));
+	if (ours->data_ready) {
+		orig->data_ready = sk->sk_data_ready;
+		sk->sk_data_ready = ours->data_ready;
+	}
+	if (ours->state_change) {
+		orig->state_change = sk->sk_state_change;
+		sk->sk_state_change = ours->state_change;
+	}
+	if (ours->write_space) {
+		orig->write_space = sk->sk_write_space;
+		sk->sk_write_space = ours->write_space;
+	}
+	sk->sk_user_data = owner;
+	write_unlock_bh(&sk->sk_callback_lock);
+}
+
+/*
+ * Undoes pool_sk_install() if owner still owns the socket: once this
+ * returns, no callback of owner's runs on it (a half-open connection's
+ * socket passes to its session this way).
+ */
+static void pool_sk_restore(struct sock *sk, void *owner,
+			    const struct pool_sk_cbs *orig)
+{
+	write_lock_bh(&sk->sk_callback_lock);
+	if (sk->sk_user_data == owner) {
+		sk->sk_user_data = NULL;
+		if (orig->data_ready)
+			sk->sk_data_ready = orig->data_ready;
+		if (orig->state_change)
+			sk->sk_state_change = orig->state_change;
+		if (orig->write_space)
+			sk->sk_write_space = orig->write_space;
+	}
+	write_unlock_bh(&sk->sk_callback_lock);
+}
+
 /* ---- session socket callbacks ----------------------------------------------- */
 
 static void pool_sk_data_ready(struct sock *sk)
@@ -114,7 +163,7 @@ static void pool_sk_state_change(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	s = sk->sk_user_data;
 	if (s) {
-		orig = s->orig_state_change;
+		orig = s->orig.state_change;
 		queue_work(pool_node.wq, &s->rx_work);
 		queue_work(pool_node.wq, &s->tx_work);
 	}
@@ -131,7 +180,7 @@ static void pool_sk_write_space(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	s = sk->sk_user_data;
 	if (s) {
-		orig = s->orig_write_space;
+		orig = s->orig.write_space;
 		if (sk_stream_is_writeable(sk)) {
 			clear_bit(SOCK_NOSPACE, &sk->sk_socket->flags);
 			queue_work(pool_node.wq, &s->tx_work);
@@ -142,36 +191,21 @@ static void pool_sk_write_space(struct sock *sk)
 		orig(sk);
 }
 
+static const struct pool_sk_cbs pool_session_cbs = {
+	.data_ready	= pool_sk_data_ready,
+	.state_change	= pool_sk_state_change,
+	.write_space	= pool_sk_write_space,
+};
+
 void pool_sock_install(struct pool_session *s)
 {
-	struct sock *sk = s->sock->sk;
-
-	write_lock_bh(&sk->sk_callback_lock);
-	s->orig_data_ready = sk->sk_data_ready;
-	s->orig_state_change = sk->sk_state_change;
-	s->orig_write_space = sk->sk_write_space;
-	sk->sk_user_data = s;
-	sk->sk_data_ready = pool_sk_data_ready;
-	sk->sk_state_change = pool_sk_state_change;
-	sk->sk_write_space = pool_sk_write_space;
-	write_unlock_bh(&sk->sk_callback_lock);
+	pool_sk_install(s->sock->sk, s, &pool_session_cbs, &s->orig);
 }
 
 void pool_sock_uninstall(struct pool_session *s)
 {
-	struct sock *sk;
-
-	if (!s->sock)
-		return;
-	sk = s->sock->sk;
-	write_lock_bh(&sk->sk_callback_lock);
-	if (sk->sk_user_data == s) {
-		sk->sk_user_data = NULL;
-		sk->sk_data_ready = s->orig_data_ready;
-		sk->sk_state_change = s->orig_state_change;
-		sk->sk_write_space = s->orig_write_space;
-	}
-	write_unlock_bh(&sk->sk_callback_lock);
+	if (s->sock)
+		pool_sk_restore(s->sock->sk, s, &s->orig);
 }
 
 /* ---- transport receive -------------------------------------------------------- */
@@ -595,7 +629,7 @@ static void pool_hconn_state_change(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	hc = sk->sk_user_data;
 	if (hc) {
-		orig = hc->orig_state_change;
+		orig = hc->orig.state_change;
 		queue_work(pool_node.wq, &hc->work);
 	}
 	read_unlock_bh(&sk->sk_callback_lock);
@@ -603,17 +637,14 @@ static void pool_hconn_state_change(struct sock *sk)
 		orig(sk);
 }
 
+static const struct pool_sk_cbs pool_hconn_cbs = {
+	.data_ready	= pool_hconn_data_ready,
+	.state_change	= pool_hconn_state_change,
+};
+
 static void pool_hconn_uninstall(struct pool_hconn *hc)
 {
-	struct sock *sk = hc->sock->sk;
-
-	write_lock_bh(&sk->sk_callback_lock);
-	if (sk->sk_user_data == hc) {
-		sk->sk_user_data = NULL;
-		sk->sk_data_ready = hc->orig_data_ready;
-		sk->sk_state_change = hc->orig_state_change;
-	}
-	write_unlock_bh(&sk->sk_callback_lock);
+	pool_sk_restore(hc->sock->sk, hc, &hc->orig);
 }
 
 /* Brings the reap forward; never once it runs (it frees the hconn). */
@@ -929,11 +960,14 @@ static void pool_listen_data_ready(struct sock *sk)
 	read_unlock_bh(&sk->sk_callback_lock);
 }
 
+static const struct pool_sk_cbs pool_listen_cbs = {
+	.data_ready	= pool_listen_data_ready,
+};
+
 static void pool_accept_one(struct socket *newsock)
 {
 	struct sockaddr_storage ss = {};
 	struct pool_hconn *hc;
-	struct sock *sk;
 
 	spin_lock_bh(&pool_node.hconn_lock);
 	if (pool_node.nr_hconns >= POOL_HALFOPEN_MAX) {
@@ -966,15 +1000,7 @@ static void pool_accept_one(struct socket *newsock)
 	/* the deadline first: once the callbacks run, the hconn may be reaped */
 	queue_delayed_work(pool_node.wq, &hc->reap, POOL_HALFOPEN_TIMEOUT);
 
-	sk = newsock->sk;
-	write_lock_bh(&sk->sk_callback_lock);
-	hc->orig_data_ready = sk->sk_data_ready;
-	hc->orig_state_change = sk->sk_state_change;
-	sk->sk_user_data = hc;
-	sk->sk_data_ready = pool_hconn_data_ready;
-	sk->sk_state_change = pool_hconn_state_change;
-	write_unlock_bh(&sk->sk_callback_lock);
-
+	pool_sk_install(newsock->sk, hc, &pool_hconn_cbs, &hc->orig);
 	queue_work(pool_node.wq, &hc->work);
 	return;
 drop:
@@ -1044,11 +1070,8 @@ int pool_listen(u16 port)
 	}
 	pool_node.listen_port = port;
 	pool_node.listen_sock = sock;
-	write_lock_bh(&sock->sk->sk_callback_lock);
-	pool_node.listen_data_ready = sock->sk->sk_data_ready;
-	sock->sk->sk_user_data = &pool_node;
-	sock->sk->sk_data_ready = pool_listen_data_ready;
-	write_unlock_bh(&sock->sk->sk_callback_lock);
+	pool_sk_install(sock->sk, &pool_node, &pool_listen_cbs,
+			&pool_node.listen_orig);
 	queue_work(pool_node.wq, &pool_node.accept_work);
 	pool_journal(POOL_JOURNAL_LISTEN, 0, NULL, "listen port %u%s", port,
 		     v6 ? " dual-stack" : " ipv4");
@@ -1062,10 +1085,7 @@ void pool_listen_stop(void)
 
 	if (!sock)
 		return;
-	write_lock_bh(&sock->sk->sk_callback_lock);
-	sock->sk->sk_user_data = NULL;
-	sock->sk->sk_data_ready = pool_node.listen_data_ready;
-	write_unlock_bh(&sock->sk->sk_callback_lock);
+	pool_sk_restore(sock->sk, &pool_node, &pool_node.listen_orig);
 	cancel_work_sync(&pool_node.accept_work);
 	pool_node.listen_sock = NULL;
 	kernel_sock_shutdown(sock, SHUT_RDWR);
