@@ -288,7 +288,7 @@ class Store:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise NotStored(f"{path}: version {version} is not stored (poolctl config history)") from None
+            raise NotStored(f"version {version} is not stored in {self.dir} (poolctl config history)") from None
         except OSError as exc:
             raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from None
         try:

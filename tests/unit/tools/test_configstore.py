@@ -235,3 +235,129 @@ def test_corrupted_pointer_blocks_pruning_until_a_confirm_rewrites_it(tmp_path: 
     assert st.confirmed().version == 2
     st.write(4, cs.validate(doc(heartbeat_seconds=4)), "apply")
     assert st.versions() == [2, 3, 4]
+
+
+# ---- durability: temporary file, fsync, rename, fsync of the folder (issue 6 point 2)
+
+
+def _fsync_recorder(monkeypatch: pytest.MonkeyPatch, final: Path) -> list[tuple[str, bool]]:
+    """Record every fsync as (what the fd names, whether `final` exists at that moment)."""
+    import os
+
+    calls: list[tuple[str, bool]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append((os.readlink(f"/proc/self/fd/{fd}"), final.exists()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_write_is_temp_file_fsync_rename_fsync_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = cs.Store(tmp_path)
+    st.write(1, cs.validate(doc()), "apply")  # the folder exists
+    final = st.path(2)
+    calls = _fsync_recorder(monkeypatch, final)
+    st.write(2, cs.validate(doc(heartbeat_seconds=2)), "apply")
+    folder = str(tmp_path / "config")
+    # the data reaches the disk under a temporary name before the version's name exists ...
+    assert calls[0][0].startswith(f"{folder}/.v0000000002.json.") and calls[0][0].endswith(".tmp")
+    assert calls[0][1] is False
+    # ... then the folder is synced with the new name in it
+    assert (folder, True) in calls[1:]
+    assert sorted(p.name for p in (tmp_path / "config").iterdir()) == ["v0000000001.json", "v0000000002.json"]
+
+
+def test_confirmed_pointer_is_written_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = cs.Store(tmp_path)
+    rec = st.write(1, cs.validate(doc()), "apply")
+    final = tmp_path / "config" / cs.CONFIRMED_FILE
+    calls = _fsync_recorder(monkeypatch, final)
+    st.set_confirmed(1, rec.hash)
+    assert ".confirmed.json." in calls[0][0] and calls[0][1] is False
+    assert (str(tmp_path / "config"), True) in calls[1:]
+
+
+def test_first_write_syncs_the_new_folder_in_its_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fsync_recorder(monkeypatch, tmp_path / "nothing")
+    cs.Store(tmp_path).write(1, cs.validate(doc()), "apply")
+    assert str(tmp_path) in [c[0] for c in calls]  # state_dir holds the new config/ entry durably
+
+
+def test_failed_write_leaves_neither_the_version_nor_a_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    st = cs.Store(tmp_path)
+    st.write(1, cs.validate(doc()), "apply")
+
+    def fail(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(cs.StoreError, match=r"v0000000002\.json: cannot write: Input/output error"):
+        st.write(2, cs.validate(doc(heartbeat_seconds=2)), "apply")
+    monkeypatch.undo()
+    assert st.versions() == [1]
+    assert sorted(p.name for p in (tmp_path / "config").iterdir()) == ["v0000000001.json"]
+
+
+def test_prune_syncs_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = cs.Store(tmp_path, keep=2)
+    for v in (1, 2):
+        st.write(v, cs.validate(doc(heartbeat_seconds=v)), "apply")
+    calls = _fsync_recorder(monkeypatch, st.path(1))
+    st.write(3, cs.validate(doc(heartbeat_seconds=3)), "apply")
+    assert st.versions() == [2, 3]
+    assert (str(tmp_path / "config"), False) in calls  # after the unlink of version 1
+
+
+def test_stored_hash_that_does_not_match_the_content_is_refused(tmp_path: Path) -> None:
+    st = cs.Store(tmp_path)
+    rec = st.write(1, cs.validate(doc()), "apply")
+    raw = json.loads(rec.path.read_text())
+    raw["hash"] = hashlib.sha256(b"something else").hexdigest()  # content intact, hash swapped
+    rec.path.write_text(json.dumps(raw))
+    with pytest.raises(cs.Corrupted, match=r"v0000000001\.json: corrupted \(content does not match its hash"):
+        st.read(1)
+
+
+def test_pointer_hash_checked_against_the_stored_version(tmp_path: Path) -> None:
+    st = cs.Store(tmp_path)
+    rec = st.write(1, cs.validate(doc()), "apply")
+    st.set_confirmed(1, rec.hash)
+    ptr = tmp_path / "config" / cs.CONFIRMED_FILE
+    raw = json.loads(ptr.read_text())
+    raw["hash"] = "ab" * 32
+    ptr.write_text(json.dumps(raw))
+    with pytest.raises(
+        cs.Corrupted, match=r"differs from the abababababababab\.\.\. confirmed\.json recorded for version 1"
+    ):
+        st.confirmed()
+
+
+def test_confirmed_chain_keeps_earlier_confirmed_versions(tmp_path: Path) -> None:
+    st = cs.Store(tmp_path)
+    recs = {v: st.write(v, cs.validate(doc(heartbeat_seconds=v)), "apply") for v in range(1, 8)}
+    for v in range(1, 8):
+        st.set_confirmed(v, recs[v].hash)
+    st.set_confirmed(0, bytes(32))  # rolled back past the first version
+    assert [v for v, _h in st.confirmed_chain()] == [0, 7, 6, 5, 4]
+    assert st.confirmed() is None
+    st.set_confirmed(6, recs[6].hash)  # no duplicates in the chain
+    assert [v for v, _h in st.confirmed_chain()] == [6, 0, 7, 5, 4]
+    with pytest.raises(cs.StoreError, match="version 0 has no hash"):
+        st.set_confirmed(0, b"\x01" * 32)
+
+
+def test_not_stored_and_corrupted_are_told_apart(tmp_path: Path) -> None:
+    st = cs.Store(tmp_path)
+    with pytest.raises(cs.NotStored):
+        st.read(3)
+    st.write(3, cs.validate(doc()), "apply")
+    st.path(3).write_text("{}")
+    with pytest.raises(cs.Corrupted):
+        st.read(3)

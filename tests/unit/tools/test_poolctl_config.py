@@ -208,3 +208,82 @@ def test_poold_restores_the_confirmed_version_after_a_module_reload(tmp_path, ca
     assert c.version == 1 and c.heartbeat_seconds == 7 and not c.flags & uapi.POOL_CONFIG_TENTATIVE
     assert [bytes(p.public_key) for p in dev.peers()] == [PEER]
     d.shutdown()
+
+
+# ---- bad input to diff, history and rollback --to: one line, non-zero, nothing changed
+
+
+def _snapshot(dev: FakeDevice, state: Path) -> tuple:
+    files = (
+        sorted((p.name, p.read_bytes()) for p in (state / "config").iterdir()) if (state / "config").exists() else []
+    )
+    c = dev.config_get()
+    return list(dev.mutations), files, c.version, bytes(c.hash), c.flags
+
+
+@pytest.fixture
+def two_versions(capsys, dev, state, tmp_path) -> FakeDevice:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path))
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=9), "--confirm-within", "60")
+    return dev
+
+
+@pytest.mark.parametrize(
+    ("argv", "rc", "message"),
+    [
+        (["config", "diff", "1", "7"], 5, "poolctl: config diff 7: "),
+        (["config", "diff", "7", "active"], 5, "version 7 is not stored"),
+        (["config", "diff", "1", "abc"], 2, "'abc' is not a version number (poolctl config history), 'active'"),
+        (["config", "diff", "1.5", "2"], 2, "'1.5' is not a version number"),
+        (["config", "diff", "2", "v2"], 2, "'v2' is not a version number"),
+        (["config", "diff", "0", "1"], 2, "version 0 has no document"),
+        (["config", "diff", "2", "2"], 2, "poolctl: config diff: both sides are '2'"),
+        (["config", "diff", "2", "02"], 2, "both sides are '02'"),
+        (["config", "diff", "active", "active"], 2, "both sides are 'active'"),
+        (["config", "diff", "1"], 2, "poolctl: usage: "),
+        (["config", "history", "--limit", "-1"], 2, "--limit: -1 is negative"),
+        (["config", "history", "--limit", "x"], 2, "--limit: 'x' is not a whole number"),
+        (["config", "rollback", "--to", "7"], 5, "poolctl: config rollback --to 7: "),
+        (["config", "rollback", "--to", "abc"], 2, "--to: 'abc' is not a version number"),
+        (["config", "rollback", "--to", "0"], 2, "--to: must be 1-4294967295"),
+        (["config", "rollback", "--to", "-1"], 2, "poolctl: usage: "),
+        (["config", "rollback", "--to", "1.0"], 2, "'1.0' is not a version number"),
+        (["config", "rollback", "--to", "4294967296"], 2, "must be 1-4294967295"),
+        (["config", "rollback", "--to"], 2, "poolctl: usage: "),
+    ],
+)
+def test_bad_input_one_line_error_nothing_changed(
+    capsys, two_versions, state, argv: list[str], rc: int, message: str
+) -> None:
+    dev = two_versions
+    before = _snapshot(dev, state)
+    assert poolctl.main([*argv, "--state-dir", str(state)], lambda: dev) == rc
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("poolctl: ") and message in err, err
+    assert _snapshot(dev, state) == before
+    # --json: the same error as one JSON line on stdout
+    if "usage" not in message:
+        assert poolctl.main(["--json", *argv, "--state-dir", str(state)], lambda: dev) == rc
+        out, _err = capsys.readouterr()
+        assert out.count("\n") == 1 and json.loads(out)["error"]["exit_code"] == rc
+        assert _snapshot(dev, state) == before
+
+
+def test_diff_of_two_names_for_the_same_content_is_fine(capsys, two_versions, state) -> None:
+    rc, doc = jrun(capsys, two_versions, state, "config", "diff", "2", "active")
+    assert rc == 0 and doc["identical"] is True
+
+
+def test_diff_of_a_corrupted_version_exit_9(capsys, two_versions, state) -> None:
+    p = cs.Store(state).path(1)
+    p.write_text(p.read_text().replace('"heartbeat_seconds": 5', '"heartbeat_seconds": 6'))
+    rc, doc = jrun(capsys, two_versions, state, "config", "diff", "1", "2")
+    assert rc == 9 and str(p) in doc["error"]["why"] and "corrupted" in doc["error"]["why"]
+
+
+def test_history_limit(capsys, two_versions, state) -> None:
+    rc, doc = jrun(capsys, two_versions, state, "config", "history", "--limit", "1")
+    assert rc == 0 and [v["version"] for v in doc["versions"]] == [2]
+    rc, doc = jrun(capsys, two_versions, state, "config", "history", "--limit", "0")
+    assert rc == 0 and [v["version"] for v in doc["versions"]] == [1, 2]
