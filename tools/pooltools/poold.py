@@ -570,11 +570,9 @@ class Poold:
             p.poll(max(50, int(timeout * 1000)))
 
     def status(self) -> None:
-        sdnotify.notify(
-            f"STATUS={'listening on ' + str(self.listen_port) if self.owns_listener else 'not listening'}, "
-            f"{len(self.targets)} peer(s){f' (configuration version {self.config_version})' if self.config_version else ''}, "
-            f"{len(self.held)} session(s) held"
-        )
+        listener = f"listening on {self.listen_port}" if self.owns_listener else "not listening"
+        version = f" (configuration version {self.config_version})" if self.config_version else ""
+        sdnotify.notify(f"STATUS={listener}, {len(self.targets)} peer(s){version}, {len(self.held)} session(s) held")
 
     def reload(self) -> bool:
         """SIGHUP: apply a new pool.conf; keep the old one if it is invalid."""
