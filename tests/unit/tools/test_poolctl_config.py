@@ -287,3 +287,55 @@ def test_history_limit(capsys, two_versions, state) -> None:
     assert rc == 0 and [v["version"] for v in doc["versions"]] == [2]
     rc, doc = jrun(capsys, two_versions, state, "config", "history", "--limit", "0")
     assert rc == 0 and [v["version"] for v in doc["versions"]] == [1, 2]
+
+
+def _confirm_two(capsys, dev, state, tmp_path) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=7))
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=8))
+    assert [v for v, _h in cs.Store(state).confirmed_chain()] == [2, 1]
+    dev.reload()
+    dev.set_identity(PRIV)
+
+
+def test_restore_at_boot_falls_back_when_the_confirmed_file_is_gone(dev, state, tmp_path, capsys, caplog) -> None:
+    _confirm_two(capsys, dev, state, tmp_path)
+    cs.Store(state).path(2).unlink()
+    with caplog.at_level("INFO"):
+        assert poolctl_config.restore_at_boot(dev, state, logging.getLogger("test")) == 1
+    assert dev.config_get().heartbeat_seconds == 7
+    assert "configuration version 2 (confirmed) not restored: version 2 is not stored" in caplog.text
+
+
+def test_restore_at_boot_with_a_corrupted_pointer_restores_nothing(dev, state, tmp_path, capsys, caplog) -> None:
+    _confirm_two(capsys, dev, state, tmp_path)
+    (state / "config" / cs.CONFIRMED_FILE).write_text("{")
+    before = list(dev.mutations)
+    with caplog.at_level("INFO"):
+        assert poolctl_config.restore_at_boot(dev, state, logging.getLogger("test")) is None
+    assert dev.config_get().version == 0 and dev.mutations == before
+    assert "configuration not restored: " in caplog.text and "confirmed.json: corrupted" in caplog.text
+
+
+def test_restore_at_boot_after_a_rollback_past_the_first_version(dev, state, tmp_path, capsys, caplog) -> None:
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=7))
+    jrun(capsys, dev, state, "config", "rollback")
+    dev.reload()
+    dev.set_identity(PRIV)
+    with caplog.at_level("INFO"):
+        assert poolctl_config.restore_at_boot(dev, state, logging.getLogger("test")) is None
+    assert dev.config_get().version == 0
+    assert "last confirmed configuration is version 0" in caplog.text
+
+
+def test_restore_at_boot_refuses_a_version_holding_the_new_own_key(dev, state, tmp_path, capsys, caplog) -> None:
+    """The node's key changed since: a version trusting that key is refused by name, the earlier one used."""
+    jrun(capsys, dev, state, "config", "apply", write_doc(tmp_path, heartbeat_seconds=7))
+    jrun(
+        capsys, dev, state, "config", "apply",
+        write_doc(tmp_path, peers=[{"name": "future", "public_key": encode_key(OTHER)}]),
+    )  # fmt: skip
+    dev.reload()
+    dev.set_identity(bytes(range(2, 34)))  # OTHER is now this node's own key
+    with caplog.at_level("INFO"):
+        assert poolctl_config.restore_at_boot(dev, state, logging.getLogger("test")) == 1
+    assert "configuration version 2 (confirmed) not restored: peers[0] (future).public_key" in caplog.text
