@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# `make bench`: a lab of its own, site.yml rolled out onto it, the benchmarks, teardown.
+# `make bench`: site.yml rolled out onto a lab, then the benchmarks.
+# The lab is POOL_BENCH_LAB (default "bench"). If it is already up (for example a
+# converged molecule lab: POOL_BENCH_LAB=molecule-default), it is used as it is
+# and left running; otherwise the lab is booted, rolled out and torn down after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POOL_LAB_NAME="${POOL_BENCH_LAB:-bench}"
-inventory=.cache/bench/hosts.yml
-mkdir -p .cache/bench
-trap 'python3 molecule/lab/pool_lab.py down >/dev/null 2>&1 || true' EXIT
-python3 molecule/lab/pool_lab.py up --inventory "$inventory"
-ansible-playbook -i "$inventory" playbooks/site.yml
+if python3 molecule/lab/pool_lab.py status >/dev/null 2>&1; then
+	echo "bench: lab '$POOL_LAB_NAME' is up: measuring it as it is"
+else
+	inventory=.cache/bench/hosts.yml
+	mkdir -p .cache/bench
+	trap 'python3 molecule/lab/pool_lab.py down >/dev/null 2>&1 || true' EXIT
+	python3 molecule/lab/pool_lab.py up --inventory "$inventory"
+	ansible-playbook -i "$inventory" playbooks/site.yml
+fi
 python3 scripts/bench.py "$@"
+python3 scripts/bench_config.py
