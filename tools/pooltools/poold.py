@@ -38,12 +38,13 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pooltools import __version__, conf, keyfile, sdnotify, uapi
 from pooltools import journal as jr
+from pooltools.configstore import Store, StoreError
 from pooltools.device import DEVICE_PATH, EXIT_NO_MODULE, EXIT_PERMISSION, EXIT_TIMEOUT, EXIT_USAGE, Device, PoolError
 from pooltools.keys import encode_key
 from pooltools.netaddr import Endpoint
@@ -214,12 +215,13 @@ class Poold:
         initial = not self.applied
         self.sync_journal(initial=initial)
         self.apply_identity()
-        cur = self.dev.config_get()
-        if cur.version == 0:
-            self.apply_peers()  # version 0's trust store (what a rollback past the first version returns to)
-            if initial:
-                restore_at_boot(self.dev, self.conf.node.state_dir, log)
-                cur = self.dev.config_get()
+        with self.store_lock():
+            cur = self.dev.config_get()
+            if cur.version == 0:
+                self.apply_peers()  # version 0's trust store (what a rollback past the first version returns to)
+                if initial:
+                    restore_at_boot(self.dev, self.conf.node.state_dir, log)
+                    cur = self.dev.config_get()
         if cur.version:
             log.info(
                 "configuration version %d%s is active: keeping its trust store and tunables; pool.conf's "
@@ -248,13 +250,29 @@ class Poold:
                     " (tentative)" if cur.flags & uapi.POOL_CONFIG_TENTATIVE else "",
                 )
             else:
-                log.info(
-                    "configuration version 0 (rolled back past the first version): "
-                    "pool.conf's [peer] sections make the trust store again"
-                )
-                self.apply_peers()
+                with self.store_lock():
+                    cur = self.dev.config_get()
+                    if cur.version == 0:
+                        log.info(
+                            "configuration version 0 (rolled back past the first version): "
+                            "pool.conf's [peer] sections make the trust store again"
+                        )
+                        self.apply_peers()
             self.config_version = cur.version
         self.refresh_targets()
+
+    @contextlib.contextmanager
+    def store_lock(self) -> Iterator[None]:
+        """The configuration store's lock, which poolctl holds while it applies a version: poold
+        checks "version 0" and changes peers under it, so pool.conf's peers never land on a
+        version applied in between. Without a usable store, poold goes on unlocked."""
+        assert self.conf is not None
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(Store(self.conf.node.state_dir).locked())
+            except (StoreError, OSError) as exc:
+                log.warning("configuration store not locked (%s): going on without the lock", exc)
+            yield
 
     def refresh_targets(self) -> None:
         """The peers poold connects to: pool.conf's at version 0, the active version's otherwise."""

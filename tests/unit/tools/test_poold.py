@@ -222,7 +222,8 @@ def test_broken_persisted_journal_is_moved_aside(node: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     make(node, dev)
     assert not path.exists()
-    assert [p.name.startswith("journal.jsonl.broken-") for p in (node / "state").iterdir()] == [True]
+    journals = [p.name for p in (node / "state").iterdir() if p.name.startswith("journal")]
+    assert [n.startswith("journal.jsonl.broken-") for n in journals] == [True]
 
 
 def test_torn_last_line_is_dropped(node: Path) -> None:
@@ -658,3 +659,43 @@ def test_deadline_rollback_reconnects_to_the_restored_versions_peers(node: Path)
     d.step()
     assert dev.config_get().version == 1
     assert {s.peer_public_key for s in d.held.values()} == {HIGH, OTHER}
+
+
+def test_pool_conf_peers_are_applied_under_the_store_lock(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """poolctl holds the store lock while it applies a version: poold's version-0 check and its
+    peer changes happen under the same lock, so they cannot land on a version applied meanwhile."""
+    import fcntl
+
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    seen: list[bool] = []
+    real_add = dev.peer_add
+
+    def add(*a: object) -> object:
+        fd = os.open(node / "state" / "config" / ".lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append(False)  # nobody held it
+        except BlockingIOError:
+            seen.append(True)
+        finally:
+            os.close(fd)
+        return real_add(*a)
+
+    monkeypatch.setattr(dev, "peer_add", add)
+    d = make(node, dev)
+    d.step()
+    write_conf(node, PEERS + f"[peer other]\npublic_key = {encode_key(OTHER)}\n")
+    d.reload()
+    assert seen == [True, True, True]
+
+
+def test_unusable_store_does_not_stop_pool_conf_peers(node: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_conf(node, PEERS)
+    (node / "state").mkdir()
+    (node / "state" / "config").write_text("a file where the store's folder should be")
+    dev = FakeDevice()
+    d = make(node, dev)
+    with caplog.at_level("WARNING", logger="poold"):
+        d.step()
+    assert trust(dev) == {HIGH, LOW} and "configuration store not locked" in caplog.text
