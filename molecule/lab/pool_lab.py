@@ -6,6 +6,7 @@
     pool_lab.py down                  stop the VMs and remove their runtime state
     pool_lab.py status [--json]       what runs
     pool_lab.py inventory [--inventory PATH]   (re)write the inventory of a running lab
+    pool_lab.py reset NODE            power-cycle one VM (QEMU system_reset), wait for SSH
 
 State lives under ${XDG_CACHE_HOME:-~/.cache}/pool-lab/: images/<recipe sha256>/ and
 run/$POOL_LAB_NAME/ (default name "lab"). See molecule/lab/README.md.
@@ -800,6 +801,92 @@ def down(quiet: bool = False) -> None:
         print(f"pool_lab: lab {name!r} down", file=sys.stderr)
 
 
+# ---------------------------------------------------------------- reset
+
+MONITOR_PROMPT = b"(qemu) "
+
+
+def connect_unix(path: str, timeout: float) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def monitor_command(
+    path: str,
+    command: str,
+    timeout: float = 10.0,
+    connect: Callable[[str, float], socket.socket] = connect_unix,
+) -> str:
+    """Run one command on a VM's QEMU (HMP) monitor socket; return what it printed.
+
+    The monitor greets with a banner and a "(qemu) " prompt, echoes the command and
+    prints the next prompt when the command is done.
+    """
+    if not command or "\n" in command or "\r" in command:
+        raise LabError(f"bad monitor command {command!r}")
+    try:
+        s = connect(path, timeout)
+    except OSError as e:
+        raise LabError(f"cannot connect to the QEMU monitor {path}: {e.strerror or e}") from None
+
+    def until_prompt() -> bytes:
+        buf = b""
+        while not buf.endswith(MONITOR_PROMPT):
+            try:
+                chunk = s.recv(4096)
+            except OSError as e:  # socket.timeout is an OSError
+                raise LabError(f"QEMU monitor {path}: no prompt ({e.strerror or e})") from None
+            if not chunk:
+                raise LabError(f"QEMU monitor {path} closed the connection before its prompt")
+            buf += chunk
+        return buf
+
+    try:
+        until_prompt()  # banner
+        s.sendall(command.encode() + b"\n")
+        raw = until_prompt()
+    finally:
+        s.close()
+    # Drop the echo (with readline's escape sequences) and the closing prompt.
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", raw[: -len(MONITOR_PROMPT)].decode(errors="replace"))
+    lines = [ln.strip() for ln in text.replace("\r", "\n").split("\n") if ln.strip()]
+    if lines and lines[0].endswith(command):
+        lines = lines[1:]
+    out = "\n".join(lines)
+    if "unknown command" in out or out.startswith("Error"):
+        raise LabError(f"QEMU monitor {path}: {command}: {lines[0] if lines else out}")
+    return out
+
+
+def reset(node_name: str, timeout: float) -> Node:
+    """Power-cycle one VM with QEMU's system_reset (no shutdown inside the guest), wait for SSH."""
+    name = lab_name()
+    rd = run_dir(name)
+    st = State.load(rd)
+    if st is None or not st.nodes:
+        raise LabError(f"lab {name!r} is not up: run up first")
+    by_name = {n.name: n for n in st.nodes}
+    n = by_name.get(node_name)
+    if n is None:
+        raise LabError(f"lab {name!r} has no VM {node_name!r} (it has {', '.join(by_name)})")
+    if not pid_alive(n.pid):
+        raise LabError(f"{n.name}: qemu (pid {n.pid}) is not running: run down, then up")
+    t0 = time.monotonic()
+    monitor_command(n.monitor, "system_reset")
+    print(f"pool_lab: {n.name} reset, waiting for SSH on 127.0.0.1:{n.port}", file=sys.stderr)
+    # The reset happens in qemu's main loop before it forwards any new connection, so the
+    # first SSH answer below comes from the rebooted guest.
+    wait_for_ssh([n], timeout, lambda m: ssh_answers(rd, m), lambda m: pid_alive(m.pid))
+    print(f"pool_lab: {n.name} answers SSH {time.monotonic() - t0:.0f} s after the reset", file=sys.stderr)
+    return n
+
+
 def status(as_json: bool) -> int:
     name = lab_name()
     rd = run_dir(name)
@@ -874,6 +961,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("inventory", help="rewrite the inventory of the running lab")
     p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
+    p = sub.add_parser("reset", help="power-cycle one VM (QEMU system_reset) and wait until it answers SSH")
+    p.add_argument("node", help="the VM's name (node1..nodeN)")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "900")))
     args = ap.parse_args(argv)
     # SIGTERM (a CI timeout, molecule interrupted) cleans up like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -896,6 +986,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise LabError(f"lab {lab_name()!r} is not up: run up first")
             write_inventory(st, rd, args.inventory.resolve())
             print(args.inventory.resolve())
+        elif args.cmd == "reset":
+            reset(args.node, args.timeout)
     except LabError as e:
         print(f"pool_lab: {e}", file=sys.stderr)
         if e.detail:

@@ -205,3 +205,135 @@ def test_down_removes_runtime_state_but_keeps_logs(cache):
 def test_status_of_a_lab_that_is_down(cache, capsys):
     assert pool_lab.main(["status", "--json"]) == 3
     assert '"up": false' in capsys.readouterr().out
+
+
+# ---- reset: the QEMU monitor command and the argument handling, with a fake monitor socket
+
+BANNER = b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) "
+
+
+def echo(command: str) -> bytes:
+    """What QEMU's readline sends back while a command is typed: each prefix, redrawn."""
+    out = b""
+    for i in range(1, len(command) + 1):
+        out += command[:i].encode() + b"\x1b[K" + b"\x1b[D" * i
+    return out[: -len(b"\x1b[D") * len(command)] + b"\r\n"
+
+
+class FakeMonitor:
+    """A connected monitor socket: replies come in small chunks, what is sent is kept."""
+
+    def __init__(self, replies: dict[bytes, bytes], banner: bytes = BANNER, chunk: int = 7) -> None:
+        self.replies = replies
+        self.pending = banner
+        self.sent = b""
+        self.closed = False
+        self.chunk = chunk
+
+    def recv(self, n: int) -> bytes:
+        data, self.pending = self.pending[: min(n, self.chunk)], self.pending[min(n, self.chunk) :]
+        return data
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+        cmd = data.rstrip(b"\n")
+        self.pending += echo(cmd.decode()) + self.replies.get(cmd, b"unknown command: '" + cmd + b"'\r\n") + b"(qemu) "
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_monitor_command_sends_one_line_and_returns_the_output():
+    fake = FakeMonitor({b"info status": b"VM status: running\r\n"})
+    connected = []
+
+    def connect(path, timeout):
+        connected.append((path, timeout))
+        return fake
+
+    assert pool_lab.monitor_command("/run/node1.monitor", "info status", 3, connect) == "VM status: running"
+    assert fake.sent == b"info status\n"
+    assert fake.closed
+    assert connected == [("/run/node1.monitor", 3)]
+
+
+def test_monitor_system_reset_prints_nothing():
+    fake = FakeMonitor({b"system_reset": b""})
+    assert pool_lab.monitor_command("/m", "system_reset", connect=lambda p, t: fake) == ""
+    assert fake.sent == b"system_reset\n"
+
+
+def test_monitor_unknown_command_fails_in_one_line():
+    fake = FakeMonitor({})
+    with pytest.raises(pool_lab.LabError, match=r"^QEMU monitor /m: system_rest: unknown command: 'system_rest'$"):
+        pool_lab.monitor_command("/m", "system_rest", connect=lambda p, t: fake)
+    assert fake.closed
+
+
+def test_monitor_closed_before_the_prompt():
+    fake = FakeMonitor({}, banner=b"QEMU 7.2.22 monitor")
+    with pytest.raises(pool_lab.LabError, match="closed the connection before its prompt"):
+        pool_lab.monitor_command("/m", "system_reset", connect=lambda p, t: fake)
+    assert fake.sent == b""  # nothing sent to a monitor that never prompted
+
+
+def test_monitor_command_refuses_more_than_one_line():
+    with pytest.raises(pool_lab.LabError, match="bad monitor command"):
+        pool_lab.monitor_command("/m", "system_reset\nquit", connect=lambda p, t: FakeMonitor({}))
+
+
+def test_monitor_socket_missing(tmp_path):
+    with pytest.raises(pool_lab.LabError, match=r"cannot connect to the QEMU monitor .*node1\.monitor"):
+        pool_lab.monitor_command(str(tmp_path / "node1.monitor"), "system_reset", timeout=1)
+
+
+def up_lab(rd: Path) -> pool_lab.State:
+    rd.mkdir(parents=True)
+    st = make_state(rd)
+    for n in st.nodes:
+        n.pid = 4242 + n.index
+    st.ready = True
+    st.save(rd)
+    return st
+
+
+def test_cli_reset_resets_the_named_node_and_waits_for_ssh(cache, monkeypatch, capsys):
+    st = up_lab(pool_lab.run_dir())
+    calls = []
+    monkeypatch.setattr(pool_lab, "pid_alive", lambda pid: True)
+    monkeypatch.setattr(pool_lab, "monitor_command", lambda path, cmd: calls.append(("monitor", path, cmd)) or "")
+
+    def wait(nodes, timeout, answers, alive):
+        calls.append(("wait", [n.name for n in nodes], timeout))
+
+    monkeypatch.setattr(pool_lab, "wait_for_ssh", wait)
+    assert pool_lab.main(["reset", "node2", "--timeout", "120"]) == 0
+    assert calls == [("monitor", st.nodes[1].monitor, "system_reset"), ("wait", ["node2"], 120.0)]
+    assert "node2 answers SSH" in capsys.readouterr().err
+
+
+def test_cli_reset_unknown_node(cache, monkeypatch, capsys):
+    up_lab(pool_lab.run_dir())
+    monkeypatch.setattr(pool_lab, "monitor_command", lambda *a: pytest.fail("monitor used"))
+    assert pool_lab.main(["reset", "node3"]) == 1
+    assert capsys.readouterr().err.strip() == "pool_lab: lab 'unit' has no VM 'node3' (it has node1, node2)"
+
+
+def test_cli_reset_without_a_lab(cache, capsys):
+    assert pool_lab.main(["reset", "node1"]) == 1
+    assert capsys.readouterr().err.strip() == "pool_lab: lab 'unit' is not up: run up first"
+
+
+def test_cli_reset_of_a_stopped_vm(cache, monkeypatch, capsys):
+    up_lab(pool_lab.run_dir())
+    monkeypatch.setattr(pool_lab, "pid_alive", lambda pid: False)
+    monkeypatch.setattr(pool_lab, "monitor_command", lambda *a: pytest.fail("monitor used"))
+    assert pool_lab.main(["reset", "node1"]) == 1
+    assert "node1: qemu (pid 4243) is not running" in capsys.readouterr().err
+
+
+def test_cli_reset_needs_a_node_name(capsys):
+    with pytest.raises(SystemExit) as e:
+        pool_lab.main(["reset"])
+    assert e.value.code == 2
+    assert "the following arguments are required: node" in capsys.readouterr().err
