@@ -1,4 +1,4 @@
-"""Lab-side driver for molecule/deploy/tests/test_transport.py.
+"""Lab-side driver for molecule/default/tests/test_transport.py.
 
 Copied to the lab VMs and run as root there, with the pooltools package the
 node role installed in /opt/pool on the path (PYTHONPATH=<venv site-packages>).

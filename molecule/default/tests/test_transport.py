@@ -11,7 +11,7 @@ The reference peer needs `cryptography`, which the lab image lacks:
 python3-cryptography is installed from Debian's archive on first use.
 
 Run on a lab:  py.test --ansible-inventory=INV --connection=ansible --durations=0 \
-                   molecule/deploy/tests/test_transport.py
+                   molecule/default/tests/test_transport.py
 """
 
 from __future__ import annotations

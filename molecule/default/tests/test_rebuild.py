@@ -1,0 +1,66 @@
+"""pool.ops.kmod rebuilds pool.ko when its source changes, and only then (issue 5, point 6).
+
+On node1 only (a DKMS build under TCG takes minutes): site.yml's kmod part is run again with
+the unchanged source (nothing rebuilt, nothing changed), then with a copy of kmod/ that differs
+by one comment line (a new version is built, signed and loaded, and the build is newer). The
+rebuilt module differs from the rolled-out one by that comment only, so the transport tests that
+follow run on it unchanged in behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+testinfra_hosts = ["node1"]
+
+ROOT = Path(__file__).resolve().parents[3]
+SITE = ROOT / "playbooks" / "site.yml"
+
+
+def run_kmod_part(src: Path | None) -> dict:
+    """site.yml's kmod part on node1; returns the recap of node1 (ok, changed, failures)."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        pytest.skip("not run by molecule (MOLECULE_INVENTORY_FILE is unset)")
+    argv = ["ansible-playbook", "-i", inventory, str(SITE), "--tags", "kmod", "--limit", "node1"]
+    if src is not None:
+        argv += ["-e", json.dumps({"pool_kmod_src": str(src)})]
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=3600, check=False)
+    assert done.returncode == 0, f"site.yml --tags kmod failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+    return json.loads(done.stdout)["stats"]["node1"]
+
+
+def module_facts(host) -> dict[str, str]:
+    version = host.check_output("cat /sys/module/pool/version")
+    srcversion = host.check_output("cat /sys/module/pool/srcversion")
+    ko = host.check_output("modinfo -n pool -k $(uname -r)")
+    built = host.check_output(f"stat -c %Y {ko}")
+    return {"version": version, "srcversion": srcversion, "built": built}
+
+
+def test_rebuild_only_when_the_source_changes(host, tmp_path: Path) -> None:
+    before = module_facts(host)
+
+    same = run_kmod_part(None)
+    assert same["changed"] == 0, f"an unchanged source changed something: {same}"
+    assert module_facts(host) == before, "an unchanged source rebuilt or reloaded pool.ko"
+
+    changed_src = tmp_path / "kmod"
+    shutil.copytree(ROOT / "kmod", changed_src, ignore=shutil.ignore_patterns("*.o", "*.ko", ".*.cmd", "*.mod*"))
+    with (changed_src / "main.c").open("a") as f:
+        f.write("/* rebuild test: a source change */\n")
+    rebuilt = run_kmod_part(changed_src)
+    after = module_facts(host)
+    assert rebuilt["changed"] > 0, f"a changed source was not rebuilt: {rebuilt}"
+    assert after["version"] != before["version"], "the loaded version did not change"
+    assert int(after["built"]) > int(before["built"]), "pool.ko on disk is not newer"
+    signer = host.check_output("modinfo -F signer pool")
+    assert signer.startswith("pool.ops module signing"), f"the rebuilt module is signed by {signer!r}"
+    assert host.service("poold").is_running, "poold did not come back after the reload"
