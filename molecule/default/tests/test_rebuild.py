@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,10 +32,12 @@ def run_kmod_part(src: Path | None) -> dict:
     argv = ["ansible-playbook", "-i", inventory, str(SITE), "--tags", "kmod", "--limit", "node1"]
     if src is not None:
         argv += ["-e", json.dumps({"pool_kmod_src": str(src)})]
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default")
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=3600, check=False)
     assert done.returncode == 0, f"site.yml --tags kmod failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
-    return json.loads(done.stdout)["stats"]["node1"]
+    recap = re.search(r"^node1\s*:\s*(.*)$", done.stdout, re.M)
+    assert recap, f"no recap for node1 in:\n{done.stdout[-2000:]}"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap.group(1))}
 
 
 def module_facts(host) -> dict[str, str]:
