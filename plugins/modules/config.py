@@ -221,7 +221,20 @@ class Config(object):
 
     def fail(self, msg, **extra):
         self.result.update(extra)
+        if not self.result["hash"] and getattr(self, "poolctl", None):
+            self.current()
         self.module.fail_json(msg=msg, **self.result)
+
+    def current(self):
+        """The active version into the result, for a failure before anything was read (bad input)."""
+        try:
+            doc = run_json(self.module, self.poolctl, ["config", "show"])
+        except PoolctlError:
+            return
+        self.result["version"] = doc.get("version", 0)
+        self.result["hash"] = doc.get("hash", "")
+        self.result["previous_version"] = doc.get("prev_version", 0)
+        self.result["tentative"] = doc.get("tentative", False)
 
     def run(self, args, data=None):
         if self.params["state_dir"] and args[0] == "config" and args[1] != "show":

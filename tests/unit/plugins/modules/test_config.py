@@ -141,7 +141,9 @@ def test_invalid_values_refused_before_anything_changes(fake, capsys) -> None:
     code, res = run(fake, capsys, config=cfg(puzzle_difficulty=40))
     assert code == 1 and "puzzle_difficulty: 40 is out of range (0-28)" in res["msg"]
     assert fake.dev().mutations == before
-    assert fake.verbs() == ["config apply"]
+    assert fake.verbs() == ["config apply", "config show"]  # the refused apply, then the active version read
+    c = fake.dev().config_get()
+    assert res["version"] == c.version and res["hash"] == bytes(c.hash).hex() and res["tentative"] is False
 
 
 def test_ad_hoc_rollback_and_rollback_to(fake, capsys) -> None:
