@@ -9,7 +9,8 @@
     pool_lab.py reset NODE            power-cycle one VM (QEMU system_reset), wait for SSH
 
 State lives under ${XDG_CACHE_HOME:-~/.cache}/pool-lab/: images/<recipe sha256>/ and
-run/$POOL_LAB_NAME/ (default name "lab"). See molecule/lab/README.md.
+run/$POOL_LAB_NAME/ (default name "lab"). POOL_LAB_FIRMWARE=uefi boots the VMs under OVMF
+(Debian package ovmf) instead of SeaBIOS. See molecule/lab/README.md.
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ TOOL_PACKAGES = {
 }
 
 
+# UEFI firmware (POOL_LAB_FIRMWARE=uefi): OVMF from Debian's ovmf package. The code is
+# shared read-only; each node gets a writable copy of the variable store in its run dir.
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+FIRMWARES = ("bios", "uefi")
+
+
 class LabError(Exception):
     """A failure to report as one line (plus optional detail) and exit 1."""
 
@@ -115,6 +123,28 @@ def lab_name() -> str:
 
 def run_dir(name: str | None = None) -> Path:
     return cache_root() / "run" / (name or lab_name())
+
+
+def lab_firmware() -> str:
+    """POOL_LAB_FIRMWARE: bios (the default, SeaBIOS) or uefi (OVMF, no Secure Boot keys)."""
+    fw = os.environ.get("POOL_LAB_FIRMWARE", "bios") or "bios"
+    if fw not in FIRMWARES:
+        raise LabError(f"bad POOL_LAB_FIRMWARE {fw!r}: use {' or '.join(FIRMWARES)}")
+    return fw
+
+
+def need_ovmf() -> None:
+    """A one-line error naming the ovmf package when the UEFI firmware files are missing."""
+    missing = [f for f in (OVMF_CODE, OVMF_VARS) if not os.path.isfile(f)]
+    if missing:
+        raise LabError(
+            f"POOL_LAB_FIRMWARE=uefi needs {', '.join(missing)}: install the Debian package ovmf (apt-get install ovmf)"
+        )
+
+
+def efivars_path(n: Node) -> str:
+    """The node's writable UEFI variable store, next to its overlay in the run dir."""
+    return str(Path(n.overlay).with_name(f"{n.name}.efivars.fd"))
 
 
 def need(tool: str) -> str:
@@ -434,6 +464,7 @@ class State:
     mcast: str
     inventory: str = ""
     ready: bool = False  # every VM answered SSH
+    firmware: str = "bios"  # bios or uefi (POOL_LAB_FIRMWARE)
     nodes: list[Node] = field(default_factory=list)
 
     @classmethod
@@ -633,9 +664,19 @@ def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: 
         ]
     )
     tcg_cpu = os.environ.get("POOL_LAB_TCG_CPU", TCG_CPU)
+    # Direct kernel boot stays: under OVMF, -kernel/-initrd/-append reach the firmware
+    # through fw_cfg and it starts the kernel's EFI stub.
+    firmware = (
+        [
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={efivars_path(n)}",
+        ]
+        if st.firmware == "uefi"
+        else []
+    )  # fmt: skip
     accel = ["-accel", "kvm", "-cpu", "host"] if st.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", tcg_cpu]
     return [
-        qemu, "-name", f"pool-lab-{st.name}-{n.name}", "-machine", "q35", *accel,
+        qemu, "-name", f"pool-lab-{st.name}-{n.name}", "-machine", "q35", *accel, *firmware,
         "-m", str(memory), "-smp", str(cpus),
         "-nodefaults", "-no-user-config", "-display", "none",
         "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"), "-append", append,
@@ -659,10 +700,14 @@ def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port
     qemu = need("qemu-system-x86_64")
     qemu_img = need("qemu-img")
     need("ssh")
+    firmware = lab_firmware()
+    if firmware == "uefi":
+        need_ovmf()
     old = State.load(rd)
     if (
         old
         and old.count == count
+        and old.firmware == firmware
         and old.nodes
         and all(pid_alive(n.pid) for n in old.nodes)
         and all(ssh_answers(rd, n) for n in old.nodes)
@@ -687,6 +732,7 @@ def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port
         kernel=manifest["kernel"],
         mcast=mcast_group(name),
         inventory=str(inventory),
+        firmware=firmware,
     )
     used: list[int] = []
     for i in range(1, count + 1):
@@ -701,6 +747,8 @@ def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port
                 [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(img / "disk.qcow2"), n.overlay],
                 check=True,
             )
+            if firmware == "uefi":
+                shutil.copyfile(OVMF_VARS, efivars_path(n))
             with contextlib.suppress(FileNotFoundError):
                 Path(n.console).unlink()
             for attempt in range(5):
@@ -788,7 +836,7 @@ def down(quiet: bool = False) -> None:
     left = [p for p in lab_processes(rd) if pid_alive(p)]
     if left:
         raise LabError(f"lab {name!r}: qemu processes {left} survived SIGKILL")
-    for pattern in ("*.qcow2", "*.pid", "*.monitor", "state.json", "known_hosts", ".*.tmp*"):
+    for pattern in ("*.qcow2", "*.efivars.fd", "*.pid", "*.monitor", "state.json", "known_hosts", ".*.tmp*"):
         for p in rd.glob(pattern):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -906,6 +954,7 @@ def status(as_json: bool) -> int:
             "up": st.ready and bool(nodes) and all(n["running"] for n in nodes),
             "ready": st.ready,
             "accel": st.accel,
+            "firmware": st.firmware,
             "kernel": st.kernel,
             "image": st.image,
             "inventory": st.inventory,
@@ -930,7 +979,7 @@ def status(as_json: bool) -> int:
             print(f"lab {name!r}: down")
         else:
             word = "up" if out["up"] else "not ready (up did not finish)" if not st.ready else "partly down"
-            print(f"lab {name!r}: {word} ({out['accel']}, kernel {out['kernel']})")
+            print(f"lab {name!r}: {word} ({out['accel']}, {out['firmware']}, kernel {out['kernel']})")
             for n in out["nodes"]:
                 state = "running" if n["running"] else "stopped"
                 print(f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['ipv4']} {n['ipv6']}")

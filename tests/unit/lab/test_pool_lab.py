@@ -337,3 +337,82 @@ def test_cli_reset_needs_a_node_name(capsys):
         pool_lab.main(["reset"])
     assert e.value.code == 2
     assert "the following arguments are required: node" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- firmware (POOL_LAB_FIRMWARE)
+
+
+def pflash_drives(cmd: list[str]) -> list[str]:
+    return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "-drive" and cmd[i + 1].startswith("if=pflash")]
+
+
+def test_bios_is_the_default_and_adds_no_firmware(monkeypatch, tmp_path):
+    monkeypatch.delenv("POOL_LAB_FIRMWARE", raising=False)
+    assert pool_lab.lab_firmware() == "bios"
+    st = make_state(tmp_path)
+    assert st.firmware == "bios"
+    cmd = pool_lab.qemu_command("qemu", st, st.nodes[0], Path("/img"), "ssh-ed25519 K", 2048, 2)
+    assert pflash_drives(cmd) == []
+    assert cmd[cmd.index("-kernel") + 1] == "/img/vmlinuz"
+
+
+def test_uefi_adds_read_only_code_and_a_per_node_variable_store(tmp_path):
+    st = make_state(tmp_path)
+    st.firmware = "uefi"
+    cmds = [pool_lab.qemu_command("qemu", st, n, Path("/img"), "ssh-ed25519 K", 2048, 2) for n in st.nodes]
+    assert pflash_drives(cmds[0]) == [
+        "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+        f"if=pflash,format=raw,unit=1,file={tmp_path / 'node1.efivars.fd'}",
+    ]
+    assert pflash_drives(cmds[1])[1] == f"if=pflash,format=raw,unit=1,file={tmp_path / 'node2.efivars.fd'}"
+    for cmd in cmds:
+        # Direct kernel boot stays (OVMF reads -kernel/-initrd/-append through fw_cfg).
+        assert cmd[cmd.index("-kernel") + 1] == "/img/vmlinuz"
+        assert cmd[cmd.index("-initrd") + 1] == "/img/initrd.img"
+        assert "root=/dev/vda" in cmd[cmd.index("-append") + 1]
+
+
+def test_bad_firmware_is_refused(monkeypatch):
+    monkeypatch.setenv("POOL_LAB_FIRMWARE", "coreboot")
+    with pytest.raises(pool_lab.LabError, match=r"^bad POOL_LAB_FIRMWARE 'coreboot': use bios or uefi$"):
+        pool_lab.lab_firmware()
+
+
+def test_missing_ovmf_names_the_package(monkeypatch, tmp_path):
+    monkeypatch.setattr(pool_lab, "OVMF_CODE", str(tmp_path / "OVMF_CODE_4M.fd"))
+    (tmp_path / "OVMF_VARS_4M.fd").write_text("")
+    monkeypatch.setattr(pool_lab, "OVMF_VARS", str(tmp_path / "OVMF_VARS_4M.fd"))
+    with pytest.raises(pool_lab.LabError) as e:
+        pool_lab.need_ovmf()
+    assert str(e.value) == (
+        f"POOL_LAB_FIRMWARE=uefi needs {tmp_path / 'OVMF_CODE_4M.fd'}: "
+        "install the Debian package ovmf (apt-get install ovmf)"
+    )
+
+
+def test_cli_up_with_uefi_and_no_ovmf_fails_in_one_line_before_starting(cache, monkeypatch, capsys):
+    monkeypatch.setenv("POOL_LAB_FIRMWARE", "uefi")
+    monkeypatch.setattr(pool_lab, "need", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(pool_lab, "OVMF_CODE", str(cache / "none" / "OVMF_CODE_4M.fd"))
+    monkeypatch.setattr(pool_lab, "OVMF_VARS", str(cache / "none" / "OVMF_VARS_4M.fd"))
+    monkeypatch.setattr(pool_lab, "build_image", lambda *a, **k: pytest.fail("must fail before the image"))
+    assert pool_lab.main(["up", "--count", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("pool_lab: POOL_LAB_FIRMWARE=uefi needs ")
+    assert err[0].endswith("install the Debian package ovmf (apt-get install ovmf)")
+    assert not (cache / "pool-lab" / "run" / "unit").exists()
+
+
+def test_down_removes_the_variable_stores(cache):
+    rd = pool_lab.run_dir()
+    rd.mkdir(parents=True)
+    st = make_state(rd)
+    st.firmware = "uefi"
+    st.save(rd)
+    for n in st.nodes:
+        Path(pool_lab.efivars_path(n)).write_bytes(b"\0")
+        Path(n.console).write_text("log")
+    pool_lab.down(quiet=True)
+    assert sorted(p.name for p in rd.iterdir()) == ["node1.console.log", "node2.console.log"]
+    assert pool_lab.State.load(rd) is None
