@@ -6,10 +6,19 @@
 # Steps: fresh converge; idempotent re-run (changed=false, nothing rebuilt);
 # check mode; changed source -> rebuild + reload; new parameters -> reload;
 # absent; absent again (changed=false). Prints the time of each step.
+#   ./runme.sh --mok INVENTORY      Secure Boot path (mok.yml) on a lab booted under UEFI:
+#   POOL_LAB_NAME=uefi POOL_LAB_FIRMWARE=uefi python3 molecule/lab/pool_lab.py up --count 1 --inventory /tmp/uefi-hosts.yml
+# Steps: clean slate (no pending MOK request); import (reboot_required); again (no second
+# import, changed=false); the MOK password never appears in the output; cleanup.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../../.." && pwd)"
-inv="${1:?usage: runme.sh INVENTORY}"
+mode=kmod
+if [ "${1:-}" = --mok ]; then
+	mode=mok
+	shift
+fi
+inv="${1:?usage: runme.sh [--mok] INVENTORY}"
 export ANSIBLE_COLLECTIONS_PATH="$repo/.cache/collections"
 export ANSIBLE_HOST_KEY_CHECKING=False
 "$repo/scripts/link-collection.sh"
@@ -26,6 +35,45 @@ step() {
 	ansible-playbook -i "$inv" "$here/kmod.yml" -e "kmod_src=$work/src" "$@"
 	echo "=== $name: $((SECONDS - t0)) s"
 }
+
+if [ "$mode" = mok ]; then
+	# A throw-away password, only for this test's pending request (revoked at the end).
+	pw="pool-mok-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+	out="$work/out"
+	mok() {
+		local name="$1"
+		shift
+		local t0=$SECONDS
+		echo "=== $name"
+		ansible-playbook -vvv -i "$inv" "$here/mok.yml" -e "kmod_src=$work/src" -e "kmod_mok_password=$pw" "$@" \
+			2>&1 | tee "$out"
+		local rc=${PIPESTATUS[0]}
+		if grep -qF -- "$pw" "$out"; then
+			echo "FAIL: $name: the MOK password appears in the output (no_log)"
+			exit 1
+		fi
+		[ "$rc" = 0 ] || exit "$rc"
+		# -vvv prints the module's invocation: the password must be there, masked.
+		if ! grep -qF '"mok_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' "$out"; then
+			echo "FAIL: $name: the module invocation does not show mok_password masked"
+			exit 1
+		fi
+		echo "=== $name: $((SECONDS - t0)) s"
+	}
+	cleanup() {
+		# Drop the pending request (mokutil --revoke-import asks no password) and check it is gone.
+		ansible all -i "$inv" -b -m ansible.builtin.shell -a \
+			'mokutil --revoke-import 2>&1 || true; test -z "$(mokutil --list-new 2>/dev/null)"'
+	}
+	step "clean slate" -e kmod_state=absent
+	cleanup
+	mok "import" -e kmod_mok_step=first
+	mok "again: idempotent" -e kmod_mok_step=again
+	cleanup
+	step "absent" -e kmod_state=absent
+	echo "kmod MOK lab test: all steps passed"
+	exit 0
+fi
 
 step "clean slate" -e kmod_state=absent
 step "fresh converge" -e kmod_state=loaded -e kmod_expect_changed=true -e kmod_expect_built=true \
