@@ -8,35 +8,23 @@ installed copy carries the same kmod/ and tools/ sources, so the run must change
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 from pathlib import Path
 
-import pytest
+from playbook_run import lab_inventory, run
 
 testinfra_hosts = ["node1"]  # one run, for the whole lab
 
 ROOT = Path(__file__).resolve().parents[3]
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def test_site_from_the_installed_collection_changes_nothing() -> None:
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    if not inventory:
-        pytest.skip("not run by molecule (MOLECULE_INVENTORY_FILE is unset)")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default")
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "galaxy-install-test.sh"), "-i", inventory],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3600,
-        check=False,
+    _out, recaps = run(
+        [str(ROOT / "scripts" / "galaxy-install-test.sh"), "-i", lab_inventory()],
+        "galaxy-install-test (site.yml from the installed collection)",
     )
-    assert done.returncode == 0, f"galaxy-install-test failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
-    recaps = {m[0]: [int(x) for x in m[1:]] for m in RECAP.findall(done.stdout)}
     assert set(recaps) == {"node1", "node2"}, f"recaps: {recaps}"
-    for node, (ok, changed, unreachable, failed) in recaps.items():
-        assert ok > 0 and unreachable == 0 and failed == 0, f"{node}: {recaps[node]}"
-        assert changed == 0, f"{node}: the installed collection changed {changed} things on a converged lab"
+    for node, counts in recaps.items():
+        assert counts["ok"] > 0 and counts["unreachable"] == 0 and counts["failed"] == 0, f"{node}: {counts}"
+        assert counts["changed"] == 0, (
+            f"{node}: the installed collection changed {counts['changed']} things on a converged lab"
+        )

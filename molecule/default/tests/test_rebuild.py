@@ -10,13 +10,10 @@ follow run on it unchanged in behaviour.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from playbook_run import lab_inventory, run
 
 testinfra_hosts = ["node1"]
 
@@ -24,20 +21,14 @@ ROOT = Path(__file__).resolve().parents[3]
 SITE = ROOT / "playbooks" / "site.yml"
 
 
-def run_kmod_part(src: Path | None) -> dict:
+def run_kmod_part(src: Path | None) -> dict[str, int]:
     """site.yml's kmod part on node1; returns the recap of node1 (ok, changed, failures)."""
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    if not inventory:
-        pytest.skip("not run by molecule (MOLECULE_INVENTORY_FILE is unset)")
-    argv = ["ansible-playbook", "-i", inventory, str(SITE), "--tags", "kmod", "--limit", "node1"]
+    argv = ["ansible-playbook", "-i", lab_inventory(), str(SITE), "--tags", "kmod", "--limit", "node1"]
     if src is not None:
         argv += ["-e", json.dumps({"pool_kmod_src": str(src)})]
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default")
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=3600, check=False)
-    assert done.returncode == 0, f"site.yml --tags kmod failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
-    recap = re.search(r"^node1\s*:\s*(.*)$", done.stdout, re.M)
-    assert recap, f"no recap for node1 in:\n{done.stdout[-2000:]}"
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap.group(1))}
+    _out, recaps = run(argv, "site.yml --tags kmod --limit node1")
+    assert "node1" in recaps, f"no recap for node1: {recaps}"
+    return recaps["node1"]
 
 
 def module_facts(host) -> dict[str, str]:

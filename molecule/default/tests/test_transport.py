@@ -614,7 +614,7 @@ UNRELATED_CACHES = re.compile(
 
 def _slab(node: Node) -> dict:
     # closed connections linger in TIME_WAIT for 60 s: let them go first
-    node.ok("for i in $(seq 75); do [ -z \"$(ss -Htan state time-wait)\" ] && break; sleep 1; done")
+    node.ok('for i in $(seq 75); do [ -z "$(ss -Htan state time-wait)" ] && break; sleep 1; done')
     node.ok("sync; echo 2 > /proc/sys/vm/drop_caches")
     caches = {}
     for line in node.ok("cat /proc/slabinfo").splitlines()[2:]:
