@@ -62,11 +62,18 @@ DENIED_HINT = (
     "DeviceAllow rule did not cover it: exiting so that systemd restarts poold"
 )
 IDLE_WAKEUP = 5.0  # seconds between passes when nothing happens
+DEADLINE_MARGIN = 0.1  # seconds after a tentative version's deadline before poold looks again
+DEADLINE_HURRY = 10.0  # seconds past that deadline during which poold keeps looking every DEADLINE_MARGIN
 LIVE_STATES = (uapi.SessionState.HANDSHAKE, uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
 
 
 class ConfigRejected(Exception):
     """The configuration cannot be applied (bad file, bad key file): nothing was changed."""
+
+
+def tentative_deadline_ns(cur: uapi.PoolConfig) -> int:
+    """The deadline (CLOCK_REALTIME) of pool.ko's active version while it is tentative, else 0."""
+    return cur.deadline_ns if cur.flags & uapi.POOL_CONFIG_TENTATIVE else 0
 
 
 @dataclass
@@ -132,6 +139,9 @@ class Poold:
         self.open_error: PoolError | None = None
         self.applied = False
         self.config_version: int | None = None  # pool.ko's active configuration version, as last seen
+        # CLOCK_REALTIME deadline of a tentative version (0: none), so poold wakes when pool.ko
+        # rolls it back and reconnects to the restored peers at once, not at its next idle pass.
+        self.tentative_deadline_ns = 0
         # the trust store poold connects to and names peers from: pool.conf's [peer] sections at
         # version 0, the kernel's (the active version's) otherwise
         self.targets: dict[bytes, conf.PeerConf] = {}
@@ -231,6 +241,7 @@ class Poold:
                 len(self.conf.peers),
             )
         self.config_version = cur.version
+        self.tentative_deadline_ns = tentative_deadline_ns(cur)
         self.refresh_targets()
         self.apply_listener()
         self.applied = True
@@ -241,6 +252,7 @@ class Poold:
         rollback, a deadline passing) and the trust store poold connects to."""
         assert self.conf is not None and self.dev is not None
         cur = self.dev.config_get()
+        self.tentative_deadline_ns = tentative_deadline_ns(cur)
         if cur.version != self.config_version:
             if cur.version:
                 log.info(
@@ -577,6 +589,12 @@ class Poold:
         for s in self.held.values():
             if s.fileno() >= 0:
                 p.register(s.fileno(), 0)  # POLLHUP/POLLERR are always reported
+        with contextlib.suppress(InterruptedError):
+            p.poll(max(50, int(self.next_wakeup() * 1000)))
+
+    def next_wakeup(self) -> float:
+        """Seconds until the next pass is due: a connect attempt, a tentative version's deadline,
+        or IDLE_WAKEUP."""
         timeout = IDLE_WAKEUP
         if self.pending or self.dev is None:
             timeout = 1.0
@@ -584,8 +602,14 @@ class Poold:
         for b in self.backoff.values():
             if b.next_at > now:
                 timeout = min(timeout, b.next_at - now)
-        with contextlib.suppress(InterruptedError):
-            p.poll(max(50, int(timeout * 1000)))
+        if self.tentative_deadline_ns:
+            # pool.ko rolls the version back by itself at its deadline: look just after it, and
+            # again soon while the rollback is late, but not forever (a version confirmed meanwhile
+            # clears the deadline at the next pass anyway).
+            until = (self.tentative_deadline_ns - time.time_ns()) / 1e9 + DEADLINE_MARGIN
+            if until > -DEADLINE_HURRY:
+                timeout = min(timeout, max(until, DEADLINE_MARGIN))
+        return timeout
 
     def status(self) -> None:
         listener = f"listening on {self.listen_port}" if self.owns_listener else "not listening"

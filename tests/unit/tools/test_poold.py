@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -699,3 +700,32 @@ def test_unusable_store_does_not_stop_pool_conf_peers(node: Path, caplog: pytest
     with caplog.at_level("WARNING", logger="poold"):
         d.step()
     assert trust(dev) == {HIGH, LOW} and "configuration store not locked" in caplog.text
+
+
+def test_wakes_at_a_tentative_versions_deadline_to_reconnect_after_pool_kos_rollback(node: Path) -> None:
+    """pool.ko rolls a tentative version back by itself: poold's next pass comes just after the
+    deadline (not at its idle wake-up), and stops hurrying once the version is confirmed."""
+    write_conf(node, "")
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    assert d.next_wakeup() == poold.IDLE_WAKEUP
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS))
+    d.step()
+    d.backoff.clear()  # no connect attempt due: only the deadline can shorten the wait
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v2.json", {}), "--confirm-within", "3")
+    d.step()
+    d.backoff.clear()
+    assert 2.0 < d.next_wakeup() <= 3.0 + poold.DEADLINE_MARGIN
+    dev._config.deadline_ns = time.time_ns() - 1_000_000_000  # the deadline passed, the rollback is late
+    d.step()
+    d.backoff.clear()
+    assert d.next_wakeup() == poold.DEADLINE_MARGIN
+    dev._config.deadline_ns = time.time_ns() - int((poold.DEADLINE_HURRY + 1) * 1e9)
+    d.step()
+    d.backoff.clear()
+    assert d.next_wakeup() == poold.IDLE_WAKEUP  # long overdue: back to the idle pace
+    poolctl_run(dev, node, "config", "confirm")
+    d.step()
+    d.backoff.clear()
+    assert d.tentative_deadline_ns == 0 and d.next_wakeup() == poold.IDLE_WAKEUP
