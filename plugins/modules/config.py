@@ -212,6 +212,7 @@ class Config(object):
         self.params = module.params
         self.result = {"changed": False, "version": 0, "hash": "", "previous_version": 0, "tentative": False,
                        "rolled_back": False, "health": {}}
+        self.poolctl = None  # fail() reads it: a failure to find poolctl has nothing to ask
         try:
             self.poolctl = find_poolctl(module, self.params["poolctl_path"])
         except PoolctlError as exc:
@@ -221,7 +222,7 @@ class Config(object):
 
     def fail(self, msg, **extra):
         self.result.update(extra)
-        if not self.result["hash"] and getattr(self, "poolctl", None):
+        if not self.result["hash"] and self.poolctl:
             self.current()
         self.module.fail_json(msg=msg, **self.result)
 
