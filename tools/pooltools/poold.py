@@ -55,7 +55,10 @@ log = logging.getLogger("poold")
 
 JOURNAL_FILE = "journal.jsonl"
 BACKOFF_MIN = 1.0
-BACKOFF_MAX = 60.0
+# A peer that comes back (its rollout, restart or reboot) is reached again within BACKOFF_MAX
+# (+20 % jitter): it must stay well inside pool.ops.config's default health_timeout (30 s), or a
+# version applied just after a rollout fails its health check waiting for this retry.
+BACKOFF_MAX = 15.0
 CONNECT_TIMEOUT_MS = 5000
 DENIED_HINT = (
     "cannot open /dev/pool: permission denied; if pool.ko was loaded after poold started, the unit's "
@@ -271,7 +274,16 @@ class Poold:
                         )
                         self.apply_peers()
             self.config_version = cur.version
+            self.retry_now(f"configuration version {cur.version}")
         self.refresh_targets()
+
+    def retry_now(self, why: str) -> None:
+        """A new trust store or configuration: the failures behind the backoff may be over
+        (a peer that a rollout was bringing up, a corrected key), so try every peer at once."""
+        waiting = [key for key, b in self.backoff.items() if b.delay]
+        if waiting:
+            log.info("%s: retrying %d peer(s) now instead of after their backoff", why, len(waiting))
+        self.backoff.clear()
 
     @contextlib.contextmanager
     def store_lock(self) -> Iterator[None]:
@@ -630,9 +642,7 @@ class Poold:
         if old is not None and old.node.state_dir != self.conf.node.state_dir:
             log.warning("state_dir changes take effect at restart")
             self.conf.node.state_dir = old.node.state_dir
-        removed = set(old.peer_by_key()) - set(self.conf.peer_by_key()) if old else set()
-        for key in removed:
-            self.backoff.pop(key, None)
+        self.retry_now("reload")
         try:
             if self.dev is not None:
                 self.apply()

@@ -253,7 +253,7 @@ def test_connect_backoff(node: Path) -> None:
         clock.t += 0.5
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(attempts) >= 4
-    assert all(g2 >= g1 * 1.2 for g1, g2 in itertools.pairwise(gaps) if g1 < 40), gaps
+    assert all(g2 >= g1 * 1.2 for g1, g2 in itertools.pairwise(gaps) if g1 < poold.BACKOFF_MAX * 0.6), gaps
     del dev.refuse[HIGH]
     clock.t += 120
     d.step()
@@ -729,3 +729,65 @@ def test_wakes_at_a_tentative_versions_deadline_to_reconnect_after_pool_kos_roll
     d.step()
     d.backoff.clear()
     assert d.tentative_deadline_ns == 0 and d.next_wakeup() == poold.IDLE_WAKEUP
+
+
+def failing_connects(d: poold.Poold, dev: FakeDevice, clock: Clock, seconds: float) -> list[float]:
+    """Step every 0.5 s of the fake clock for `seconds`; the times of failed connects."""
+    attempts = []
+    for _ in range(int(seconds * 2)):
+        before = dev.stats()["handshakes_failed"]
+        d.step()
+        if dev.stats()["handshakes_failed"] > before:
+            attempts.append(clock.t)
+        clock.t += 0.5
+    return attempts
+
+
+def backed_off(d: poold.Poold, dev: FakeDevice, clock: Clock, key: bytes) -> None:
+    """Let connects to `key` fail until its next attempt is more than 3 s away, then let the peer answer."""
+    dev.refuse[key] = errno.ECONNREFUSED
+    failing_connects(d, dev, clock, 30)
+    while d.backoff[key].next_at <= clock.t + 3:
+        failing_connects(d, dev, clock, 0.5)
+    del dev.refuse[key]
+
+
+def test_backoff_is_capped_so_a_returning_peer_is_reached_soon(node: Path) -> None:
+    """A peer down for minutes (its rollout) is retried at least every BACKOFF_MAX + 20 %."""
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    dev.refuse[HIGH] = errno.ECONNREFUSED
+    clock = Clock()
+    d = make(node, dev, clock)
+    attempts = failing_connects(d, dev, clock, 300)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert max(gaps) <= poold.BACKOFF_MAX * 1.2 + 0.5, gaps
+    assert sum(1 for g in gaps if g >= poold.BACKOFF_MAX * 0.8 - 0.5) >= 5, gaps  # it did reach the cap
+
+
+def test_a_new_version_retries_backed_off_peers_at_once(node: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Both nodes of a pair apply a version just after a rollout brought one of them up: the
+    connecting side must not wait out a backoff built up while the other node was down."""
+    write_conf(node, "")
+    dev = FakeDevice()
+    clock = Clock()
+    d = make(node, dev, clock)
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS))
+    backed_off(d, dev, clock, HIGH)  # the peer is up again, while the backoff still has seconds to run
+    assert not any(s.peer_public_key == HIGH for s in d.held.values())
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v2.json", VERSION_PEERS, heartbeat_seconds=7))
+    with caplog.at_level("INFO", logger="poold"):
+        d.step()
+    assert any(s.peer_public_key == HIGH for s in d.held.values())
+    assert "configuration version 2: retrying 1 peer(s) now" in caplog.text
+
+
+def test_sighup_retries_backed_off_peers_at_once(node: Path) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    clock = Clock()
+    d = make(node, dev, clock)
+    backed_off(d, dev, clock, HIGH)
+    assert d.reload() is True
+    d.step()
+    assert any(s.peer_public_key == HIGH for s in d.held.values())
