@@ -185,7 +185,14 @@ health:
       description: How long the checks took.
       type: float
       sample: 2.1
-  sample: {"peers_missing": [], "command_rc": null, "seconds": 2.1}
+    session_states:
+      description:
+        - For each peer the checks waited for, the states of its sessions at the last look (empty list
+          when it had none), from C(poolctl sessions); tells a peer never reached from a handshake that
+          did not finish.
+      type: dict
+      sample: {"node2": ["established"]}
+  sample: {"peers_missing": [], "command_rc": null, "seconds": 2.1, "session_states": {"node2": ["established"]}}
 """
 
 import json
@@ -277,12 +284,16 @@ class Config(object):
         deadline = start + p["health_timeout"]
         want = dict((peer["public_key"], peer["name"]) for peer in cfg.get("peers", [])) if p["health_peers"] else {}
         missing = sorted(want.values())
+        seen = {}  # peer name -> the states of its sessions at the last look, for the failure message
         rc = None
         while True:
             if want:
                 doc = self.run(["sessions"])
-                up = set(s.get("peer_public_key") for s in doc.get("sessions", []) if s.get("state") in LIVE)
+                sessions = doc.get("sessions", [])
+                up = set(s.get("peer_public_key") for s in sessions if s.get("state") in LIVE)
                 missing = sorted(name for key, name in want.items() if key not in up)
+                seen = dict((name, sorted(set(s.get("state") for s in sessions if s.get("peer_public_key") == key)))
+                            for key, name in want.items())
             if not missing and p["health_command"]:
                 rc, _out, _err = self.module.run_command(["/bin/sh", "-c", p["health_command"]])
             if not missing and rc in (None, 0):
@@ -291,11 +302,14 @@ class Config(object):
                 break
             time.sleep(1)
         self.result["health"] = {"peers_missing": missing, "command_rc": rc,
-                                 "seconds": round(time.monotonic() - start, 1)}
+                                 "seconds": round(time.monotonic() - start, 1),
+                                 "session_states": seen}
         problems = []
         if missing:
             problems.append("no established session within %d s with peer(s) %s"
-                            % (p["health_timeout"], ", ".join(missing)))
+                            % (p["health_timeout"], ", ".join(
+                                "%s (%s)" % (name, "sessions: " + "/".join(seen[name]) if seen.get(name)
+                                             else "no session") for name in missing)))
         elif rc not in (None, 0):
             problems.append("health_command exited %d (still failing after %d s)" % (rc, p["health_timeout"]))
         return "; ".join(problems) or None

@@ -93,6 +93,7 @@ def test_apply_confirms_when_healthy_then_idempotent(fake, capsys) -> None:
     assert res["changed"] is True and res["version"] == 1 and res["previous_version"] == 0
     assert res["tentative"] is False and res["rolled_back"] is False
     assert res["health"]["peers_missing"] == [] and 0 < res["seconds_to_confirm"] < 30
+    assert res["health"]["session_states"] == {"node2": ["established"]}
     assert res["diff"]["before"] == "" and '"heartbeat_seconds": 5' in res["diff"]["after"]
     c = fake.dev().config_get()
     assert c.version == 1 and not c.flags & uapi.POOL_CONFIG_TENTATIVE and bytes(c.hash).hex() == res["hash"]
@@ -122,11 +123,25 @@ def test_broken_link_fails_health_and_rolls_back(fake, capsys) -> None:
     code, res = run(fake, capsys, config=cfg(WRONG))
     assert code == 1
     assert "health check of version 2 failed" in res["msg"]
-    assert "no established session within 2 s with peer(s) node2" in res["msg"]
+    assert "no established session within 2 s with peer(s) node2 (no session)" in res["msg"]
+    assert res["health"]["session_states"] == {"node2": []}
     assert "rolled back to version 1" in res["msg"]
     assert res["rolled_back"] is True and res["version"] == 1 and res["health"]["peers_missing"] == ["node2"]
     d = fake.dev()
     assert d.config_get().version == 1 and [bytes(p.public_key) for p in d.peers()] == [PEER]
+
+
+def test_failed_health_check_names_the_state_of_the_missing_session(fake, capsys) -> None:
+    """A peer reached but stuck in its handshake is told apart from a peer never reached."""
+    run(fake, capsys, config=cfg())
+    dev = fake.dev()
+    for st in dev._sessions.values():
+        st.state = uapi.SessionState.HANDSHAKE
+    fake.save(dev)
+    code, res = run(fake, capsys, config=cfg(heartbeat_seconds=9), health_timeout=1)
+    assert code == 1 and res["rolled_back"] is True
+    assert "with peer(s) node2 (sessions: handshake)" in res["msg"], res["msg"]
+    assert res["health"]["session_states"] == {"node2": ["handshake"]}
 
 
 def test_failing_health_command_rolls_back(fake, capsys) -> None:
