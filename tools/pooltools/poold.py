@@ -67,6 +67,11 @@ DENIED_HINT = (
 IDLE_WAKEUP = 5.0  # seconds between passes when nothing happens
 DEADLINE_MARGIN = 0.1  # seconds after a tentative version's deadline before poold looks again
 DEADLINE_HURRY = 10.0  # seconds past that deadline during which poold keeps looking every DEADLINE_MARGIN
+# For CHANGE_RETRY_WINDOW seconds after the active version changes (or a reload), a failed connect is
+# retried every CHANGE_RETRY seconds instead of backing off: the peer is most likely changing too
+# (the same rollout, or its own deadline rollback a moment after ours) and answers any moment now.
+CHANGE_RETRY_WINDOW = 10.0
+CHANGE_RETRY = 0.5
 LIVE_STATES = (uapi.SessionState.HANDSHAKE, uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
 
 
@@ -85,9 +90,14 @@ class Backoff:
     next_at: float = 0.0
     last_error: str = ""
 
-    def failed(self, now: float, error: str) -> float:
-        self.delay = BACKOFF_MIN if self.delay == 0 else min(self.delay * 2, BACKOFF_MAX)
-        wait = self.delay * random.uniform(0.8, 1.2)
+    def failed(self, now: float, error: str, quick: bool = False) -> float:
+        """Schedule the next attempt; `quick`: right after a configuration change (CHANGE_RETRY)."""
+        if quick:
+            self.delay = 0.0  # the doubling starts afresh once the change window is over
+            wait = CHANGE_RETRY
+        else:
+            self.delay = BACKOFF_MIN if self.delay == 0 else min(self.delay * 2, BACKOFF_MAX)
+            wait = self.delay * random.uniform(0.8, 1.2)
         self.next_at = now + wait
         self.last_error = error
         return wait
@@ -145,6 +155,7 @@ class Poold:
         # CLOCK_REALTIME deadline of a tentative version (0: none), so poold wakes when pool.ko
         # rolls it back and reconnects to the restored peers at once, not at its next idle pass.
         self.tentative_deadline_ns = 0
+        self.quick_retry_until = 0.0  # monotonic: failed connects retry every CHANGE_RETRY until then
         # the trust store poold connects to and names peers from: pool.conf's [peer] sections at
         # version 0, the kernel's (the active version's) otherwise
         self.targets: dict[bytes, conf.PeerConf] = {}
@@ -279,11 +290,13 @@ class Poold:
 
     def retry_now(self, why: str) -> None:
         """A new trust store or configuration: the failures behind the backoff may be over
-        (a peer that a rollout was bringing up, a corrected key), so try every peer at once."""
+        (a peer that a rollout was bringing up, a corrected key), so try every peer at once, and
+        retry failures quickly for CHANGE_RETRY_WINDOW seconds."""
         waiting = [key for key, b in self.backoff.items() if b.delay]
         if waiting:
             log.info("%s: retrying %d peer(s) now instead of after their backoff", why, len(waiting))
         self.backoff.clear()
+        self.quick_retry_until = self.clock() + CHANGE_RETRY_WINDOW
 
     @contextlib.contextmanager
     def store_lock(self) -> Iterator[None]:
@@ -542,8 +555,8 @@ class Poold:
             try:
                 s = fut.result()
             except PoolError as exc:
-                wait = b.failed(now, exc.why)
-                log.warning("connect to %s failed: %s; retry in %.0f s", self.peer_label(key), exc.why, wait)
+                wait = b.failed(now, exc.why, quick=now < self.quick_retry_until)
+                log.warning("connect to %s failed: %s; retry in %.1f s", self.peer_label(key), exc.why, wait)
                 continue
             if key not in self.targets or self.dev is None:
                 _close_quietly(s)

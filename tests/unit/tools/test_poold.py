@@ -791,3 +791,29 @@ def test_sighup_retries_backed_off_peers_at_once(node: Path) -> None:
     assert d.reload() is True
     d.step()
     assert any(s.peer_public_key == HIGH for s in d.held.values())
+
+
+def test_after_a_version_change_failed_connects_retry_quickly_then_back_off(node: Path) -> None:
+    """pool.ko rolled back at our deadline, the peer's rollback comes a moment later: poold keeps
+    trying every CHANGE_RETRY seconds for CHANGE_RETRY_WINDOW, then doubles its waits again."""
+    write_conf(node, "")
+    dev = FakeDevice()
+    clock = Clock()
+    d = make(node, dev, clock)
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", VERSION_PEERS))
+    d.step()
+    dev.refuse[HIGH] = errno.ECONNREFUSED  # the peer does not trust us (yet)
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v2.json", VERSION_PEERS, heartbeat_seconds=7))
+    for held in list(d.held.values()):
+        dev.peer_close(held.index)
+    start = clock.t
+    attempts = failing_connects(d, dev, clock, 40)
+    quick = [t for t in attempts if t < start + poold.CHANGE_RETRY_WINDOW]
+    gaps = [b - a for a, b in itertools.pairwise(quick)]
+    assert len(quick) >= 10 and all(g <= poold.CHANGE_RETRY + 0.5 for g in gaps), gaps
+    later = [b - a for a, b in itertools.pairwise(t for t in attempts if t >= start + poold.CHANGE_RETRY_WINDOW)]
+    assert later and max(later) > 3, later  # backing off again
+    del dev.refuse[HIGH]
+    poolctl_run(dev, node, "config", "rollback")
+    d.step()
+    assert any(s.peer_public_key == HIGH for s in d.held.values())
