@@ -244,13 +244,7 @@ def test_connect_backoff(node: Path) -> None:
     dev.refuse[HIGH] = errno.ECONNREFUSED
     clock = Clock()
     d = make(node, dev, clock)
-    attempts = []
-    for _ in range(200):
-        before = dev.stats()["handshakes_failed"]
-        d.step()
-        if dev.stats()["handshakes_failed"] > before:
-            attempts.append(clock.t)
-        clock.t += 0.5
+    attempts = failing_connects(d, dev, clock, 100)
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(attempts) >= 4
     assert all(g2 >= g1 * 1.2 for g1, g2 in itertools.pairwise(gaps) if g1 < poold.BACKOFF_MAX * 0.6), gaps
