@@ -300,6 +300,39 @@ int pool_config_rollback(const struct pool_config_ref *r)
 	return ret;
 }
 
+/*
+ * A peer's CONFIG or ROLLBACK (plaintext of its length checked): kept in the
+ * session, where its telemetry shows the version, and journaled under the
+ * peer's key once per change, so a repeated announcement adds no entry.
+ * Nothing here acts on it: a peer's version is the peer's business.
+ */
+void pool_config_peer_rx(struct pool_session *s, u8 type, const u8 *pt)
+{
+	u32 version = get_unaligned_be32(pt);
+	bool tentative = type == POOL_PKT_CONFIG &&
+			 (get_unaligned_be32(pt + 80) & 1);
+	bool news;
+
+	spin_lock_bh(&s->lock);
+	news = !s->peer_config_seen || s->peer_config_version != version ||
+	       s->peer_config_tentative != tentative;
+	s->peer_config_seen = true;
+	s->peer_config_version = version;
+	s->peer_config_tentative = tentative;
+	s->tel_peer.config_version = version;
+	spin_unlock_bh(&s->lock);
+	if (!news)
+		return;
+	if (type == POOL_PKT_ROLLBACK)
+		pool_journal(POOL_JOURNAL_ROLLBACK, 0, s->peer_key,
+			     "peer %u -> %u", get_unaligned_be32(pt + 36),
+			     version);
+	else
+		pool_journal(POOL_JOURNAL_CONFIG, 0, s->peer_key,
+			     "peer at %u%s hash %*phN", version,
+			     tentative ? " tentative" : "", 8, pt + 8);
+}
+
 static void pool_config_rollback_work(struct work_struct *w)
 {
 	mutex_lock(&pool_node.lock);

@@ -242,6 +242,10 @@ struct pool_session {
 	u64			heartbeats_sent, heartbeats_recv;
 	u64			dropped;
 	struct pool_telemetry	tel_local, tel_peer;
+
+	/* the peer's last CONFIG or ROLLBACK announcement, under lock */
+	bool			peer_config_seen;
+	bool			peer_config_tentative;
 	u32			peer_config_version;
 };
 
@@ -342,6 +346,7 @@ int pool_config_get(struct pool_config *c);
 int pool_config_apply(struct pool_config *c);
 int pool_config_confirm(const struct pool_config_ref *r);
 int pool_config_rollback(const struct pool_config_ref *r);
+void pool_config_peer_rx(struct pool_session *s, u8 type, const u8 *pt);
 
 /* selftest.c (crypto helper) */
 int pool_selftest(void);

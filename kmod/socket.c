@@ -323,22 +323,11 @@ static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
 		}
 		break;
 	case POOL_PKT_CONFIG:
-		want = len == POOL_CONFIG_PT_LEN;
-		if (want) {
-			spin_lock_bh(&s->lock);
-			s->peer_config_version = get_unaligned_be32(pt);
-			s->tel_peer.config_version = s->peer_config_version;
-			spin_unlock_bh(&s->lock);
-		}
-		break;
 	case POOL_PKT_ROLLBACK:
-		want = len == POOL_ROLLBACK_PT_LEN;
-		if (want) {
-			spin_lock_bh(&s->lock);
-			s->peer_config_version = get_unaligned_be32(pt);
-			s->tel_peer.config_version = s->peer_config_version;
-			spin_unlock_bh(&s->lock);
-		}
+		want = len == (h->type == POOL_PKT_CONFIG ? POOL_CONFIG_PT_LEN :
+			       POOL_ROLLBACK_PT_LEN);
+		if (want)
+			pool_config_peer_rx(s, h->type, pt);
 		break;
 	default:	/* DISCOVER, JOURNAL: nothing to do with them yet */
 		break;

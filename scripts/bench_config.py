@@ -81,7 +81,8 @@ def rollback_lateness(lab: Lab, node: str, doc: dict[str, Any], deadline_s: int)
 
     wait_for(rolled_back, deadline_s + 30, f"{node}'s automatic rollback of version {applied['version']}")
     entries = poolctl(lab, node, "journal", "show", "--from", str(nxt))["entries"]
-    rollbacks = [e for e in entries if e["type"] == "rollback"]
+    # the node's own ROLLBACK, not the other node's announced one (journaled under its key)
+    rollbacks = [e for e in entries if e["type"] == "rollback" and e["peer_public_key"] is None]
     if not rollbacks:
         raise BenchError(f"{node}: no ROLLBACK entry in the journal after seq {nxt}")
     return (rollbacks[0]["timestamp_ns"] - applied["deadline_ns"]) / 1e6
