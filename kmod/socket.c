@@ -324,8 +324,7 @@ static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
 		break;
 	case POOL_PKT_CONFIG:
 	case POOL_PKT_ROLLBACK:
-		want = len == (h->type == POOL_PKT_CONFIG ? POOL_CONFIG_PT_LEN :
-			       POOL_ROLLBACK_PT_LEN);
+		want = len == pool_transport_pt_len(h->type);
 		if (want)
 			pool_config_peer_rx(s, h->type, pt);
 		break;

@@ -51,7 +51,7 @@ static unsigned int pool_hs_payload_len(u8 type)
  * Plaintext length of an encrypted packet of this type: the exact size for
  * the fixed-size types, -1 for variable ones, 0 for a type never encrypted.
  */
-static int pool_transport_pt_len(u8 type)
+int pool_transport_pt_len(u8 type)
 {
 	switch (type) {
 	case POOL_PKT_ACK:

@@ -77,6 +77,7 @@ void pool_hdr_encode(u8 out[POOL_HDR_LEN], const struct pool_hdr *h);
  * encrypted types: >= POOL_TAG_LEN). Returns 0 or -EPROTO.
  */
 int pool_hdr_decode(struct pool_hdr *h, const u8 in[POOL_HDR_LEN]);
+int pool_transport_pt_len(u8 type);
 
 /* The 256-bit POOL address of a static public key (section 2). */
 #define POOL_ADDR_BYTES		32
