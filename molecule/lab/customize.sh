@@ -70,32 +70,55 @@ fi
 [ -e /etc/ssh/ssh_host_ed25519_key ] ||
 	ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f /etc/ssh/ssh_host_ed25519_key
 
-# NICs are found by MAC: the user-mode NIC keeps eth0, the private link
-# becomes lab0 (wait for udev to have probed both).
+# NICs are found by MAC: the user-mode NIC keeps eth0, each private link's NIC takes
+# the link's interface name (pool_lab.links=IFNAME=MAC=IPV4/LEN=IPV6/LEN,...).
+# Wait for udev to have probed them all.
 umac="$(arg umac)"
-pmac="$(arg pmac)"
+links="$(arg links | tr ',' ' ')"
 i=0
-until by_mac "$umac" >/dev/null && by_mac "$pmac" >/dev/null; do
+for l in $links; do
+	mac="$(echo "$l" | cut -d= -f2)"
+	until by_mac "$mac" >/dev/null; do
+		i=$((i + 1))
+		[ "$i" -lt 1200 ] || { echo "pool-lab-setup: NIC $mac not found"; exit 1; }
+		sleep 0.1
+	done
+done
+until by_mac "$umac" >/dev/null; do
 	i=$((i + 1))
-	[ "$i" -lt 1200 ] || { echo "pool-lab-setup: NICs $umac/$pmac not found"; exit 1; }
+	[ "$i" -lt 1200 ] || { echo "pool-lab-setup: NIC $umac not found"; exit 1; }
 	sleep 0.1
 done
 udev="$(by_mac "$umac")"
-pdev="$(by_mac "$pmac")"
-if [ "$pdev" != lab0 ]; then
-	ip link set dev "$pdev" down
-	ip link set dev "$pdev" name lab0
-fi
 ip link set dev lo up
 ip link set dev "$udev" up
 ip addr replace 10.0.2.15/24 dev "$udev"
 ip route replace default via 10.0.2.2 dev "$udev"
 echo 'nameserver 10.0.2.3' >/etc/resolv.conf
-sysctl -q -w net.ipv6.conf.lab0.accept_ra=0
-ip link set dev lab0 up
-ip addr replace "$(arg ipv4)" dev lab0
-ip -6 addr replace "$(arg ipv6)" dev lab0 nodad
-echo "pool-lab-setup: $name lab0 $(arg ipv4) $(arg ipv6)"
+# No node forwards between its links, and the lab's ranges are unreachable except through a
+# node's own links: a node that shares no link with another has no path to it (nor out
+# through the user-mode NIC).
+sysctl -q -w net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
+unreachable="$(arg unreachable)"
+if [ -n "$unreachable" ]; then
+	ip route replace unreachable "${unreachable%%=*}"
+	ip -6 route replace unreachable "${unreachable#*=}"
+fi
+for l in $links; do
+	IFS='=' read -r ifname mac ipv4 ipv6 <<LINK
+$l
+LINK
+	dev="$(by_mac "$mac")"
+	if [ "$dev" != "$ifname" ]; then
+		ip link set dev "$dev" down
+		ip link set dev "$dev" name "$ifname"
+	fi
+	sysctl -q -w "net.ipv6.conf.$ifname.accept_ra=0"
+	ip link set dev "$ifname" up
+	ip addr replace "$ipv4" dev "$ifname"
+	ip -6 addr replace "$ipv6" dev "$ifname" nodad
+	echo "pool-lab-setup: $name $ifname $ipv4 $ipv6"
+done
 EOF
 chmod 755 /usr/local/sbin/pool-lab-setup
 

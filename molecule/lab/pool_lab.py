@@ -2,15 +2,17 @@
 """The POOL QEMU lab: Debian bookworm VMs on this host, standard library only.
 
     pool_lab.py image                 build (or reuse) the cached base image
-    pool_lab.py up [--count N]        boot N VMs, wait for SSH, write the inventory
+    pool_lab.py up [--count N]        boot the first N nodes of topology.json (default all),
+                                      wait for SSH, write the inventory
     pool_lab.py down                  stop the VMs and remove their runtime state
     pool_lab.py status [--json]       what runs
     pool_lab.py inventory [--inventory PATH]   (re)write the inventory of a running lab
     pool_lab.py reset NODE            power-cycle one VM (QEMU system_reset), wait for SSH
 
 State lives under ${XDG_CACHE_HOME:-~/.cache}/pool-lab/: images/<recipe sha256>/ and
-run/$POOL_LAB_NAME/ (default name "lab"). POOL_LAB_FIRMWARE=uefi boots the VMs under OVMF
-(Debian package ovmf) instead of SeaBIOS. See molecule/lab/README.md.
+run/$POOL_LAB_NAME/ (default name "lab"). The nodes, their private links and firmware are
+declared once in topology.json beside this file. POOL_LAB_FIRMWARE=bios|uefi overrides every
+node's firmware (uefi: OVMF, Debian package ovmf). See molecule/lab/README.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -38,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CUSTOMIZE = HERE / "customize.sh"
 DEFAULT_INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
+TOPOLOGY = HERE / "topology.json"
 
 # Bump when the build procedure itself (not the package list or script) changes.
 RECIPE_VERSION = 1
@@ -76,9 +80,10 @@ PACKAGES = (
 )
 DISK_SIZE = "8G"
 
-PRIVATE_V4 = "10.253.0.{}"
-PRIVATE_V6 = "fd53:253::{}"
 SSH_USER = "root"
+# Slab checking on every lab kernel: a use-after-free or overflow hits a poisoned object or a
+# red zone and is reported (molecule's verify fails on such a report) instead of passing silently.
+SLAB_CHECKS = "slub_debug=FZPU init_on_free=1"
 
 # Debian package providing each host tool, for the one-line "missing" error.
 TOOL_PACKAGES = {
@@ -125,10 +130,11 @@ def run_dir(name: str | None = None) -> Path:
     return cache_root() / "run" / (name or lab_name())
 
 
-def lab_firmware() -> str:
-    """POOL_LAB_FIRMWARE: bios (the default, SeaBIOS) or uefi (OVMF, no Secure Boot keys)."""
-    fw = os.environ.get("POOL_LAB_FIRMWARE", "bios") or "bios"
-    if fw not in FIRMWARES:
+def firmware_override() -> str:
+    """POOL_LAB_FIRMWARE: bios (SeaBIOS) or uefi (OVMF, no Secure Boot keys) for every node;
+    unset or empty: each node's firmware from topology.json (bios unless it says uefi)."""
+    fw = os.environ.get("POOL_LAB_FIRMWARE", "")
+    if fw and fw not in FIRMWARES:
         raise LabError(f"bad POOL_LAB_FIRMWARE {fw!r}: use {' or '.join(FIRMWARES)}")
     return fw
 
@@ -179,6 +185,111 @@ def atomic_write(path: Path, data: str, mode: int = 0o644) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+# ---------------------------------------------------------------- topology
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    name: str
+    interface: str
+    ipv4: ipaddress.IPv4Network
+    ipv6: ipaddress.IPv6Network
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """topology.json: the nodes (in order), the private links joining them, and the ranges
+    that every node routes nowhere (so only a shared link reaches another node)."""
+
+    nodes: tuple[str, ...]
+    firmware: dict[str, str]
+    links: tuple[LinkSpec, ...]
+    unreachable4: ipaddress.IPv4Network
+    unreachable6: ipaddress.IPv6Network
+
+    def subset(self, count: int) -> Topology:
+        """The first `count` nodes and the links that still join two of them."""
+        if not 1 <= count <= len(self.nodes):
+            raise LabError(f"bad --count {count}: topology.json declares {len(self.nodes)} nodes, use 1..{len(self.nodes)}")
+        names = self.nodes[:count]
+        links = []
+        for link in self.links:
+            members = tuple(n for n in link.nodes if n in names)
+            if len(members) >= 2:
+                links.append(LinkSpec(link.name, link.interface, link.ipv4, link.ipv6, members))
+        return Topology(names, {n: self.firmware[n] for n in names}, tuple(links), self.unreachable4, self.unreachable6)
+
+    def host_number(self, node: str) -> int:
+        return 10 + self.nodes.index(node) + 1
+
+    def ipv4(self, link: LinkSpec, node: str) -> str:
+        return str(link.ipv4[self.host_number(node)])
+
+    def ipv6(self, link: LinkSpec, node: str) -> str:
+        # The same digits as the IPv4 host part (node2: .12 and ::12), easier to read side by side.
+        return str(link.ipv6[int(str(self.host_number(node)), 16)])
+
+    def links_of(self, node: str) -> list[LinkSpec]:
+        return [link for link in self.links if node in link.nodes]
+
+
+def load_topology(path: Path = TOPOLOGY) -> Topology:
+    """Read and check topology.json; any mistake is one line naming the file and the field."""
+
+    def bad(what: str) -> LabError:
+        return LabError(f"{path}: {what}")
+
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as e:
+        raise bad(f"cannot read: {e.strerror}") from None
+    except ValueError as e:
+        raise bad(f"not JSON: {e}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), dict) or not raw["nodes"]:
+        raise bad("'nodes' must be an object naming at least one node")
+    nodes = tuple(raw["nodes"])
+    firmware = {}
+    for name, spec in raw["nodes"].items():
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
+            raise bad(f"node name {name!r}: use lower-case letters, digits and '-'")
+        if not isinstance(spec, dict) or set(spec) - {"firmware"}:
+            raise bad(f"nodes.{name}: only 'firmware' may be set")
+        firmware[name] = spec.get("firmware", "bios")
+        if firmware[name] not in FIRMWARES:
+            raise bad(f"nodes.{name}.firmware {firmware[name]!r}: use {' or '.join(FIRMWARES)}")
+    try:
+        unreachable4 = ipaddress.IPv4Network(raw["unreachable"]["ipv4"])
+        unreachable6 = ipaddress.IPv6Network(raw["unreachable"]["ipv6"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"'unreachable' needs an IPv4 and an IPv6 network ({e})") from None
+    links = []
+    interfaces: set[str] = set()
+    for name, spec in (raw.get("links") or {}).items():
+        try:
+            link = LinkSpec(
+                name,
+                spec["interface"],
+                ipaddress.IPv4Network(spec["ipv4"]),
+                ipaddress.IPv6Network(spec["ipv6"]),
+                tuple(spec["nodes"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"links.{name}: needs interface, ipv4, ipv6 and nodes ({e})") from None
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,14}", link.interface) or link.interface in interfaces:
+            raise bad(f"links.{name}.interface {link.interface!r}: a distinct name of at most 15 characters")
+        interfaces.add(link.interface)
+        unknown = [n for n in link.nodes if n not in nodes]
+        if unknown or len(set(link.nodes)) != len(link.nodes) or len(link.nodes) < 2:
+            raise bad(f"links.{name}.nodes {list(link.nodes)}: at least two distinct declared nodes")
+        if not (link.ipv4.subnet_of(unreachable4) and link.ipv6.subnet_of(unreachable6)):
+            raise bad(f"links.{name}: its networks must lie inside 'unreachable'")
+        if link.ipv4.num_addresses < 10 + len(nodes) + 2 or len(nodes) > 89:
+            raise bad(f"links.{name}.ipv4 {link.ipv4} is too small for {len(nodes)} nodes")
+        links.append(link)
+    return Topology(nodes, firmware, tuple(links), unreachable4, unreachable6)
 
 
 # ---------------------------------------------------------------- image
@@ -408,7 +519,7 @@ def free_port(preferred: int = 0, avoid: Iterable[int] = (), host: str = "127.0.
 
 
 def mcast_group(name: str) -> str:
-    """A per-lab multicast group and port, so that labs never share a link."""
+    """A multicast group and port per lab and link (name "lab:link"), so that no two share a segment."""
     h = hashlib.sha256(f"{os.getuid()}:{name}".encode()).digest()
     return f"239.253.{h[0]}.{h[1] or 1}:{20000 + int.from_bytes(h[2:4], 'big') % 20000}"
 
@@ -443,15 +554,26 @@ class Node:
     index: int
     name: str
     port: int
-    ipv4: str
-    ipv6: str
     umac: str
-    pmac: str
     overlay: str
     console: str
     pidfile: str
     monitor: str
+    firmware: str = "bios"
+    # One entry per private link, in topology order: link, interface, mac, ipv4, ipv6, prefix4, prefix6.
+    links: list[dict] = field(default_factory=list)
+    # The nodes sharing a link with this one: name -> link, interface, ipv4, ipv6 (their address there).
+    neighbours: dict[str, dict] = field(default_factory=dict)
     pid: int = 0
+
+    @property
+    def ipv4(self) -> str:
+        """The address on the node's first link (empty on a node without links)."""
+        return self.links[0]["ipv4"] if self.links else ""
+
+    @property
+    def ipv6(self) -> str:
+        return self.links[0]["ipv6"] if self.links else ""
 
 
 @dataclass
@@ -461,38 +583,67 @@ class State:
     accel: str
     image: str
     kernel: str
-    mcast: str
+    mcast: dict[str, str]  # link -> multicast group:port of its QEMU socket network
     inventory: str = ""
     ready: bool = False  # every VM answered SSH
-    firmware: str = "bios"  # bios or uefi (POOL_LAB_FIRMWARE)
+    firmware: str = ""  # POOL_LAB_FIRMWARE when the lab was booted ("": each node's from topology.json)
     nodes: list[Node] = field(default_factory=list)
 
     @classmethod
     def load(cls, rd: Path) -> State | None:
         try:
             raw = json.loads((rd / "state.json").read_text())
-        except (OSError, ValueError):
+            raw["nodes"] = [Node(**n) for n in raw.get("nodes", [])]
+            return cls(**raw)
+        except (OSError, ValueError, TypeError):
+            # Missing, or written by an older pool_lab.py: `down` still finds the lab's qemu
+            # processes by their run dir.
             return None
-        raw["nodes"] = [Node(**n) for n in raw.get("nodes", [])]
-        return cls(**raw)
 
     def save(self, rd: Path) -> None:
         atomic_write(rd / "state.json", json.dumps(asdict(self), indent=2) + "\n")
 
 
-def make_node(rd: Path, i: int, port: int) -> Node:
+def make_node(rd: Path, topo: Topology, name: str, port: int, firmware: str = "") -> Node:
+    """A node of the topology: its NIC on each of its links, and its neighbours' addresses there."""
+    i = topo.nodes.index(name) + 1
+    host = topo.host_number(name)
+    links = []
+    neighbours: dict[str, dict] = {}
+    for li, link in enumerate(topo.links):
+        if name not in link.nodes:
+            continue
+        links.append(
+            {
+                "link": link.name,
+                "interface": link.interface,
+                "mac": f"52:54:00:fd:{li + 1:02x}:{host:02x}",
+                "ipv4": topo.ipv4(link, name),
+                "ipv6": topo.ipv6(link, name),
+                "prefix4": link.ipv4.prefixlen,
+                "prefix6": link.ipv6.prefixlen,
+            }
+        )
+        for other in link.nodes:
+            if other != name and other not in neighbours:
+                neighbours[other] = {
+                    "link": link.name,
+                    "interface": link.interface,
+                    "ipv4": topo.ipv4(link, other),
+                    "ipv6": topo.ipv6(link, other),
+                }
     return Node(
         index=i,
-        name=f"node{i}",
+        name=name,
         port=port,
-        ipv4=PRIVATE_V4.format(10 + i),
-        ipv6=PRIVATE_V6.format(10 + i),
         umac=f"52:54:00:00:00:{i:02x}",
-        pmac=f"52:54:00:fd:53:{10 + i:02x}",
-        overlay=str(rd / f"node{i}.qcow2"),
-        console=str(rd / f"node{i}.console.log"),
-        pidfile=str(rd / f"node{i}.pid"),
-        monitor=str(rd / f"node{i}.monitor"),
+        overlay=str(rd / f"{name}.qcow2"),
+        console=str(rd / f"{name}.console.log"),
+        pidfile=str(rd / f"{name}.pid"),
+        monitor=str(rd / f"{name}.monitor"),
+        firmware=firmware or topo.firmware[name],
+        links=links,
+        neighbours=neighbours,
     )
 
 
@@ -552,6 +703,7 @@ def render_inventory(st: State, rd: Path) -> str:
         "      hosts:",
     ]
     for n in st.nodes:
+        links = {lk["link"]: {k: lk[k] for k in ("interface", "ipv4", "ipv6")} for lk in n.links}
         lines += [
             f"        {n.name}:",
             "          ansible_host: 127.0.0.1",
@@ -560,9 +712,17 @@ def render_inventory(st: State, rd: Path) -> str:
             f"          ansible_ssh_private_key_file: {q(str(key))}",
             f"          ansible_ssh_common_args: {q(ssh_args)}",
             "          ansible_python_interpreter: /usr/bin/python3",
+            # The address on the node's first link: where its peers reach it by default.
             f"          pool_lab_ipv4: {q(n.ipv4)}",
             f"          pool_lab_ipv6: {q(n.ipv6)}",
-            "          pool_lab_interface: lab0",
+            f"          pool_lab_interface: {q(n.links[0]['interface'] if n.links else '')}",
+            f"          pool_lab_firmware: {q(n.firmware)}",
+            f"          pool_lab_links: {json.dumps(links)}",
+            f"          pool_lab_neighbours: {json.dumps(n.neighbours)}",
+            # Each node trusts and connects to the nodes it shares a link with, at their
+            # address on that link (role pool.ops.node and pool.ops.config).
+            f"          pool_node_peers: {json.dumps(sorted(n.neighbours))}",
+            f"          pool_node_peer_addresses: {json.dumps({p: v['ipv4'] for p, v in n.neighbours.items()})}",
         ]
     lines += [
         "  vars:",
@@ -649,16 +809,20 @@ def ensure_key(rd: Path) -> str:
 TCG_CPU = "max"
 
 
-def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: int, cpus: int) -> list[str]:
-    hosts = ",".join(f"{m.name}={m.ipv4}={m.ipv6}" for m in st.nodes)
+def qemu_command(
+    qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: int, cpus: int, topo: Topology
+) -> list[str]:
+    # Only the neighbours go into /etc/hosts: a node without a shared link has no address to name.
+    hosts = ",".join(f"{m}={v['ipv4']}={v['ipv6']}" for m, v in n.neighbours.items())
+    links = ",".join(f"{lk['interface']}={lk['mac']}={lk['ipv4']}/{lk['prefix4']}={lk['ipv6']}/{lk['prefix6']}" for lk in n.links)
     append = " ".join(
         [
             "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=10",
+            SLAB_CHECKS,
             f"pool_lab.hostname={n.name}",
-            f"pool_lab.ipv4={n.ipv4}/24",
-            f"pool_lab.ipv6={n.ipv6}/64",
             f"pool_lab.umac={n.umac}",
-            f"pool_lab.pmac={n.pmac}",
+            f"pool_lab.links={links}",
+            f"pool_lab.unreachable={topo.unreachable4}={topo.unreachable6}",
             f"pool_lab.hosts={hosts}",
             "pool_lab.key=" + base64.b64encode(pubkey.encode()).decode(),
         ]
@@ -671,10 +835,16 @@ def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: 
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,unit=1,file={efivars_path(n)}",
         ]
-        if st.firmware == "uefi"
+        if n.firmware == "uefi"
         else []
     )  # fmt: skip
     accel = ["-accel", "kvm", "-cpu", "host"] if st.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", tcg_cpu]
+    private = []
+    for j, lk in enumerate(n.links):
+        private += [
+            "-netdev", f"socket,id=p{j},mcast={st.mcast[lk['link']]},localaddr=127.0.0.1",
+            "-device", f"virtio-net-pci,netdev=p{j},mac={lk['mac']}",
+        ]  # fmt: skip
     return [
         qemu, "-name", f"pool-lab-{st.name}-{n.name}", "-machine", "q35", *accel, *firmware,
         "-m", str(memory), "-smp", str(cpus),
@@ -683,8 +853,7 @@ def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: 
         "-drive", f"file={n.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-netdev", f"user,id=u0,hostfwd=tcp:127.0.0.1:{n.port}-:22",
         "-device", f"virtio-net-pci,netdev=u0,mac={n.umac}",
-        "-netdev", f"socket,id=p0,mcast={st.mcast},localaddr=127.0.0.1",
-        "-device", f"virtio-net-pci,netdev=p0,mac={n.pmac}",
+        *private,
         "-device", "virtio-rng-pci",
         "-serial", f"file:{n.console}",
         "-monitor", f"unix:{n.monitor},server=on,wait=off",
@@ -692,16 +861,17 @@ def qemu_command(qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: 
     ]  # fmt: skip
 
 
-def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port_base: int = 0) -> State:
-    if count < 1 or count > 200:
-        raise LabError(f"bad --count {count}: use 1..200")
+def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Path, port_base: int = 0) -> State:
+    full = load_topology()
+    topo = full.subset(len(full.nodes) if count is None else count)
+    count = len(topo.nodes)
     name = lab_name()
     rd = run_dir(name)
     qemu = need("qemu-system-x86_64")
     qemu_img = need("qemu-img")
     need("ssh")
-    firmware = lab_firmware()
-    if firmware == "uefi":
+    firmware = firmware_override()
+    if "uefi" in ([firmware] if firmware else topo.firmware.values()):
         need_ovmf()
     old = State.load(rd)
     if (
@@ -730,15 +900,15 @@ def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port
         accel=accel,
         image=str(img),
         kernel=manifest["kernel"],
-        mcast=mcast_group(name),
+        mcast={link.name: mcast_group(f"{name}:{link.name}") for link in topo.links},
         inventory=str(inventory),
         firmware=firmware,
     )
     used: list[int] = []
-    for i in range(1, count + 1):
+    for i, node_name in enumerate(topo.nodes, 1):
         port = free_port(port_base + i if port_base else 0, used)
         used.append(port)
-        st.nodes.append(make_node(rd, i, port))
+        st.nodes.append(make_node(rd, topo, node_name, port, firmware))
     st.save(rd)
     t0 = time.monotonic()
     try:
@@ -747,13 +917,13 @@ def up(count: int, memory: int, cpus: int, timeout: float, inventory: Path, port
                 [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(img / "disk.qcow2"), n.overlay],
                 check=True,
             )
-            if firmware == "uefi":
+            if n.firmware == "uefi":
                 shutil.copyfile(OVMF_VARS, efivars_path(n))
             with contextlib.suppress(FileNotFoundError):
                 Path(n.console).unlink()
             for attempt in range(5):
                 r = subprocess.run(
-                    qemu_command(qemu, st, n, img, pubkey, memory, cpus),
+                    qemu_command(qemu, st, n, img, pubkey, memory, cpus, topo),
                     stdin=subprocess.DEVNULL,
                     capture_output=True,
                     text=True,
@@ -945,7 +1115,8 @@ def status(as_json: bool) -> int:
     else:
         nodes = [
             {"name": n.name, "pid": n.pid, "running": pid_alive(n.pid), "ssh_port": n.port,
-             "ipv4": n.ipv4, "ipv6": n.ipv6, "console": n.console}
+             "ipv4": n.ipv4, "ipv6": n.ipv6, "firmware": n.firmware, "console": n.console,
+             "links": n.links, "neighbours": n.neighbours}
             for n in st.nodes
         ]  # fmt: skip
         known = {n.pid for n in st.nodes}
@@ -954,7 +1125,7 @@ def status(as_json: bool) -> int:
             "up": st.ready and bool(nodes) and all(n["running"] for n in nodes),
             "ready": st.ready,
             "accel": st.accel,
-            "firmware": st.firmware,
+            "firmware": st.firmware or "per node (topology.json)",
             "kernel": st.kernel,
             "image": st.image,
             "inventory": st.inventory,
@@ -982,7 +1153,8 @@ def status(as_json: bool) -> int:
             print(f"lab {name!r}: {word} ({out['accel']}, {out['firmware']}, kernel {out['kernel']})")
             for n in out["nodes"]:
                 state = "running" if n["running"] else "stopped"
-                print(f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['ipv4']} {n['ipv6']}")
+                addrs = " ".join(f"{lk['interface']} {lk['ipv4']} {lk['ipv6']}" for lk in n["links"])
+                print(f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['firmware']} {addrs}")
             print(f"  inventory: {out['inventory']}")
         if out["stray_pids"]:
             print(f"  stray qemu pids: {out['stray_pids']} (run down)")
@@ -999,7 +1171,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
     p.add_argument("--print", action="store_true", help="only print the image directory (no build)")
     p = sub.add_parser("up", help="boot the VMs and write the inventory")
-    p.add_argument("--count", type=int, default=int(os.environ.get("POOL_LAB_COUNT", "2")))
+    p.add_argument(
+        "--count",
+        type=int,
+        default=int(os.environ["POOL_LAB_COUNT"]) if os.environ.get("POOL_LAB_COUNT") else None,
+        help="boot the first N nodes of topology.json and the links among them (default: all)",
+    )
     p.add_argument("--memory", type=int, default=int(os.environ.get("POOL_LAB_MEMORY", "2048")), help="MiB per VM")
     p.add_argument("--cpus", type=int, default=int(os.environ.get("POOL_LAB_CPUS", "2")), help="vCPUs per VM")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "900")))

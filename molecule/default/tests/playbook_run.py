@@ -18,11 +18,12 @@ RECAP_LINE = re.compile(r"^(\S+)\s*:\s*(ok=\d+.*)$", re.M)
 
 
 def lab_inventory() -> str:
-    """The inventory molecule wrote for the lab; skips when not run by molecule."""
+    """Molecule's inventory folder: its own inventory and the lab's (links, neighbours, peers);
+    skips when not run by molecule."""
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:
         pytest.skip("not run by molecule (MOLECULE_INVENTORY_FILE is unset)")
-    return inventory
+    return os.path.dirname(inventory)
 
 
 def run(argv: list[str], what: str, timeout: int = 3600) -> tuple[str, dict[str, dict[str, int]]]:

@@ -2,7 +2,8 @@
 
 Every node: pool.ko loaded and signed by the collection's signing key (the key
 pool.ops.kmod made on the node), /dev/pool mode 0600, poold active, a trust
-store of exactly the other nodes' public keys, an established session to each
+store of exactly its peers' public keys (the nodes it shares a
+link with), an established session to each
 of them with heartbeats both ways, and a message round trip through poolctl.
 """
 
@@ -30,12 +31,12 @@ def poolctl(host, *args: str) -> dict:
 
 
 def others(host) -> list[tuple[str, testinfra.host.Host]]:
+    """The node's peers: the nodes it shares a link with (the lab inventory's pool_node_peers)."""
     me = host.backend.get_variables()
     inventory = host.backend.ansible_inventory
     return [
         (name, testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory))
-        for name in me["groups"]["pool_nodes"]
-        if name != me["inventory_hostname"]
+        for name in me["pool_node_peers"]
     ]
 
 
@@ -79,7 +80,7 @@ def test_listener_up(host):
     assert stats["listen_port"] == 9253
 
 
-def test_trusts_exactly_the_other_nodes(host):
+def test_trusts_exactly_its_peers(host):
     expected = sorted(own_key(other) for _name, other in others(host))
     trusted = sorted(p["public_key"] for p in poolctl(host, "peers", "list")["peers"])
     assert trusted == expected

@@ -102,9 +102,13 @@ def test_parse_sources_deb822_and_one_line():
     assert pool_lab.parse_sources([one_line]) == {"debian": "http://m.example/debian"}
 
 
-def make_state(rd: Path, count: int = 2) -> pool_lab.State:
-    st = pool_lab.State(name="unit", count=count, accel="tcg", image="/img", kernel="6.1.0-0-amd64", mcast="x")
-    st.nodes = [pool_lab.make_node(rd, i, 40000 + i) for i in range(1, count + 1)]
+def make_state(rd: Path, count: int = 3, firmware: str = "") -> pool_lab.State:
+    topo = pool_lab.load_topology().subset(count)
+    st = pool_lab.State(
+        name="unit", count=count, accel="tcg", image="/img", kernel="6.1.0-0-amd64",
+        mcast={link.name: pool_lab.mcast_group(f"unit:{link.name}") for link in topo.links}, firmware=firmware,
+    )  # fmt: skip
+    st.nodes = [pool_lab.make_node(rd, topo, name, 40000 + i, firmware) for i, name in enumerate(topo.nodes, 1)]
     return st
 
 
@@ -122,14 +126,105 @@ def test_inventory_rendering(tmp_path):
     assert f"UserKnownHostsFile={rd / 'known_hosts'}" in n2["ansible_ssh_common_args"]
     assert n2["pool_lab_ipv4"] == "10.253.0.12"
     assert n2["pool_lab_ipv6"] == "fd53:253::12"
+    assert n2["pool_lab_links"] == {
+        "a": {"interface": "lab-a", "ipv4": "10.253.0.12", "ipv6": "fd53:253::12"},
+        "b": {"interface": "lab-b", "ipv4": "10.253.1.12", "ipv6": "fd53:253:1::12"},
+    }
     assert inv["all"]["vars"]["pool_lab_name"] == "unit"
 
 
+def test_the_default_topology_is_a_line_of_three(tmp_path):
+    """node1 - node2 - node3 on links a and b: node1 and node3 share no link."""
+    yaml = pytest.importorskip("yaml")
+    rd = tmp_path / "run"
+    hosts = yaml.safe_load(pool_lab.render_inventory(make_state(rd), rd))["all"]["children"]["pool_nodes"]["hosts"]
+    assert {h: v["pool_node_peers"] for h, v in hosts.items()} == {
+        "node1": ["node2"],
+        "node2": ["node1", "node3"],
+        "node3": ["node2"],
+    }
+    # Each endpoint is the peer's address on the link the two share.
+    assert hosts["node1"]["pool_node_peer_addresses"] == {"node2": "10.253.0.12"}
+    assert hosts["node3"]["pool_node_peer_addresses"] == {"node2": "10.253.1.12"}
+    assert hosts["node2"]["pool_node_peer_addresses"] == {"node1": "10.253.0.11", "node3": "10.253.1.13"}
+    assert hosts["node3"]["pool_lab_ipv4"] == "10.253.1.13"
+    assert hosts["node3"]["pool_lab_interface"] == "lab-b"
+    assert hosts["node3"]["pool_lab_neighbours"] == {
+        "node2": {"link": "b", "interface": "lab-b", "ipv4": "10.253.1.12", "ipv6": "fd53:253:1::12"}
+    }
+    assert [h["pool_lab_firmware"] for h in hosts.values()] == ["bios", "bios", "uefi"]
+
+
+def test_count_two_is_the_pair_on_link_a(tmp_path):
+    st = make_state(tmp_path, 2)
+    assert [n.name for n in st.nodes] == ["node1", "node2"]
+    assert list(st.mcast) == ["a"]
+    assert [[lk["interface"] for lk in n.links] for n in st.nodes] == [["lab-a"], ["lab-a"]]
+    assert st.nodes[1].neighbours == {
+        "node1": {"link": "a", "interface": "lab-a", "ipv4": "10.253.0.11", "ipv6": "fd53:253::11"}
+    }
+
+
+def test_count_beyond_the_topology_is_refused():
+    with pytest.raises(pool_lab.LabError, match=r"^bad --count 4: topology.json declares 3 nodes, use 1..3$"):
+        pool_lab.load_topology().subset(4)
+    with pytest.raises(pool_lab.LabError, match="bad --count 0"):
+        pool_lab.load_topology().subset(0)
+
+
+def test_qemu_gets_one_nic_per_link_on_the_links_own_segment(tmp_path):
+    st = make_state(tmp_path)
+    topo = pool_lab.load_topology()
+    cmds = {n.name: pool_lab.qemu_command("qemu", st, n, Path("/img"), "K", 2048, 2, topo) for n in st.nodes}
+
+    def segments(cmd):
+        return [a.split("mcast=")[1].split(",")[0] for a in cmd if a.startswith("socket,")]
+
+    assert segments(cmds["node1"]) == [st.mcast["a"]]
+    assert segments(cmds["node2"]) == [st.mcast["a"], st.mcast["b"]]
+    assert segments(cmds["node3"]) == [st.mcast["b"]]
+    append = cmds["node2"][cmds["node2"].index("-append") + 1]
+    assert "slub_debug=FZPU init_on_free=1" in append.split(" ")[4:6] or "slub_debug=FZPU" in append
+    assert "init_on_free=1" in append.split()
+    assert "pool_lab.links=lab-a=52:54:00:fd:01:0c=10.253.0.12/24=fd53:253::12/64,"
+    "lab-b=52:54:00:fd:02:0c=10.253.1.12/24=fd53:253:1::12/64" in append.split()
+    assert "pool_lab.unreachable=10.253.0.0/16=fd53:253::/32" in append.split()
+    # /etc/hosts of node1 names only node2: node3 has no address node1 could reach.
+    a1 = cmds["node1"][cmds["node1"].index("-append") + 1]
+    assert "pool_lab.hosts=node2=10.253.0.12=fd53:253::12" in a1.split()
+
+
 def test_nodes_get_distinct_addresses_and_macs(tmp_path):
-    st = make_state(tmp_path, 4)
-    for attr in ("ipv4", "ipv6", "umac", "pmac", "overlay", "console", "pidfile", "monitor", "port"):
+    st = make_state(tmp_path)
+    for attr in ("umac", "overlay", "console", "pidfile", "monitor", "port"):
         values = [getattr(n, attr) for n in st.nodes]
         assert len(set(values)) == len(values), attr
+    for key in ("mac", "ipv4", "ipv6"):
+        values = [lk[key] for n in st.nodes for lk in n.links]
+        assert len(set(values)) == len(values), key
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda t: t["links"]["b"].update(nodes=["node2", "node9"]), "links.b.nodes"),
+        (lambda t: t["links"]["b"].update(ipv4="192.168.1.0/24"), "inside 'unreachable'"),
+        (lambda t: t["links"]["b"].update(interface="lab-a"), "links.b.interface"),
+        (lambda t: t["nodes"]["node3"].update(firmware="coreboot"), "nodes.node3.firmware"),
+        (lambda t: t.pop("unreachable"), "'unreachable'"),
+    ],
+)
+def test_a_bad_topology_is_refused_naming_the_field(tmp_path, change, message):
+    import json
+
+    topo = json.loads(pool_lab.TOPOLOGY.read_text())
+    change(topo)
+    path = tmp_path / "topology.json"
+    path.write_text(json.dumps(topo))
+    with pytest.raises(pool_lab.LabError) as e:
+        pool_lab.load_topology(path)
+    assert message in str(e.value)
+    assert str(e.value).startswith(f"{path}: ")
 
 
 def test_mcast_group_differs_per_lab():
@@ -139,7 +234,7 @@ def test_mcast_group_differs_per_lab():
 
 
 def test_ssh_timeout_fails_with_the_console_tail(tmp_path):
-    node = pool_lab.make_node(tmp_path, 1, 40001)
+    node = pool_lab.make_node(tmp_path, pool_lab.load_topology(), "node1", 40001)
     Path(node.console).write_text("".join(f"console line {i}\r\n" for i in range(120)))
     now = [0.0]
 
@@ -158,7 +253,7 @@ def test_ssh_timeout_fails_with_the_console_tail(tmp_path):
 
 
 def test_dead_qemu_fails_at_once_with_the_console_tail(tmp_path):
-    node = pool_lab.make_node(tmp_path, 2, 40002)
+    node = pool_lab.make_node(tmp_path, pool_lab.load_topology(), "node2", 40002)
     Path(node.console).write_text("Kernel panic - not syncing\n")
     with pytest.raises(pool_lab.LabError, match="node2: qemu exited") as e:
         pool_lab.wait_for_ssh([node], timeout=300, answers=lambda n: False, alive=lambda n: False)
@@ -166,7 +261,7 @@ def test_dead_qemu_fails_at_once_with_the_console_tail(tmp_path):
 
 
 def test_wait_for_ssh_returns_when_all_answer(tmp_path):
-    nodes = [pool_lab.make_node(tmp_path, i, 40000 + i) for i in (1, 2)]
+    nodes = [pool_lab.make_node(tmp_path, pool_lab.load_topology(), f"node{i}", 40000 + i) for i in (1, 2)]
     calls = {"node1": 0, "node2": 0}
 
     def answers(n):
@@ -198,7 +293,7 @@ def test_down_removes_runtime_state_but_keeps_logs(cache):
         Path(n.monitor).write_text("")
     pool_lab.down(quiet=True)
     left = sorted(p.name for p in rd.iterdir())
-    assert left == ["node1.console.log", "node2.console.log"]
+    assert left == ["node1.console.log", "node2.console.log", "node3.console.log"]
     assert not inv.exists()
 
 
@@ -315,8 +410,8 @@ def test_cli_reset_resets_the_named_node_and_waits_for_ssh(cache, monkeypatch, c
 def test_cli_reset_unknown_node(cache, monkeypatch, capsys):
     up_lab(pool_lab.run_dir())
     monkeypatch.setattr(pool_lab, "monitor_command", lambda *a: pytest.fail("monitor used"))
-    assert pool_lab.main(["reset", "node3"]) == 1
-    assert capsys.readouterr().err.strip() == "pool_lab: lab 'unit' has no VM 'node3' (it has node1, node2)"
+    assert pool_lab.main(["reset", "node9"]) == 1
+    assert capsys.readouterr().err.strip() == "pool_lab: lab 'unit' has no VM 'node9' (it has node1, node2, node3)"
 
 
 def test_cli_reset_without_a_lab(cache, capsys):
@@ -346,20 +441,24 @@ def pflash_drives(cmd: list[str]) -> list[str]:
     return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "-drive" and cmd[i + 1].startswith("if=pflash")]
 
 
-def test_bios_is_the_default_and_adds_no_firmware(monkeypatch, tmp_path):
+def test_firmware_comes_from_the_topology_unless_overridden(monkeypatch, tmp_path):
     monkeypatch.delenv("POOL_LAB_FIRMWARE", raising=False)
-    assert pool_lab.lab_firmware() == "bios"
+    assert pool_lab.firmware_override() == ""
     st = make_state(tmp_path)
-    assert st.firmware == "bios"
-    cmd = pool_lab.qemu_command("qemu", st, st.nodes[0], Path("/img"), "ssh-ed25519 K", 2048, 2)
+    assert [n.firmware for n in st.nodes] == ["bios", "bios", "uefi"]
+    topo = pool_lab.load_topology()
+    cmd = pool_lab.qemu_command("qemu", st, st.nodes[0], Path("/img"), "ssh-ed25519 K", 2048, 2, topo)
     assert pflash_drives(cmd) == []
     assert cmd[cmd.index("-kernel") + 1] == "/img/vmlinuz"
+    cmd = pool_lab.qemu_command("qemu", st, st.nodes[2], Path("/img"), "ssh-ed25519 K", 2048, 2, topo)
+    assert len(pflash_drives(cmd)) == 2
+    assert [n.firmware for n in make_state(tmp_path, firmware="bios").nodes] == ["bios"] * 3
 
 
 def test_uefi_adds_read_only_code_and_a_per_node_variable_store(tmp_path):
-    st = make_state(tmp_path)
-    st.firmware = "uefi"
-    cmds = [pool_lab.qemu_command("qemu", st, n, Path("/img"), "ssh-ed25519 K", 2048, 2) for n in st.nodes]
+    st = make_state(tmp_path, firmware="uefi")
+    topo = pool_lab.load_topology()
+    cmds = [pool_lab.qemu_command("qemu", st, n, Path("/img"), "ssh-ed25519 K", 2048, 2, topo) for n in st.nodes]
     assert pflash_drives(cmds[0]) == [
         "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
         f"if=pflash,format=raw,unit=1,file={tmp_path / 'node1.efivars.fd'}",
@@ -375,7 +474,7 @@ def test_uefi_adds_read_only_code_and_a_per_node_variable_store(tmp_path):
 def test_bad_firmware_is_refused(monkeypatch):
     monkeypatch.setenv("POOL_LAB_FIRMWARE", "coreboot")
     with pytest.raises(pool_lab.LabError, match=r"^bad POOL_LAB_FIRMWARE 'coreboot': use bios or uefi$"):
-        pool_lab.lab_firmware()
+        pool_lab.firmware_override()
 
 
 def test_missing_ovmf_names_the_package(monkeypatch, tmp_path):
@@ -407,8 +506,7 @@ def test_cli_up_with_uefi_and_no_ovmf_fails_in_one_line_before_starting(cache, m
 def test_down_removes_the_variable_stores(cache):
     rd = pool_lab.run_dir()
     rd.mkdir(parents=True)
-    st = make_state(rd)
-    st.firmware = "uefi"
+    st = make_state(rd, 2, firmware="uefi")
     st.save(rd)
     for n in st.nodes:
         Path(pool_lab.efivars_path(n)).write_bytes(b"\0")

@@ -40,6 +40,7 @@ def render(me: str, peers: list[str], extra: list[dict] | None = None, **overrid
         "pool_node_segment_id": 0,
         "pool_node_state_dir": "/var/lib/pool",
         "pool_node_extra_peers": extra or [],
+        "pool_node_peer_addresses": {},
         "__pool_node_peer_hosts": peers,
         "hostvars": hostvars,
         "inventory_hostname": me,
@@ -81,3 +82,19 @@ def test_listen_false():
 def test_bad_port_rejected_by_poold_parser(port):
     with pytest.raises(conf.ConfError):
         conf.parse(render("node1", [], pool_node_port=port), "pool.conf")
+
+
+def test_peer_address_override_keeps_the_peers_port():
+    """pool_node_peer_addresses: this node reaches a peer at another address (the lab's shared link)."""
+    text = render(
+        "node2", ["node1", "node3"], pool_node_peer_addresses={"node3": "10.253.1.13", "node1": "fd53:253::11"}
+    )
+    endpoints = {p.name: str(p.endpoint) for p in conf.parse(text, "pool.conf").peers}
+    assert endpoints == {"node1": "[fd53:253::11]:9253", "node3": "10.253.1.13:9253"}
+    assert "# Trust store: node1, node3 of the inventory group pool_nodes." in text
+
+
+def test_without_an_override_the_peers_own_endpoint():
+    text = render("node1", ["node2", "node3"], pool_node_peer_addresses={"node3": ""})
+    endpoints = {p.name: str(p.endpoint) for p in conf.parse(text, "pool.conf").peers}
+    assert endpoints == {"node2": "10.253.0.12:9253", "node3": "[fd53:253::13]:9253"}
