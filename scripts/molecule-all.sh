@@ -1,45 +1,65 @@
 #!/usr/bin/env bash
-# Run `molecule test` for every scenario under molecule/ (each folder with a
-# molecule.yml), stop at the first failure, print a timing line per scenario.
+# Every molecule scenario on one shared lab: `molecule test --all` with shared_state
+# (.config/molecule/config.yml). The default scenario creates the lab and converges it once,
+# checks idempotence once, and verifies; then every other scenario runs its verify (and its own
+# cleanup) on the same lab, in name order; the lab is destroyed once at the end, also on failure.
+# The full log goes to $POOL_MOLECULE_LOG_DIR/all.log, split per scenario into <name>.log; on a
+# failure, what failed is repeated at the tail, where a CI log shows it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | sort)
-if [ "${#scenarios[@]}" -eq 0 ]; then
+if ! find molecule -mindepth 2 -maxdepth 2 -name molecule.yml | grep -q .; then
 	echo "molecule-all: no scenarios under molecule/" >&2
 	exit 1
 fi
-# default first: it is the baseline the others build on.
-ordered=()
-for s in "${scenarios[@]}"; do [ "$s" = molecule/default ] && ordered+=("$s"); done
-for s in "${scenarios[@]}"; do [ "$s" = molecule/default ] || ordered+=("$s"); done
 
 logs="${POOL_MOLECULE_LOG_DIR:-.cache/molecule-logs}"
 mkdir -p "$logs"
+rm -f "$logs"/*.log
+all="$logs/all.log"
 
-# A CI log is often read from its tail: repeat there what failed (pytest's
-# summary lines, failed Ansible tasks and assertion messages) from the full log.
-failure_summary() {
-	local log="$1"
-	echo "molecule-all: what failed (from $log):" >&2
-	# Molecule prefixes lines with colours, a time and a box bar: strip those first.
-	sed -E 's/\x1b\[[0-9;]*m//g; s/^[[:space:]]*([0-9:.]+[[:space:]]+)?(│[[:space:]]?)?([0-9:.]+[[:space:]]+)?//' "$log" |
-		grep -aE '^(FAILED|ERROR) |^E  |^fatal: |^failed: |"msg": ' | tail -n 40 >&2 || true
+# Molecule prefixes lines with colours: strip them for the files and the summary.
+plain() { sed -E 's/\x1b\[[0-9;]*m//g' "$1"; }
+
+# Seconds since the start before every line, so that the log times each step.
+stamp() { python3 -u -c 'import sys, time
+t0 = time.monotonic()
+for line in sys.stdin:
+    sys.stdout.write(f"{time.monotonic() - t0:6.0f} {line}")'; }
+
+# One file per scenario: a line belongs to the scenario named in the last "NAME ➜ step:" line.
+split_logs() {
+	plain "$all" | awk -v dir="$logs" '
+		match($0, /^[[:space:]]*[0-9]+ (INFO|WARNING|ERROR|CRITICAL)[[:space:]]+[A-Za-z0-9_-]+ ➜ /) {
+			name = substr($0, RSTART, RLENGTH)
+			sub(/ ➜ $/, "", name)
+			sub(/.*[[:space:]]/, "", name)
+		}
+		name != "" { print > (dir "/" name ".log") }
+	'
 }
 
-total_start=$SECONDS
-for dir in "${ordered[@]}"; do
-	name="${dir#molecule/}"
-	start=$SECONDS
-	log="$logs/$name.log"
-	echo "molecule-all: scenario $name (full log: $log)"
-	if molecule test -s "$name" 2>&1 | tee "$log"; then
-		echo "molecule-all: $name passed in $((SECONDS - start)) s"
-	else
-		rc=${PIPESTATUS[0]}
-		failure_summary "$log"
-		echo "molecule-all: $name FAILED (exit $rc) after $((SECONDS - start)) s" >&2
-		exit "$rc"
-	fi
-done
-echo "molecule-all: ${#ordered[@]} scenario(s) passed in $((SECONDS - total_start)) s"
+failure_summary() {
+	echo "molecule-all: what failed (from $all):" >&2
+	plain "$all" | sed -E 's/^[[:space:]]*([0-9:.]+[[:space:]]+)?(│[[:space:]]?)?([0-9:.]+[[:space:]]+)?//' |
+		grep -aE '^(FAILED|ERROR) |^E  |^fatal: |^failed: |"msg": |➜ [a-z_]+: Executed: Failed' | tail -n 40 >&2 || true
+}
+
+start=$SECONDS
+echo "molecule-all: molecule test --all on one shared lab (full log: $all)"
+steps() {
+	echo "molecule-all: seconds since the start at each scenario step:"
+	plain "$all" | grep -aE '^[[:space:]]*[0-9]+ (INFO|ERROR)[[:space:]]+[a-z0-9_-]+ ➜ [a-z_]+: (Executing|Executed)' || true
+}
+if molecule test --all 2>&1 | stamp | tee "$all"; then
+	split_logs
+	steps
+	echo "molecule-all: every scenario passed in $((SECONDS - start)) s"
+else
+	rc=${PIPESTATUS[0]}
+	split_logs
+	steps
+	failure_summary
+	echo "molecule-all: FAILED (exit $rc) after $((SECONDS - start)) s; per-scenario logs in $logs/" >&2
+	exit "$rc"
+fi

@@ -142,6 +142,10 @@ WantedBy=multi-user.target
 EOF
 systemctl enable pool-lab-setup.service
 
+# A persistent journal: the kernel log of a boot that ended in a power cycle (pool_lab.py reset)
+# is still there to be checked for kernel reports (molecule/lab/kernel_log.py).
+mkdir -p /var/log/journal
+
 # Keep boots short under TCG: nothing periodic, no waiting for the network.
 systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer \
 	e2scrub_all.timer e2scrub_reap.service fstrim.timer \

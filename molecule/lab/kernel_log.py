@@ -3,11 +3,13 @@
 
 The lab boots with slub_debug=FZPU init_on_free=1 (pool_lab.SLAB_CHECKS), so memory misuse in
 pool.ko is reported as "Poison overwritten", "Redzone" or a BUG line instead of passing unseen.
-Every scenario's verify ends by reading each node's kernel log since boot through this module:
+Every scenario's verify ends by reading each node's kernel log since the VM was first booted
+(the lab's journal is persistent, so a power cycle loses nothing) through this module:
 
-    journalctl -k -b -o short-monotonic --no-pager | python3 kernel_log.py NODE
+    journalctl -k -o short-monotonic --no-pager | python3 kernel_log.py NODE
 
-prints the offending lines and exits 1, or prints nothing and exits 0. Standard library only.
+prints the offending lines and exits 1, or prints nothing and exits 0; `kernel_log.py
+--read-command` prints that command. Standard library only.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import sys
 
 # The kernel's own words for a report that must never pass a run.
 BAD_LINE = re.compile(r"BUG|WARNING:|Oops|general protection|KASAN|Poison overwritten|Redzone")
-# A command to read the log since boot on a node (journald keeps what the ring buffer dropped).
-READ_COMMAND = "journalctl -k -b -o short-monotonic --no-pager 2>/dev/null || dmesg"
+# A command to read a node's kernel log of every boot (journald also keeps what the ring buffer
+# dropped); dmesg (this boot only) where journald has nothing.
+READ_COMMAND = "journalctl -k -o short-monotonic --no-pager 2>/dev/null | grep . || dmesg"
 
 
 def problems(text: str) -> list[str]:
@@ -27,10 +30,13 @@ def problems(text: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:] == ["--read-command"]:
+        print(READ_COMMAND)
+        return 0
     node = argv[1] if len(argv) > 1 else "node"
     found = problems(sys.stdin.read())
     if found:
-        print(f"{node}: {len(found)} kernel report line(s) since boot:", *found[:40], sep="\n")
+        print(f"{node}: {len(found)} kernel report line(s):", *found[:40], sep="\n")
         return 1
     return 0
 

@@ -213,7 +213,9 @@ class Topology:
     def subset(self, count: int) -> Topology:
         """The first `count` nodes and the links that still join two of them."""
         if not 1 <= count <= len(self.nodes):
-            raise LabError(f"bad --count {count}: topology.json declares {len(self.nodes)} nodes, use 1..{len(self.nodes)}")
+            raise LabError(
+                f"bad --count {count}: topology.json declares {len(self.nodes)} nodes, use 1..{len(self.nodes)}"
+            )
         names = self.nodes[:count]
         links = []
         for link in self.links:
@@ -814,7 +816,9 @@ def qemu_command(
 ) -> list[str]:
     # Only the neighbours go into /etc/hosts: a node without a shared link has no address to name.
     hosts = ",".join(f"{m}={v['ipv4']}={v['ipv6']}" for m, v in n.neighbours.items())
-    links = ",".join(f"{lk['interface']}={lk['mac']}={lk['ipv4']}/{lk['prefix4']}={lk['ipv6']}/{lk['prefix6']}" for lk in n.links)
+    links = ",".join(
+        f"{lk['interface']}={lk['mac']}={lk['ipv4']}/{lk['prefix4']}={lk['ipv6']}/{lk['prefix6']}" for lk in n.links
+    )
     append = " ".join(
         [
             "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=10",

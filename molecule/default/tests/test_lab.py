@@ -55,14 +55,18 @@ def test_addresses_on_each_link(host):
 def test_neighbours_reachable_over_their_link(host, family, key):
     for name, n in me(host)["pool_lab_neighbours"].items():
         cmd = host.run("ping %s -c 2 -W 3 -I %s %s", family, n["interface"], n[key])
-        assert cmd.rc == 0, f"{me(host)['inventory_hostname']} cannot reach {name} at {n[key]}: {cmd.stdout}{cmd.stderr}"
+        assert cmd.rc == 0, (
+            f"{me(host)['inventory_hostname']} cannot reach {name} at {n[key]}: {cmd.stdout}{cmd.stderr}"
+        )
 
 
 def test_no_path_to_a_node_without_a_shared_link(host):
     """node1 and node3 share no link: neither ping nor TCP reaches any address of the other."""
     name = me(host)["inventory_hostname"]
     strangers = {
-        other: v for other, v in lab_nodes(host).items() if other != name and other not in me(host)["pool_lab_neighbours"]
+        other: v
+        for other, v in lab_nodes(host).items()
+        if other != name and other not in me(host)["pool_lab_neighbours"]
     }
     for other, v in strangers.items():
         for link in v["pool_lab_links"].values():

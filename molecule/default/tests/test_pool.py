@@ -35,8 +35,7 @@ def others(host) -> list[tuple[str, testinfra.host.Host]]:
     me = host.backend.get_variables()
     inventory = host.backend.ansible_inventory
     return [
-        (name, testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory))
-        for name in me["pool_node_peers"]
+        (name, testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)) for name in me["pool_node_peers"]
     ]
 
 

@@ -6,7 +6,8 @@
 # Steps: fresh converge; idempotent re-run (changed=false, nothing rebuilt);
 # check mode; changed source -> rebuild + reload; new parameters -> reload;
 # absent; absent again (changed=false). Prints the time of each step.
-#   ./runme.sh --mok INVENTORY      Secure Boot path (mok.yml) on a lab booted under UEFI:
+#   ./runme.sh --mok [--limit HOSTS] INVENTORY   Secure Boot path (mok.yml) on lab nodes booted
+#   under UEFI: the shared lab's node3 (molecule/secureboot runs it there in `./run test`), or
 #   POOL_LAB_NAME=uefi POOL_LAB_FIRMWARE=uefi python3 molecule/lab/pool_lab.py up --count 1 --inventory /tmp/uefi-hosts.yml
 # Steps: clean slate (no pending MOK request); import (reboot_required); again (no second
 # import, changed=false); the MOK password never appears in the output; cleanup.
@@ -14,11 +15,19 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../../.." && pwd)"
 mode=kmod
-if [ "${1:-}" = --mok ]; then
-	mode=mok
+limit=all
+while [ $# -gt 1 ]; do
+	case "$1" in
+	--mok) mode=mok ;;
+	--limit)
+		limit="$2"
+		shift
+		;;
+	*) break ;;
+	esac
 	shift
-fi
-inv="${1:?usage: runme.sh [--mok] INVENTORY}"
+done
+inv="${1:?usage: runme.sh [--mok] [--limit HOSTS] INVENTORY}"
 export ANSIBLE_COLLECTIONS_PATH="$repo/.cache/collections"
 export ANSIBLE_HOST_KEY_CHECKING=False
 "$repo/scripts/link-collection.sh"
@@ -32,7 +41,7 @@ step() {
 	shift
 	local t0=$SECONDS
 	echo "=== $name"
-	ansible-playbook -i "$inv" "$here/kmod.yml" -e "kmod_src=$work/src" "$@"
+	ansible-playbook -i "$inv" --limit "$limit" "$here/kmod.yml" -e "kmod_src=$work/src" "$@"
 	echo "=== $name: $((SECONDS - t0)) s"
 }
 
@@ -45,7 +54,7 @@ if [ "$mode" = mok ]; then
 		shift
 		local t0=$SECONDS
 		echo "=== $name"
-		ansible-playbook -vvv -i "$inv" "$here/mok.yml" -e "kmod_src=$work/src" -e "kmod_mok_password=$pw" "$@" \
+		ansible-playbook -vvv -i "$inv" --limit "$limit" "$here/mok.yml" -e "kmod_src=$work/src" -e "kmod_mok_password=$pw" "$@" \
 			2>&1 | tee "$out"
 		local rc=${PIPESTATUS[0]}
 		if grep -qF -- "$pw" "$out"; then
@@ -63,7 +72,7 @@ if [ "$mode" = mok ]; then
 	cleanup() {
 		# Drop the pending request (mokutil --revoke-import asks no password) and check it is gone.
 		# shellcheck disable=SC2016 # expanded by the node's shell, not here
-		ansible all -i "$inv" -b -m ansible.builtin.shell -a \
+		ansible "$limit" -i "$inv" -b -m ansible.builtin.shell -a \
 			'mokutil --revoke-import 2>&1 || true; test -z "$(mokutil --list-new 2>/dev/null)"'
 	}
 	step "clean slate" -e kmod_state=absent
