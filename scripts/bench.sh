@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: site.yml rolled out onto a lab, then the benchmarks.
 # The lab is POOL_BENCH_LAB (default "bench"). If it is already up (for example a
-# converged molecule lab: POOL_BENCH_LAB=molecule-default), it is used as it is
+# converged molecule lab: POOL_BENCH_LAB=molecule), it is used as it is
 # and left running; otherwise the lab is booted, rolled out and torn down after.
 set -euo pipefail
 cd "$(dirname "$0")/.."

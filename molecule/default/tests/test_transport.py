@@ -1,4 +1,4 @@
-"""pool.ko's transport on the two-VM lab (issue 3, point 5).
+"""pool.ko's transport between node1 and node2 of the lab (issue 3, point 5).
 
 Runs after converge: pool.ko loaded on node1 and node2, poold on both, each
 trusting the other, one session between them. Every test leaves the nodes as
