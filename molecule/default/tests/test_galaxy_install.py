@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_site_from_the_installed_collection_changes_nothing() -> None:
     _out, recaps = run(
-        [str(ROOT / "scripts" / "galaxy-install-test.sh"), "-i", lab_inventory()],
+        # All nodes in one batch, as converge.yml rolls out.
+        [str(ROOT / "scripts" / "galaxy-install-test.sh"), "-i", lab_inventory(), "-e", "pool_serial=100%"],
         "galaxy-install-test (site.yml from the installed collection)",
     )
     assert set(recaps) == {"node1", "node2", "node3"}, f"recaps: {recaps}"

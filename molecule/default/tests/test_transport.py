@@ -60,8 +60,9 @@ class Node:
     inventory names no ControlPath, so testinfra would make a new SSH connection,
     tens of seconds under a loaded TCG host, for every command)."""
 
-    def __init__(self, host: testinfra.host.Host, name: str, ipv4: str) -> None:
+    def __init__(self, host: testinfra.host.Host, name: str, ipv4: str, peers: list[str]) -> None:
         self.host, self.name, self.ipv4 = host, name, ipv4
+        self.peers = peers  # the nodes poold holds a session with (its neighbours in the lab)
         self.py = ""
         self.key = ""
         self.ssh = _ssh_base(self, mux=True)
@@ -157,7 +158,7 @@ class Lab:
 def _node(inventory: str | None, name: str) -> Node:
     host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
     v = host.backend.get_variables()
-    return Node(host, name, v.get("pool_lab_ipv4") or ("10.253.0.11" if name == "node1" else "10.253.0.12"))
+    return Node(host, name, v["pool_lab_ipv4"], v["pool_node_peers"])
 
 
 @pytest.fixture(scope="module")
@@ -626,11 +627,11 @@ def _slab(node: Node) -> dict:
 
 
 def _settle(lab: Lab, timeout: float = 120) -> None:
-    """Only poold's session left on both nodes (the cycles' sessions all closed and reaped)."""
+    """Only poold's sessions left on both nodes, one with each of the node's peers (the cycles'
+    sessions all closed and reaped)."""
     deadline = time.monotonic() + timeout
     while True:
-        c1, c2 = len(lab.n1.sessions()), len(lab.n2.sessions())
-        if c1 == 1 and c2 == 1:
+        if all(len(n.sessions()) == len(n.peers) for n in (lab.n1, lab.n2)):
             return
         if time.monotonic() > deadline:
             pytest.fail(f"sessions left after the cycles: node1 {lab.n1.sessions()}, node2 {lab.n2.sessions()}")
