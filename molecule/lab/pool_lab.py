@@ -288,7 +288,7 @@ def load_topology(path: Path = TOPOLOGY) -> Topology:
             raise bad(f"links.{name}.nodes {list(link.nodes)}: at least two distinct declared nodes")
         if not (link.ipv4.subnet_of(unreachable4) and link.ipv6.subnet_of(unreachable6)):
             raise bad(f"links.{name}: its networks must lie inside 'unreachable'")
-        if link.ipv4.num_addresses < 10 + len(nodes) + 2 or len(nodes) > 89:
+        if link.ipv4.num_addresses < 10 + len(nodes) + 2:
             raise bad(f"links.{name}.ipv4 {link.ipv4} is too small for {len(nodes)} nodes")
         links.append(link)
     return Topology(nodes, firmware, tuple(links), unreachable4, unreachable6)
