@@ -43,7 +43,10 @@ def test_echo_with_sha256_and_timed_rekeys(tmp_path: Path) -> None:
     results: list[dict] = []
 
     async def main() -> dict:
-        c = cfg(rekey_seconds=0.25, heartbeat_seconds=0.2)
+        # A peer is dead after 3 silent heartbeat intervals: at 0.5 s, a test process that the
+        # scheduler stalls for a second on a loaded machine (./run test runs the lab beside the unit
+        # tests) is not mistaken for a dead peer, as it was at 0.2 s.
+        c = cfg(rekey_seconds=0.25, heartbeat_seconds=0.5)
 
         async def on_session(peer: refpeer.PeerSession) -> None:
             await refpeer.run_echo(peer)
@@ -52,11 +55,12 @@ def test_echo_with_sha256_and_timed_rekeys(tmp_path: Path) -> None:
         server, port = await start_server([S_i], s_r, c, on_session)
         try:
             peer = await refpeer.connect("127.0.0.1", port, s_i, S_r, c)
-            # Slow the sender down so that heartbeats and timed rekeys happen under traffic.
+            # Slow the sender down (about 4 s in all) so that heartbeats and timed rekeys happen
+            # under traffic.
             with src.open("rb") as fh:
                 while block := fh.read(50_000):
                     await peer.send(block)
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.1)
             while peer.stats.bytes_recv < len(data):
                 await asyncio.sleep(0.02)
             await peer.close()
