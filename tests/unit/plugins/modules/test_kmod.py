@@ -6,6 +6,7 @@ import re
 
 import pytest
 from ansible_collections.pool.ops.plugins.module_utils import dkms
+from ansible_collections.pool.ops.plugins.module_utils import kmod_host
 from ansible_collections.pool.ops.plugins.modules import kmod
 
 CERT_TEXT = """\
@@ -61,14 +62,14 @@ def make(params=None, check_mode=False, answers=None):
 
 
 def test_missing_headers_message_names_the_package():
-    assert kmod.missing_headers_message("6.1.0-x-amd64") == (
+    assert kmod_host.missing_headers_message("6.1.0-x-amd64") == (
         "kernel headers for 6.1.0-x-amd64 missing: install linux-headers-6.1.0-x-amd64 (or set install_headers: true)")
 
 
 def test_missing_headers_fail_without_install(monkeypatch):
     module, k = make()
     monkeypatch.setattr(kmod.Kmod, "has_headers", staticmethod(lambda kernel: False))
-    with pytest.raises(kmod.KmodError, match=re.escape("install linux-headers-6.1.0-9-amd64")):
+    with pytest.raises(kmod_host.KmodError, match=re.escape("install linux-headers-6.1.0-9-amd64")):
         k.ensure_headers(["6.1.0-9-amd64"])
     assert module.calls == []
 
@@ -101,7 +102,7 @@ def test_missing_headers_check_mode_changes_nothing(monkeypatch):
 
 
 def test_check_signature_accepts_our_certificate():
-    kmod.check_signature(SIGNER, SIG_KEY, FACTS, "pool.ko")
+    kmod_host.check_signature(SIGNER, SIG_KEY, FACTS, "pool.ko")
 
 
 @pytest.mark.parametrize(
@@ -109,8 +110,8 @@ def test_check_signature_accepts_our_certificate():
     [("DKMS module signing key", SIG_KEY), (SIGNER, "FF:EE"), ("", ""), (SIGNER, "")],
 )
 def test_check_signature_rejects_others(signer, sig_key):
-    with pytest.raises(kmod.KmodError, match=re.escape("signature check failed for pool.ko")):
-        kmod.check_signature(signer, sig_key, FACTS, "pool.ko")
+    with pytest.raises(kmod_host.KmodError, match=re.escape("signature check failed for pool.ko")):
+        kmod_host.check_signature(signer, sig_key, FACTS, "pool.ko")
 
 
 def test_installed_ok_reads_modinfo(monkeypatch):
@@ -172,7 +173,7 @@ def test_sign_module_strips_old_signature_and_checks(tmp_path, monkeypatch):
     ],
 )
 def test_parse_sb_state(out, err, state):
-    assert kmod.parse_sb_state(0, out, err) == state
+    assert kmod_host.parse_sb_state(0, out, err) == state
 
 
 @pytest.mark.parametrize(
@@ -185,7 +186,7 @@ def test_parse_sb_state(out, err, state):
     ],
 )
 def test_parse_test_key(out, expected):
-    assert kmod.parse_test_key(out, "") == expected
+    assert kmod_host.parse_test_key(out, "") == expected
 
 
 def _mok(tmp_path, sb, test_key, check_mode=False):
@@ -287,7 +288,7 @@ def test_modprobe_secure_boot_rejection_names_the_fix():
     err = "modprobe: ERROR: could not insert 'pool': Key was rejected by service\n"
     _module, k = make(answers={"/usr/bin/modprobe pool": (1, "", err)})
     k.modprobe_bin = "/usr/bin/modprobe"
-    with pytest.raises(kmod.KmodError, match="enroll_mok: true"):
+    with pytest.raises(kmod_host.KmodError, match="enroll_mok: true"):
         k.modprobe()
 
 
@@ -300,7 +301,7 @@ def test_target_kernels(monkeypatch):
     assert k.target_kernels() == ["6.1.0-9-amd64", "6.12.1-amd64"]
     assert "linux-headers-6.1.0-8-amd64" in _module.warnings[0]
     _module, k = make({"state": "loaded", "kernels": ["bad kernel"]})
-    with pytest.raises(kmod.KmodError, match="neither running, all"):
+    with pytest.raises(kmod_host.KmodError, match="neither running, all"):
         k.target_kernels()
 
 
@@ -326,7 +327,7 @@ def test_missing_headers_retry_after_apt_update(monkeypatch):
 
 
 def test_remove_stale_only_touches_managed_versions(tmp_path, monkeypatch):
-    monkeypatch.setattr(kmod, "USR_SRC", str(tmp_path))
+    monkeypatch.setattr(kmod_host, "USR_SRC", str(tmp_path))
     for v in ("0.1.0+old", "0.1.0+new", "0.0.1+other"):
         (tmp_path / ("pool-" + v)).mkdir()
     (tmp_path / "pool-0.1.0+old" / dkms.MANAGED_MARKER).write_text("x")
@@ -347,7 +348,7 @@ def test_remove_stale_only_touches_managed_versions(tmp_path, monkeypatch):
 
 
 def test_remove_stale_keeps_versions_other_kernels_use(tmp_path, monkeypatch):
-    monkeypatch.setattr(kmod, "USR_SRC", str(tmp_path))
+    monkeypatch.setattr(kmod_host, "USR_SRC", str(tmp_path))
     (tmp_path / "pool-0.1.0+old").mkdir()
     (tmp_path / "pool-0.1.0+old" / dkms.MANAGED_MARKER).write_text("x")
     entries = dkms.parse_status(
