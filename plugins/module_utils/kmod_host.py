@@ -110,8 +110,8 @@ class KmodHost:
         self.actions.append(text)
         self.changed = True
 
-    def cmd(self, argv, what=None, fix=None, check=True, data=None):
-        return run(self.m, argv, what=what, fix=fix, check=check, data=data)
+    def cmd(self, argv, what=None, fix=None, check=True, data=None, env=None):
+        return run(self.m, argv, what=what, fix=fix, check=check, data=data, env=env)
 
     def tmpdir(self):
         path = tempfile.mkdtemp(prefix="pool-kmod-")
