@@ -57,8 +57,8 @@ options:
       - V(present) builds, signs and installs the module for the selected kernels and writes the
         C(modprobe.d) options, but does not load it.
       - V(loaded) also loads it (and reloads it when needed) in the running kernel.
-      - V(absent) unloads it, removes every DKMS version of it, the sources it shipped and its
-        C(modprobe.d)/C(modules-load.d) files. The signing key and certificate stay.
+      - V(absent) unloads it, removes every DKMS version of it, the sources it shipped, its binary packages
+        and its C(modprobe.d)/C(modules-load.d) files. The signing key and certificate stay.
     type: str
     choices: [present, loaded, absent]
     default: present
@@ -67,8 +67,22 @@ options:
       - The module source tree (with C(VERSION), C(dkms.conf), C(Kbuild)/C(Makefile) and sources).
       - On the controller unless O(remote_src=true); then on the node, a folder or a tar archive.
       - Hidden files and build outputs (C(*.o), C(*.ko), C(*.mod.c), C(Module.symvers), ...) are ignored.
-      - Required unless O(state=absent).
+      - O(src) or O(packages) is required unless O(state=absent).
     type: path
+  packages:
+    description:
+      - Install the module from binary packages made on a build host by P(pool.ops.kmod_package#module), one per
+        kernel (paths on the node), instead of building it here; the node needs no dkms, compiler or headers.
+      - Each package's signer (its C(Pool-Signer)/C(Pool-Sig-Key) fields, then the installed file's
+        C(modinfo)) must match the fleet certificate, given as O(signing_cert) or O(signing_cert_content);
+        a signing key is refused here. With O(state=loaded) one of them must be for the running kernel.
+      - A package whose version is installed already is not installed again. DKMS versions of the module that
+        this module installed for the same kernels are removed (they would shadow the package's file); an
+        unmanaged DKMS version is an error. Without O(packages), a DKMS build removes the packages instead.
+      - Mutually exclusive with O(src).
+    type: list
+    elements: path
+    version_added: 0.2.0
   remote_src:
     description:
       - Whether O(src) is already on the node.
@@ -113,7 +127,8 @@ options:
     type: path
   signing_cert:
     description:
-      - Path on the node of the X.509 certificate (PEM or DER) of O(signing_key).
+      - Path on the node of the X.509 certificate (PEM or DER) of O(signing_key); with O(packages), the fleet
+        certificate the packages must be signed with.
     type: path
   signing_key_content:
     description:
@@ -124,6 +139,7 @@ options:
     description:
       - The certificate (PEM) of O(signing_key_content) as text; it is kept in
         C(<signing_dir>/<name>-signing.crt) so that C(mokutil) and later runs can use it.
+      - With O(packages), the fleet certificate alone, kept in C(<signing_dir>/<name>-fleet.crt).
     type: str
   signing_dir:
     description:
@@ -205,7 +221,13 @@ EXAMPLES = r"""
   register: pool_kmod
   no_log: false
 
-- name: Remove the module, its DKMS versions and its configuration
+- name: Install and load the package a build host made with pool.ops.kmod_package
+  pool.ops.kmod:
+    packages: [/var/lib/pool/packages/pool-modules-6.1.0-27-amd64_0.1.0+3f2a9c0d41be_amd64.deb]
+    signing_cert_content: "{{ pool_packages.certificate }}"
+    state: loaded
+
+- name: Remove the module, its DKMS versions, its packages and its configuration
   pool.ops.kmod:
     state: absent
 """
@@ -287,6 +309,24 @@ reboot_required:
   returned: always
   type: bool
   sample: false
+packages:
+  description: With O(packages), the package names, one per kernel.
+  returned: always
+  type: list
+  elements: str
+  sample: [pool-modules-6.1.0-27-amd64]
+installed:
+  description: Packages installed (or replaced) during this run.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+removed_packages:
+  description: Binary packages of the module removed during this run (a DKMS build or O(state=absent) replaced them).
+  returned: always
+  type: list
+  elements: str
+  sample: []
 actions:
   description: What was done (or, in check mode, would be done), in order.
   returned: always
@@ -301,8 +341,8 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pool.ops.plugins.module_utils import dkms
-from ansible_collections.pool.ops.plugins.module_utils.common import CommandError, last_line, read_file
+from ansible_collections.pool.ops.plugins.module_utils import dkms, modpkg
+from ansible_collections.pool.ops.plugins.module_utils.common import CommandError, atomic_write, last_line, read_file
 from ansible_collections.pool.ops.plugins.module_utils.kmod_host import (
     DKMS_TREE,
     MODPROBE_D,
@@ -314,8 +354,15 @@ from ansible_collections.pool.ops.plugins.module_utils.kmod_host import (
 
 
 class Kmod(KmodHost):
+    def __init__(self, module):
+        super(Kmod, self).__init__(module)
+        self.result.update(packages=[], installed=[], removed_packages=[])
+
     def present(self):
         p = self.p
+        for key, cert in (("signing_key", "signing_cert"), ("signing_key_content", "signing_cert_content")):
+            if bool(p[key]) != bool(p[cert]):
+                raise KmodError("%s and %s go together: give both or neither" % (key, cert))
         self.modinfo_bin = self.need_bin("modinfo", "kmod")
         self.modprobe_bin = self.need_bin("modprobe", "kmod")
         self.dkms_bin = self.need_bin("dkms", "dkms")
@@ -382,6 +429,9 @@ class Kmod(KmodHost):
                 self.dkms(["remove", "-m", self.name, "-v", version, "--all"], check=False)
                 shutil.rmtree(self.src_dir(version), ignore_errors=True)
             raise
+
+        # A binary package of the module for these kernels would hold the file DKMS installs beside.
+        self.remove_packages(kernels)
 
         # Switch kernels over to the new version, one at a time, rolling back on failure.
         for k in todo:
@@ -529,6 +579,7 @@ class Kmod(KmodHost):
                 self.modprobe(remove=True)
         self.drop_file(os.path.join(MODPROBE_D, "%s.conf" % self.name))
         self.drop_file(os.path.join(MODULES_LOAD_D, "%s.conf" % self.name))
+        self.remove_packages()
         versions = dkms.status_versions(self.dkms_status()) if self.dkms_bin else []
         for v in versions:
             self.act("dkms remove %s/%s" % (self.name, v))
@@ -542,9 +593,161 @@ class Kmod(KmodHost):
                     shutil.rmtree(path)
         self.secure_boot(None, None)
 
+    # ---------------------------------------------------------------- packages (built on a build host)
+    def dpkg_installed(self):
+        """{package: version} of this module's binary packages installed on the node."""
+        query = self.m.get_bin_path("dpkg-query")
+        if not query:
+            return {}
+        _rc, out, _err = self.cmd([query, "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n",
+                                   "%s-modules-*" % self.name], check=False)
+        return modpkg.parse_query(out)
+
+    def remove_packages(self, kernels=None):
+        """Remove this module's binary packages (of ``kernels``, or all): DKMS takes over."""
+        for pkg in sorted(self.dpkg_installed()):
+            kernel = pkg[len("%s-modules-" % self.name):]
+            if kernels is not None and kernel not in kernels:
+                continue
+            self.act("remove package %s" % pkg)
+            self.result["removed_packages"].append(pkg)
+            if not self.check:
+                self.cmd([self.need_bin("dpkg", "dpkg"), "--purge", pkg], what="dpkg --purge %s" % pkg,
+                         env={"DEBIAN_FRONTEND": "noninteractive"})
+
+    def fleet_certificate(self):
+        """(cert path, facts) of the certificate the packages must be signed with."""
+        p = self.p
+        if p["signing_key"] or p["signing_key_content"]:
+            raise KmodError("packages are signed on the build host (pool.ops.kmod_package): give the fleet "
+                            "certificate (signing_cert or signing_cert_content), never its key, to a node")
+        if p["signing_cert"]:
+            if not os.path.isfile(p["signing_cert"]):
+                raise KmodError("signing_cert %s does not exist on the node: fix signing_cert" % p["signing_cert"])
+            return p["signing_cert"], self.openssl_facts(p["signing_cert"])
+        if not p["signing_cert_content"]:
+            raise KmodError("packages need the fleet certificate to check the module's signature against: give "
+                            "signing_cert_content (pool.ops.kmod_package returns it as certificate), or sign: false")
+        content = p["signing_cert_content"].strip() + "\n"
+        cert = os.path.join(p["signing_dir"], "%s-fleet.crt" % self.name)
+        self.ensure_signing_dir(p["signing_dir"])
+        if read_file(cert) != content:
+            self.act("write %s" % cert)
+            if self.check:
+                probe = os.path.join(self.tmpdir(), "fleet.crt")
+                atomic_write(probe, content, 0o644)
+                return cert, self.openssl_facts(probe)
+            atomic_write(cert, content, 0o644)
+        return cert, self.openssl_facts(cert)
+
+    def read_packages(self):
+        dpkg_deb = self.need_bin("dpkg-deb", "dpkg")
+        found = {}
+        for path in self.p["packages"]:
+            if not os.path.isfile(path):
+                raise KmodError("package %s does not exist on the node: copy it there first (the pool.ops.kmod "
+                                "role does)" % path)
+            rc, out, err = self.cmd([dpkg_deb, "--field", path], check=False)
+            if rc != 0:
+                raise KmodError("%s is not a Debian package (%s): give the files pool.ops.kmod_package wrote"
+                                % (path, last_line(err) or last_line(out)))
+            info = modpkg.describe(modpkg.parse_fields(out), path)
+            if info["module"] != self.name:
+                raise KmodError("package %s holds module %s, not %s: fix packages or name" % (path, info["module"],
+                                                                                          self.name))
+            if info["kernel"] in found:
+                raise KmodError("packages %s and %s are both for kernel %s: give one per kernel"
+                                % (found[info["kernel"]]["path"], path, info["kernel"]))
+            found[info["kernel"]] = info
+        return found
+
+    def present_packages(self):
+        p = self.p
+        self.modinfo_bin = self.need_bin("modinfo", "kmod")
+        self.modprobe_bin = self.need_bin("modprobe", "kmod")
+        self.dkms_bin = self.m.get_bin_path("dkms", opt_dirs=["/usr/sbin", "/sbin"])
+        packages = self.read_packages()
+        if p["state"] == "loaded" and self.running not in packages:
+            raise KmodError("no package among packages is for the running kernel %s (they are for %s): build one "
+                            "with pool.ops.kmod_package kernels: [%s]"
+                            % (self.running, ", ".join(sorted(packages)), self.running))
+        cert = facts = None
+        if p["sign"]:
+            cert, facts = self.fleet_certificate()
+            self.result["signing_cert"] = cert
+            for info in packages.values():
+                if not dkms.signature_ok(info["signer"], info["sig_key"], facts):
+                    raise KmodError("package %s is signed by %r key %s, not by the fleet certificate %s: build it "
+                                    "again with the fleet key" % (info["path"], info["signer"], info["sig_key"], cert))
+        kernels = sorted(packages)
+        self.result["version"] = (packages.get(self.running) or packages[kernels[0]])["version"]
+        self.result["packages"] = [packages[k]["package"] for k in kernels]
+        installed = self.dpkg_installed()
+
+        # A DKMS build of the module for these kernels would shadow the package's file.
+        if self.dkms_bin:
+            entries = self.dkms_status()
+            for v in dkms.status_versions(entries):
+                on = [e.kernel for e in entries if e.version == v and e.kernel in kernels]
+                if not on:
+                    continue
+                if not self.managed(v):
+                    raise KmodError("DKMS has %s/%s (not installed by pool.ops.kmod) for %s, which would shadow the "
+                                    "package: remove it (dkms remove %s/%s --all)"
+                                    % (self.name, v, ", ".join(on), self.name, v))
+                self.act("dkms remove %s/%s (the package replaces it)" % (self.name, v))
+                self.result["removed_versions"].append(v)
+                if not self.check:
+                    for k in on:
+                        self.dkms(["remove", "-m", self.name, "-v", v, "-k", k], check=False)
+                    if not [e for e in entries if e.version == v and e.kernel and e.kernel not in kernels]:
+                        self.dkms(["remove", "-m", self.name, "-v", v, "--all"], check=False)
+                        shutil.rmtree(self.src_dir(v), ignore_errors=True)
+
+        before = "".join("%s: %s\n" % (info["package"], installed.get(info["package"], "-"))
+                         for info in (packages[k] for k in kernels))
+        after = "".join("%s: %s\n" % (packages[k]["package"], packages[k]["version"]) for k in kernels)
+        if self.m._diff and before != after:
+            self.diff.append({"before_header": "%s packages" % self.name, "after_header": "%s packages" % self.name,
+                              "before": before, "after": after})
+        dpkg = self.need_bin("dpkg", "dpkg")
+        for k in kernels:
+            info = packages[k]
+            if installed.get(info["package"]) == info["version"] and self.installed_ok(info["version"], k, facts):
+                continue
+            self.act("install %s %s" % (info["package"], info["version"]))
+            self.result["installed"].append(info["package"])
+            if self.check:
+                continue
+            self.cmd([dpkg, "--install", info["path"]], what="dpkg --install %s" % info["path"],
+                     env={"DEBIAN_FRONTEND": "noninteractive"})
+            if not self.installed_ok(info["version"], k, facts):
+                raise KmodError("installed %s but modinfo does not find %s %s signed by %s for %s: check for other "
+                                "copies of %s.ko (modinfo -k %s %s)" % (info["package"], self.name, info["version"],
+                                                                        cert, k, self.name, k, self.name))
+
+        params_changed = self.write_file(os.path.join(MODPROBE_D, "%s.conf" % self.name),
+                                         dkms.render_modprobe_conf(self.name, p["params"]))
+        load_path = os.path.join(MODULES_LOAD_D, "%s.conf" % self.name)
+        if p["autoload"]:
+            self.write_file(load_path, dkms.render_modules_load(self.name))
+        else:
+            self.drop_file(load_path)
+        if p["state"] == "loaded":
+            # No DKMS version to fall back to: a package that does not load is reported, not undone.
+            self.load(packages[self.running]["version"], params_changed, [])
+        self.result["kernels"] = kernels
+        path = self.installed_module(self.running)
+        if path:
+            self.result["srcversion"] = self.modinfo(path, "srcversion")
+            self.result["signer"] = self.modinfo(path, "signer")
+        self.secure_boot(cert, facts)
+
     def run(self):
         if self.p["state"] == "absent":
             self.absent()
+        elif self.p["packages"]:
+            self.present_packages()
         else:
             self.present()
         self.result["loaded"] = self.result["loaded"] if self.p["state"] == "loaded" else self.is_loaded()
@@ -557,6 +760,7 @@ def main():
             name=dict(type="str", default="pool"),
             state=dict(type="str", default="present", choices=["present", "loaded", "absent"]),
             src=dict(type="path"),
+            packages=dict(type="list", elements="path"),
             remote_src=dict(type="bool", default=False),
             kernels=dict(type="list", elements="str", default=["running"]),
             install_headers=dict(type="bool", default=False),
@@ -575,15 +779,12 @@ def main():
             remove_stale=dict(type="bool", default=True),
         ),
         required_if=[
-            ("state", "present", ["src"]),
-            ("state", "loaded", ["src"]),
+            ("state", "present", ["src", "packages"], True),
+            ("state", "loaded", ["src", "packages"], True),
             ("enroll_mok", True, ["mok_password"]),
         ],
-        required_together=[
-            ["signing_key", "signing_cert"],
-            ["signing_key_content", "signing_cert_content"],
-        ],
         mutually_exclusive=[
+            ["src", "packages"],
             ["signing_key", "signing_key_content"],
             ["signing_cert", "signing_cert_content"],
         ],
