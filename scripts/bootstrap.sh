@@ -21,7 +21,7 @@ die() {
 PACKAGES=(
 	qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client
 	python3 python3-venv python3-pip
-	build-essential linux-headers-amd64 linux-headers-6.12-amd64
+	build-essential dkms linux-headers-amd64 linux-headers-6.12-amd64
 	git rsync make procps ca-certificates debian-archive-keyring curl shellcheck ovmf
 	libssl-dev zlib1g-dev
 )

@@ -8,4 +8,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pool.ops.plugins.action.kmod import ActionModule  # noqa: F401
+from ansible_collections.pool.ops.plugins.action.kmod import ActionModule as KmodActionModule
+
+
+class ActionModule(KmodActionModule):
+    """The same transfer as pool.ops.kmod's: src packed on the controller, unpacked by the module."""

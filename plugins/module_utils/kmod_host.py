@@ -24,7 +24,6 @@ import tempfile
 
 from ansible_collections.pool.ops.plugins.module_utils import dkms
 from ansible_collections.pool.ops.plugins.module_utils.common import (
-    CommandError,  # noqa: F401  (re-exported for the modules)
     atomic_write,
     last_line,
     read_file,

@@ -653,8 +653,8 @@ class Kmod(KmodHost):
                                 % (path, last_line(err) or last_line(out)))
             info = modpkg.describe(modpkg.parse_fields(out), path)
             if info["module"] != self.name:
-                raise KmodError("package %s holds module %s, not %s: fix packages or name" % (path, info["module"],
-                                                                                          self.name))
+                raise KmodError("package %s holds module %s, not %s: fix packages or name"
+                                % (path, info["module"], self.name))
             if info["kernel"] in found:
                 raise KmodError("packages %s and %s are both for kernel %s: give one per kernel"
                                 % (found[info["kernel"]]["path"], path, info["kernel"]))

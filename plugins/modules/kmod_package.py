@@ -23,7 +23,7 @@ description:
     control file says what is inside without unpacking it (C(Pool-Module), C(Pool-Kernel), C(Pool-Signer),
     C(Pool-Sig-Key), C(Pool-Srcversion)); nodes install it with P(pool.ops.kmod#module) and O(pool.ops.kmod#module:packages),
     which checks the installed module's signature against the fleet certificate.
-  - A package that exists for this version and kernel, signed with the current certificate, is kept: a second
+  - A package that exists for this version and kernel, signed with the current certificate, is kept; a second
     run with the same source changes nothing and builds nothing. Older packages of the same kernels beyond
     O(keep) are removed. A failed build leaves O(dest) as it was.
   - The fleet key never leaves the build host. RV(certificate) returns its certificate (public) for the nodes.
@@ -37,6 +37,7 @@ attributes:
     description: Reports the packages that would be built, without building them.
   diff_mode:
     support: none
+    description: The result lists the packages built and removed.
   platform:
     support: full
     platforms: posix
@@ -73,8 +74,8 @@ options:
   dest:
     description:
       - Folder on the build host where the packages are written (created, mode 0755).
+      - Without it, C(~/.cache/pool-ops/packages) of the user the module runs as.
     type: path
-    default: ~/.cache/pool-ops/packages
   keep:
     description:
       - How many package versions to keep per kernel in O(dest), the current one included.
@@ -102,15 +103,15 @@ options:
   signing_dir:
     description:
       - Folder (mode 0700) of the created fleet key C(<name>-signing.key) (mode 0600) and its certificate.
+      - Without it, C(~/.local/share/pool-ops/signing) of the user the module runs as.
     type: path
-    default: ~/.local/share/pool-ops/signing
   signing_cn:
     description:
       - Subject common name of a key created here.
     type: str
     default: pool.ops fleet module signing
 notes:
-  - Does not need root unless O(install_headers=true): the DKMS tree is private to the run.
+  - Needs no root unless O(install_headers=true); the DKMS tree is private to the run.
   - C(dkms) itself may sign the build with its own key first (C(/var/lib/dkms/mok.key) when it runs as root);
     that signature is replaced by the fleet key's.
 seealso:
@@ -215,6 +216,7 @@ actions:
 """
 
 import os
+import pwd
 import shutil
 import time
 
@@ -228,6 +230,9 @@ from ansible_collections.pool.ops.plugins.module_utils.common import (
 )
 from ansible_collections.pool.ops.plugins.module_utils.kmod_host import COMPRESSIONS, KmodError, KmodHost
 
+# Under the home folder of the user the module runs as.
+DEFAULT_DEST = ".cache/pool-ops/packages"
+DEFAULT_SIGNING_DIR = ".local/share/pool-ops/signing"
 # Package file times: fixed, so the same module signed with the same key packs the same way.
 EPOCH = 315532800
 
@@ -380,13 +385,13 @@ def main():
             remote_src=dict(type="bool", default=False),
             kernels=dict(type="list", elements="str", required=True),
             install_headers=dict(type="bool", default=False),
-            dest=dict(type="path", default="~/.cache/pool-ops/packages"),
+            dest=dict(type="path"),
             keep=dict(type="int", default=2),
             signing_key=dict(type="path"),
             signing_cert=dict(type="path"),
             signing_key_content=dict(type="str", no_log=True),
             signing_cert_content=dict(type="str"),
-            signing_dir=dict(type="path", default="~/.local/share/pool-ops/signing"),
+            signing_dir=dict(type="path"),
             signing_cn=dict(type="str", default="pool.ops fleet module signing"),
         ),
         required_together=[
@@ -399,6 +404,9 @@ def main():
         ],
         supports_check_mode=True,
     )
+    for key, default in (("dest", DEFAULT_DEST), ("signing_dir", DEFAULT_SIGNING_DIR)):
+        if not module.params[key]:
+            module.params[key] = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, default)
     builder = Builder(module)
     try:
         result = builder.run()

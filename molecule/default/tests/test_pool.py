@@ -19,7 +19,7 @@ import testinfra
 
 testinfra_hosts = ["pool_nodes"]
 
-SIGNING_CERT = "/var/lib/pool/signing/pool-signing.crt"
+SIGNING_CERT = "/var/lib/pool/signing/pool-fleet.crt"  # the fleet certificate (package mode)
 POOLCTL = "/usr/local/sbin/poolctl"
 TEST_CHANNEL = 242  # a channel (0-255) nothing else uses
 
@@ -43,12 +43,19 @@ def own_key(host) -> str:
     return poolctl(host, "identity", "show")["public_key"]
 
 
-def test_module_loaded_and_signed_by_the_collection_key(host):
+def test_module_loaded_and_signed_by_the_fleet_key(host):
     assert host.file("/sys/module/pool").is_directory, "pool.ko is not loaded"
     signer = host.check_output("modinfo -F signer pool")
     subject = host.check_output(f"openssl x509 -in {SIGNING_CERT} -noout -subject -nameopt multiline")
     cn = next(line.split("=", 1)[1].strip() for line in subject.splitlines() if "commonName" in line)
-    assert signer == cn, f"pool.ko is signed by {signer!r}, the collection's key is {cn!r}"
+    assert signer == cn, f"pool.ko is signed by {signer!r}, the fleet key is {cn!r}"
+    serial = host.check_output(f"openssl x509 -in {SIGNING_CERT} -noout -serial").split("=", 1)[1]
+    sig_key = host.check_output("modinfo -F sig_key pool").replace(":", "")
+    assert sig_key.lstrip("0").upper() == serial.lstrip("0").upper(), f"key id {sig_key} is not the fleet's {serial}"
+    # built on the build host, installed from its package: no DKMS build on the node
+    ko = host.check_output("modinfo -n pool -k $(uname -r)")
+    assert host.run(f"dpkg -S {ko}").stdout.startswith("pool-modules-"), f"{ko} belongs to no pool-modules package"
+    assert "pool" not in host.run("dkms status pool 2>/dev/null || true").stdout
     # the loaded build is the installed one
     assert host.file("/sys/module/pool/srcversion").content_string.strip() == host.check_output(
         "modinfo -F srcversion pool"
@@ -123,3 +130,11 @@ def test_message_round_trip_through_poolctl(host):
         pong = f"pong-{uuid.uuid4().hex}"
         poolctl(other, "send", "--peer", me, "--channel", str(TEST_CHANNEL), pong)
         assert _recv(host, name) == pong.encode()
+
+
+def test_one_fleet_key_signs_every_node(host):
+    """Package mode: the module of every node is signed by the same key (one MOK for the fleet)."""
+    mine = host.check_output("modinfo -F sig_key pool")
+    for name, peer in others(host):
+        theirs = peer.check_output("modinfo -F sig_key pool")
+        assert theirs == mine, f"{name}'s pool.ko is signed by key {theirs}, this node's by {mine}"

@@ -1,10 +1,10 @@
 """pool.ops.kmod rebuilds pool.ko when its source changes, and only then (issue 5, point 6).
 
-On node1 only (a DKMS build under TCG takes minutes): site.yml's kmod part is run again with
-the unchanged source (nothing rebuilt, nothing changed), then with a copy of kmod/ that differs
-by one comment line (a new version is built, signed and loaded, and the build is newer). The
-rebuilt module differs from the rolled-out one by that comment only, so the transport tests that
-follow run on it unchanged in behaviour.
+On node1 only: site.yml's kmod part is run again with the unchanged source (nothing built on the
+build host, nothing changed on the node), then with a copy of kmod/ that differs by one comment
+line (the build host packs a new version, signed with the fleet key; node1 installs and loads
+it). The rebuilt module differs from the rolled-out one by that comment only, so the transport
+tests that follow run on it unchanged in behaviour.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def module_facts(host) -> dict[str, str]:
     version = host.check_output("cat /sys/module/pool/version")
     srcversion = host.check_output("cat /sys/module/pool/srcversion")
     ko = host.check_output("modinfo -n pool -k $(uname -r)")
-    built = host.check_output(f"stat -c %Y {ko}")
-    return {"version": version, "srcversion": srcversion, "built": built}
+    package = host.check_output("dpkg-query -W -f '${Version}' pool-modules-$(uname -r)")
+    return {"version": version, "srcversion": srcversion, "file": ko, "package": package}
 
 
 def test_rebuild_only_when_the_source_changes(host, tmp_path: Path) -> None:
@@ -54,7 +54,8 @@ def test_rebuild_only_when_the_source_changes(host, tmp_path: Path) -> None:
     after = module_facts(host)
     assert rebuilt["changed"] > 0, f"a changed source was not rebuilt: {rebuilt}"
     assert after["version"] != before["version"], "the loaded version did not change"
-    assert int(after["built"]) > int(before["built"]), "pool.ko on disk is not newer"
+    assert after["package"] == after["version"], f"the installed package is not the loaded version: {after}"
+    assert after["file"].endswith("/updates/pool.ko"), f"pool.ko is not the package's file: {after}"
     signer = host.check_output("modinfo -F signer pool")
-    assert signer.startswith("pool.ops module signing"), f"the rebuilt module is signed by {signer!r}"
+    assert signer == "pool.ops fleet module signing", f"the rebuilt module is signed by {signer!r}"
     assert host.service("poold").is_running, "poold did not come back after the reload"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from ansible_collections.pool.ops.plugins.module_utils import dkms
-from ansible_collections.pool.ops.plugins.module_utils import kmod_host
+from ansible_collections.pool.ops.plugins.module_utils import dkms, kmod_host
 from ansible_collections.pool.ops.plugins.modules import kmod
 
 CERT_TEXT = """\
