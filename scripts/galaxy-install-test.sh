@@ -5,6 +5,9 @@
 #   scripts/galaxy-install-test.sh                  build, install, syntax-check pool.ops.site
 #   scripts/galaxy-install-test.sh -i INVENTORY [ansible-playbook args...]
 #                                                   ... then run pool.ops.site for real
+#   scripts/galaxy-install-test.sh --into DIR       build, install into DIR (kept), check,
+#                                                   syntax-check: scripts/molecule-all.sh
+#                                                   converges the lab from there
 #
 # Builds the collection with `ansible-galaxy collection build` into a temporary
 # folder, installs the tarball with `ansible-galaxy collection install` into a
@@ -16,6 +19,12 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 inventory=""
+into=""
+if [ "${1:-}" = "--into" ]; then
+	[ -n "${2:-}" ] || { echo "galaxy-install-test: --into needs a folder" >&2; exit 2; }
+	into="$(realpath -m "$2")"
+	shift 2
+fi
 if [ "${1:-}" = "-i" ] || [ "${1:-}" = "--inventory" ]; then
 	[ -n "${2:-}" ] || { echo "galaxy-install-test: $1 needs an inventory path" >&2; exit 2; }
 	inventory="$(realpath "$2")"
@@ -34,10 +43,12 @@ ansible-galaxy collection build --output-path "$tmp/build" "$root" >/dev/null
 tarball="$(ls "$tmp"/build/pool-ops-*.tar.gz)"
 echo "galaxy-install-test: built $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB)"
 
-export ANSIBLE_COLLECTIONS_PATH="$tmp/collections"
+collections="${into:-$tmp/collections}"
+[ -z "$into" ] || rm -rf "$into"
+export ANSIBLE_COLLECTIONS_PATH="$collections"
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
-ansible-galaxy collection install --offline --force -p "$tmp/collections" "$tarball" >/dev/null
-installed="$tmp/collections/ansible_collections/pool/ops"
+ansible-galaxy collection install --offline --force -p "$collections" "$tarball" >/dev/null
+installed="$collections/ansible_collections/pool/ops"
 echo "galaxy-install-test: installed into $installed"
 
 missing=()
