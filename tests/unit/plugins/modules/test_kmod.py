@@ -28,7 +28,7 @@ class FakeModule:
             name="pool", state="loaded", src=None, remote_src=True, kernels=["running"], install_headers=False,
             params={}, autoload=True, sign=True, signing_key=None, signing_cert=None, signing_key_content=None,
             signing_cert_content=None, signing_dir="/nonexistent", signing_cn=None, enroll_mok=False,
-            mok_password=None, service="poold", remove_stale=True,
+            mok_password=None, service="poold", remove_stale=True, packages=None,
         )
         self.params.update(params or {})
         self.check_mode = check_mode
@@ -358,3 +358,101 @@ def test_remove_stale_keeps_versions_other_kernels_use(tmp_path, monkeypatch):
     k.remove_stale("0.1.0+new", ["6.1.0-9-amd64"], entries)
     assert [" ".join(call[0]) for call in module.calls] == ["/usr/sbin/dkms remove -m pool -v 0.1.0+old -k 6.1.0-9-amd64"]
     assert (tmp_path / "pool-0.1.0+old").exists()
+
+
+# ---------------------------------------------------------------- packages (build host)
+
+FLEET_FIELDS = (
+    "Package: pool-modules-{k}\nVersion: 0.1.0+abc\nPool-Module: pool\nPool-Kernel: {k}\n"
+    "Pool-Signer: pool.ops module signing (node1)\nPool-Sig-Key: 0A:1B:2C\n"
+)
+
+
+def package_mode(monkeypatch, tmp_path, kernels, fields=FLEET_FIELDS, params=None, answers=None):
+    """A Kmod in package mode with one package file per kernel whose dpkg-deb fields are ``fields``."""
+    paths = []
+    table = dict(answers or {})
+    for k in kernels:
+        path = tmp_path / f"pool-modules-{k}_0.1.0+abc_amd64.deb"
+        path.write_bytes(b"!<arch>")
+        paths.append(str(path))
+        table[f"/usr/bin/dpkg-deb --field {path}"] = (0, fields.format(k=k), "")
+    module, k = make(dict({"packages": paths}, **(params or {})), answers=table)
+    k.running = kernels[0]
+    monkeypatch.setattr(k, "openssl_facts", lambda cert: FACTS)
+    monkeypatch.setattr(k, "fleet_certificate", lambda: ("/var/lib/pool/signing/pool-fleet.crt", FACTS))
+    return module, k
+
+
+def test_packages_refuse_a_signing_key(monkeypatch, tmp_path):
+    _module, k = make({"packages": ["/x.deb"], "signing_key": "/k.pem", "signing_cert": "/c.pem"})
+    with pytest.raises(kmod_host.KmodError, match="never its key"):
+        k.fleet_certificate()
+
+
+def test_packages_need_the_fleet_certificate():
+    _module, k = make({"packages": ["/x.deb"]})
+    with pytest.raises(kmod_host.KmodError, match="signing_cert_content"):
+        k.fleet_certificate()
+
+
+def test_packages_need_one_for_the_running_kernel(monkeypatch, tmp_path):
+    _module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64"])
+    k.running = "6.1.0-10-amd64"
+    with pytest.raises(kmod_host.KmodError, match=re.escape("no package among packages is for the running kernel 6.1.0-10")):
+        k.present_packages()
+
+
+def test_packages_signed_by_another_key_are_refused_before_installing(monkeypatch, tmp_path):
+    other = FLEET_FIELDS.replace("0A:1B:2C", "FF:EE")
+    module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64"], fields=other)
+    with pytest.raises(kmod_host.KmodError, match="not by the fleet certificate"):
+        k.present_packages()
+    assert not [c for c in module.calls if "--install" in c[0]]
+
+
+def test_packages_two_for_one_kernel_are_refused(monkeypatch, tmp_path):
+    module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64"])
+    module.params["packages"] = module.params["packages"] * 2
+    with pytest.raises(kmod_host.KmodError, match=re.escape("both for kernel 6.1.0-9-amd64")):
+        k.present_packages()
+
+
+def test_packages_of_another_module_are_refused(monkeypatch, tmp_path):
+    _module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64"], params={"name": "other"})
+    with pytest.raises(kmod_host.KmodError, match="holds module pool, not other"):
+        k.present_packages()
+
+
+def test_packages_install_only_what_is_not_installed(monkeypatch, tmp_path):
+    query = "pool-modules-6.1.0-9-amd64\t0.1.0+abc\tii \npool-modules-6.12.1-amd64\t0.1.0+old\tii \n"
+    module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64", "6.12.1-amd64"],
+                             answers={"/usr/bin/dpkg-query": (0, query, "")}, params={"state": "present"})
+    monkeypatch.setattr(k, "dkms_status", list)
+    monkeypatch.setattr(k, "installed_ok", lambda version, kernel, facts: kernel == "6.1.0-9-amd64" or bool(
+        [c for c in module.calls if "--install" in c[0]]))
+    monkeypatch.setattr(k, "write_file", lambda path, content: False)
+    monkeypatch.setattr(k, "drop_file", lambda path: False)
+    monkeypatch.setattr(k, "installed_module", lambda kernel: None)
+    monkeypatch.setattr(k, "secure_boot", lambda cert, facts: None)
+    k.present_packages()
+    installs = [c[0] for c in module.calls if "--install" in c[0]]
+    assert len(installs) == 1 and installs[0][-1].endswith("pool-modules-6.12.1-amd64_0.1.0+abc_amd64.deb")
+    assert k.result["installed"] == ["pool-modules-6.12.1-amd64"]
+    assert k.result["packages"] == ["pool-modules-6.1.0-9-amd64", "pool-modules-6.12.1-amd64"]
+
+
+def test_packages_refuse_an_unmanaged_dkms_version_that_would_shadow_them(monkeypatch, tmp_path):
+    _module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64"])
+    monkeypatch.setattr(k, "dkms_status", lambda: dkms.parse_status("pool/0.0.9, 6.1.0-9-amd64, x86_64: installed\n"))
+    monkeypatch.setattr(k, "managed", lambda version: False)
+    with pytest.raises(kmod_host.KmodError, match="would shadow the package"):
+        k.present_packages()
+
+
+def test_dkms_mode_removes_the_packages_of_its_kernels():
+    query = "pool-modules-6.1.0-9-amd64\t0.1.0+abc\tii \npool-modules-6.12.1-amd64\t0.1.0+abc\tii \n"
+    module, k = make(answers={"/usr/bin/dpkg-query": (0, query, "")})
+    k.remove_packages(["6.1.0-9-amd64"])
+    assert k.result["removed_packages"] == ["pool-modules-6.1.0-9-amd64"]
+    assert [c[0] for c in module.calls if "--purge" in c[0]] == [["/usr/bin/dpkg", "--purge", "pool-modules-6.1.0-9-amd64"]]
