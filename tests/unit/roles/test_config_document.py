@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import jinja2
+from ansible_collections.pool.ops.plugins.filter.endpoint import endpoint_at
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "roles" / "config" / "templates" / "pool-config.json.j2"
@@ -21,6 +22,7 @@ def render(me: str, peers: list[str], addresses: dict[str, str]) -> dict:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     env.filters["difference"] = lambda a, b: [x for x in a if x not in b]
     env.filters["to_json"] = json.dumps
+    env.filters["pool.ops.endpoint_at"] = endpoint_at
     text = env.from_string(TEMPLATE.read_text()).render(
         inventory_hostname=me,
         hostvars=HOSTVARS,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from ansible_collections.pool.ops.plugins.filter.endpoint import endpoint_at
 from pooltools import conf
 
 REPO = Path(__file__).resolve().parents[3]
@@ -22,6 +23,7 @@ def render(me: str, peers: list[str], extra: list[dict] | None = None, **overrid
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["comment"] = lambda text: "\n".join("# " + line for line in str(text).splitlines())
     env.filters["bool"] = bool
+    env.filters["pool.ops.endpoint_at"] = endpoint_at
     hostvars = {
         name: {
             "pool_node_name": name,
