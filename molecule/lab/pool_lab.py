@@ -77,6 +77,9 @@ PACKAGES = (
     "strace",
     "tcpdump",
     "jq",
+    # The transport tests' reference peer and probes (pooltools.refpeer) use it for AEAD and
+    # X25519; installing it in every test run would cost minutes of dpkg under emulation.
+    "python3-cryptography",
 )
 DISK_SIZE = "8G"
 

@@ -700,7 +700,7 @@ def test_rmmod_with_live_sessions_is_clean(lab: Lab) -> None:
         assert n2.run("test -e /sys/module/pool").rc != 0, "pool.ko still loaded after rmmod"
         h = held.result()
         print(f"node1 poolctl connect --hold: rc {h.rc} {h.stdout.strip()} {h.stderr.strip()}")
-        half.result()
+        print(f"node1 half-open probe: {half.result().stdout.strip()}")
         bad_after = n2.kernel_problems()
         new = bad_after[len(bad_before) :] if bad_after[: len(bad_before)] == bad_before else bad_after
         assert not new, "node2's kernel log after rmmod:\n" + "\n".join(new)

@@ -29,7 +29,8 @@ Everything prints one JSON document on stdout.
     cycles HOST --peer B64 --count N [--port P]
         N CONNECT + close cycles to the peer (sessions of the kernel on both sides).
     half-open HOST PORT --seconds S
-        Opens a TCP connection, sends a valid-looking INIT prefix only, holds it.
+        Opens a TCP connection, sends a valid-looking INIT prefix only, and holds it until the
+        peer closes it or S seconds pass; reports which and when.
 """
 
 from __future__ import annotations
@@ -215,7 +216,21 @@ def cmd_half_open(a: argparse.Namespace) -> int:
     conn = Conn(a.host, a.port)
     conn.send(b"\x10\x00\x00\x00")  # the first 4 bytes of an INIT header, nothing more
     emit({"half_open": f"{a.host}:{a.port}", "local_port": conn.local_port})
-    time.sleep(a.seconds)
+    started = time.monotonic()
+    # The peer may close it (pool.ko's half-open timeout, or rmmod): nothing to hold then.
+    outcome = "held"
+    while (left := a.seconds - (time.monotonic() - started)) > 0:
+        conn.sock.settimeout(left)
+        try:
+            if not conn.sock.recv(4096):
+                outcome = "eof"
+                break
+        except TimeoutError:
+            break
+        except OSError:
+            outcome = "reset"
+            break
+    emit({"half_open_end": outcome, "after_s": round(time.monotonic() - started, 1)})
     conn.close()
     return 0
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lab test of the pool.ops.kmod role and module with the poolfixture module
-# (tests/fixtures/kmod-poolfixture; same DKMS contract as kmod/).
+# (tests/fixtures/kmod-poolfixture; same DKMS contract as kmod/): the role's node-local
+# DKMS mode, and (--mok) the Secure Boot path of a package built on the controller.
 #   ./runme.sh INVENTORY            e.g. after
 #   POOL_LAB_NAME=akmod python3 molecule/lab/pool_lab.py up --count 1 --inventory /tmp/akmod-inv.yml
 # Steps: fresh converge; idempotent re-run (changed=false, nothing rebuilt);
