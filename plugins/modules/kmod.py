@@ -454,13 +454,7 @@ class Kmod(KmodHost):
                     self.dkms(["install", "--force", "-m", self.name, "-v", v, "-k", k], check=False)
                 raise
 
-        params_changed = self.write_file(os.path.join(MODPROBE_D, "%s.conf" % self.name),
-                                         dkms.render_modprobe_conf(self.name, p["params"]))
-        load_path = os.path.join(MODULES_LOAD_D, "%s.conf" % self.name)
-        if p["autoload"]:
-            self.write_file(load_path, dkms.render_modules_load(self.name))
-        else:
-            self.drop_file(load_path)
+        params_changed = self.write_load_config()
 
         if p["state"] == "loaded":
             self.load(version, params_changed, before_installed.get(self.running, []))
@@ -478,6 +472,17 @@ class Kmod(KmodHost):
             self.result["srcversion"] = self.modinfo(path, "srcversion")
             self.result["signer"] = self.modinfo(path, "signer")
         self.secure_boot(cert, facts)
+
+    def write_load_config(self):
+        """modprobe.d options and the modules-load.d entry; True when the options changed."""
+        params_changed = self.write_file(os.path.join(MODPROBE_D, "%s.conf" % self.name),
+                                         dkms.render_modprobe_conf(self.name, self.p["params"]))
+        load_path = os.path.join(MODULES_LOAD_D, "%s.conf" % self.name)
+        if self.p["autoload"]:
+            self.write_file(load_path, dkms.render_modules_load(self.name))
+        else:
+            self.drop_file(load_path)
+        return params_changed
 
     def build(self, version, kernel):
         rc, out, err = self.dkms(["build", "-m", self.name, "-v", version, "-k", kernel], check=False)
@@ -726,13 +731,7 @@ class Kmod(KmodHost):
                                 "copies of %s.ko (modinfo -k %s %s)" % (info["package"], self.name, info["version"],
                                                                         cert, k, self.name, k, self.name))
 
-        params_changed = self.write_file(os.path.join(MODPROBE_D, "%s.conf" % self.name),
-                                         dkms.render_modprobe_conf(self.name, p["params"]))
-        load_path = os.path.join(MODULES_LOAD_D, "%s.conf" % self.name)
-        if p["autoload"]:
-            self.write_file(load_path, dkms.render_modules_load(self.name))
-        else:
-            self.drop_file(load_path)
+        params_changed = self.write_load_config()
         if p["state"] == "loaded":
             # No DKMS version to fall back to: a package that does not load is reported, not undone.
             self.load(packages[self.running]["version"], params_changed, [])
