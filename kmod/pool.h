@@ -36,6 +36,7 @@
 #include "crypto.h"
 #include "wire.h"
 #include "handshake.h"
+#include "ring.h"
 
 /* The ABI's sizes and the wire helpers' (wire.c, checked by the self-test). */
 static_assert(POOL_ADDR_LEN == POOL_ADDR_BYTES);
@@ -51,9 +52,6 @@ static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
 #define POOL_REPLAY_WINDOW	128
 #define POOL_RXQ_MAX_MSGS	1024		/* receive queue bound per session */
 #define POOL_RXQ_MAX_BYTES	(4U << 20)
-#define POOL_RING_DATA		(256U << 10)	/* tx ring room for DATA */
-#define POOL_RING_RESERVE	(8U << 10)	/* extra room for control packets */
-#define POOL_RING_SIZE		(POOL_RING_DATA + POOL_RING_RESERVE)
 #define POOL_CLOSE_LINGER	(2 * HZ)
 #define POOL_RX_STALL		(5 * HZ)	/* a packet begun must be whole by then */
 #define POOL_JOURNAL_SIZE	4096

@@ -15,12 +15,14 @@
 #include <linux/errno.h>
 #include <linux/init.h>
 #include <linux/slab.h>
+#include <linux/mm.h>
 #include <linux/string.h>
 #include <crypto/algapi.h>
 
 #include "crypto.h"
 #include "handshake.h"
 #include "handshake_kat.h"
+#include "ring.h"
 #include "selftest.h"
 #include "wire.h"
 
@@ -766,6 +768,78 @@ static bool __init pool_selftest_address_journal(struct pool_selftest_state *st)
 	return true;
 }
 
+/* ---- the send ring across its counters' wrap ------------------------------ */
+
+/* The byte at offset i of the test stream (no period a ring offset could hide). */
+static u8 __init pool_ring_byte(u64 i)
+{
+	return (u8)(i ^ (i >> 8) ^ ((i >> 16) * 7));
+}
+
+static u32 __init pool_ring_rand(u32 *seed, u32 below)
+{
+	*seed = *seed * 1103515245 + 12345;
+	return 1 + (*seed >> 8) % below;
+}
+
+/*
+ * A producer keeps the ring full with packets of up to 64 KiB while a
+ * consumer takes what a socket would, from 3 ring sizes below 2^32 to 5
+ * above: every byte must come out as it went in.
+ */
+static bool __init pool_selftest_ring(void)
+{
+	const u32 packet_max = POOL_MAX_PAYLOAD + POOL_HDR_LEN + POOL_TAG_LEN;
+	u32 prod, cons, len, seed = 1, i;
+	u64 in = 0, out = 0, taken;
+	struct kvec vec[2];
+	unsigned int n, v;
+	bool ok = false;
+	u8 *ring, *buf;
+
+	ring = kvmalloc(POOL_RING_SIZE, GFP_KERNEL);
+	buf = kvmalloc(packet_max, GFP_KERNEL);
+	if (!ring || !buf) {
+		pr_err("%s: out of memory\n", __func__);
+		goto out;
+	}
+	prod = cons = 0U - 3 * POOL_RING_SIZE;
+	while (out < 8ULL * POOL_RING_SIZE) {
+		for (;;) {
+			len = pool_ring_rand(&seed, packet_max);
+			if (pool_ring_used(prod, cons) + len > POOL_RING_SIZE)
+				break;
+			for (i = 0; i < len; i++)
+				buf[i] = pool_ring_byte(in + i);
+			prod = pool_ring_put(ring, prod, buf, len);
+			in += len;
+		}
+		len = pool_ring_rand(&seed, pool_ring_used(prod, cons));
+		n = pool_ring_peek(ring, cons, len, vec);
+		taken = out;
+		for (v = 0; v < n; v++) {
+			const u8 *p = vec[v].iov_base;
+
+			for (i = 0; i < vec[v].iov_len; i++, out++) {
+				if (p[i] != pool_ring_byte(out)) {
+					pr_err("%s: stream byte %llu came out wrong (ring position %u)\n",
+					       __func__, out, (u32)(cons + (out - taken)));
+					goto out;
+				}
+			}
+		}
+		cons += len;
+	}
+	ok = pool_ring_used(prod, cons) == in - out;
+	if (!ok)
+		pr_err("%s: %u bytes queued, %llu expected\n", __func__,
+		       pool_ring_used(prod, cons), in - out);
+out:
+	kvfree(buf);
+	kvfree(ring);
+	return ok;
+}
+
 int __init pool_selftest(void)
 {
 	struct pool_selftest_state *st;
@@ -786,7 +860,8 @@ int __init pool_selftest(void)
 	     pool_selftest_data(st) &&
 	     pool_selftest_roundtrip(st) &&
 	     pool_selftest_rekey(st) &&
-	     pool_selftest_address_journal(st);
+	     pool_selftest_address_journal(st) &&
+	     pool_selftest_ring();
 
 	kfree_sensitive(st);
 	if (!ok) {

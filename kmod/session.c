@@ -133,21 +133,9 @@ bool pool_ring_room(struct pool_session *s, u32 len, bool ctrl)
 	u32 used;
 
 	spin_lock_bh(&s->ring_lock);
-	used = s->ring_prod - s->ring_cons;
+	used = pool_ring_used(s->ring_prod, s->ring_cons);
 	spin_unlock_bh(&s->ring_lock);
 	return used + len <= (ctrl ? POOL_RING_SIZE : POOL_RING_DATA);
-}
-
-/* Producer side; tx_lock held and room checked. */
-static void pool_ring_write(struct pool_session *s, u32 *pos, const u8 *src,
-			    u32 len)
-{
-	u32 off = *pos % POOL_RING_SIZE;
-	u32 chunk = min(len, POOL_RING_SIZE - off);
-
-	memcpy(s->ring + off, src, chunk);
-	memcpy(s->ring, src + chunk, len - chunk);
-	*pos += len;
 }
 
 static void pool_ring_publish(struct pool_session *s, u32 pos)
@@ -204,8 +192,8 @@ static int pool_seal(struct pool_session *s, u8 type, u16 flags, u8 channel,
 	memzero_explicit(&ctx, sizeof(ctx));
 
 	pos = s->ring_prod;	/* only this producer moves it */
-	pool_ring_write(s, &pos, raw, POOL_HDR_LEN);
-	pool_ring_write(s, &pos, s->tx_buf, len + POOL_TAG_LEN);
+	pos = pool_ring_put(s->ring, pos, raw, POOL_HDR_LEN);
+	pos = pool_ring_put(s->ring, pos, s->tx_buf, len + POOL_TAG_LEN);
 	pool_ring_publish(s, pos);
 
 	s->tx_since_rekey++;
@@ -764,12 +752,8 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	s->tel_local.mtu = 1500;
 	pool_fill_peer_addr(s, sock);
 
-	if (first_len) {
-		u32 pos = 0;
-
-		pool_ring_write(s, &pos, first, first_len);
-		s->ring_prod = pos;
-	}
+	if (first_len)
+		s->ring_prod = pool_ring_put(s->ring, 0, first, first_len);
 
 	idr_preload(GFP_KERNEL);
 	spin_lock_bh(&pool_node.sessions_lock);

@@ -507,7 +507,8 @@ void pool_tx_work(struct work_struct *w)
 	struct socket *sock = s->sock;
 	struct msghdr msg = {};
 	struct kvec vec[2];
-	u32 prod, cons, off, len, n;
+	u32 prod, cons, len;
+	unsigned int n;
 	int ret;
 
 	if (!sock || READ_ONCE(s->tx_dead))
@@ -519,16 +520,8 @@ void pool_tx_work(struct work_struct *w)
 		spin_unlock_bh(&s->ring_lock);
 		if (prod == cons)
 			break;
-		len = prod - cons;
-		off = cons % POOL_RING_SIZE;
-		vec[0].iov_base = s->ring + off;
-		vec[0].iov_len = min(len, POOL_RING_SIZE - off);
-		n = 1;
-		if (vec[0].iov_len < len) {
-			vec[1].iov_base = s->ring;
-			vec[1].iov_len = len - vec[0].iov_len;
-			n = 2;
-		}
+		len = pool_ring_used(prod, cons);
+		n = pool_ring_peek(s->ring, cons, len, vec);
 		msg.msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 		ret = kernel_sendmsg(sock, &msg, vec, n, len);
 		if (ret == -EAGAIN)
