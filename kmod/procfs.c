@@ -224,16 +224,19 @@ static int pool_journal_proc_show(struct seq_file *m, void *v)
 	return 0;
 }
 
+/* Root only, like /dev/pool: the trust store, peer addresses and the journal are here. */
+#define POOL_PROC_MODE	0400
+
 int pool_procfs_init(void)
 {
 	pool_proc_dir = proc_mkdir("pool", NULL);
 	if (!pool_proc_dir)
 		return -ENOMEM;
-	if (!proc_create_single("status", 0444, pool_proc_dir, pool_status_show) ||
-	    !proc_create_single("sessions", 0444, pool_proc_dir, pool_sessions_show) ||
-	    !proc_create_single("telemetry", 0444, pool_proc_dir, pool_telemetry_show) ||
-	    !proc_create_single("peers", 0444, pool_proc_dir, pool_peers_show) ||
-	    !proc_create_single("journal", 0444, pool_proc_dir, pool_journal_proc_show)) {
+	if (!proc_create_single("status", POOL_PROC_MODE, pool_proc_dir, pool_status_show) ||
+	    !proc_create_single("sessions", POOL_PROC_MODE, pool_proc_dir, pool_sessions_show) ||
+	    !proc_create_single("telemetry", POOL_PROC_MODE, pool_proc_dir, pool_telemetry_show) ||
+	    !proc_create_single("peers", POOL_PROC_MODE, pool_proc_dir, pool_peers_show) ||
+	    !proc_create_single("journal", POOL_PROC_MODE, pool_proc_dir, pool_journal_proc_show)) {
 		remove_proc_subtree("pool", NULL);
 		return -ENOMEM;
 	}

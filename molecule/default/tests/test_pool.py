@@ -73,6 +73,15 @@ def test_device_mode(host):
     assert dev.user == "root"
 
 
+@pytest.mark.parametrize("name", ["status", "sessions", "telemetry", "peers", "journal"])
+def test_procfs_is_root_only(host, name):
+    """/proc/pool holds the trust store, peer addresses and the journal: as private as /dev/pool."""
+    path = f"/proc/pool/{name}"
+    assert host.file(path).mode == 0o400, f"{path} has mode {host.file(path).mode:o}"
+    denied = host.run(f"setpriv --reuid=nobody --regid=nogroup --clear-groups cat {path}")
+    assert denied.rc != 0 and "Permission denied" in denied.stderr, f"nobody read {path}: {denied.stdout[:200]}"
+
+
 def test_poold_active(host):
     poold = host.service("poold")
     assert poold.is_running
