@@ -141,6 +141,17 @@ static void pool_stats_fill(struct pool_stats *st)
 	st->value[POOL_STAT_LISTEN_PORT] = READ_ONCE(pool_node.listen_port);
 }
 
+/* The ioctl's results first; its session descriptor appears only if they reached the caller. */
+static int pool_copy_out_publish(void __user *argp, const void *res, size_t len, struct pool_fd *pf)
+{
+	if (copy_to_user(argp, res, len)) {
+		pool_fd_discard(pf);
+		return -EFAULT;
+	}
+	pool_fd_publish(pf);
+	return 0;
+}
+
 static long pool_dev_ioctl(struct file *file, unsigned int cmd,
 			   unsigned long arg)
 {
@@ -160,6 +171,7 @@ static long pool_dev_ioctl(struct file *file, unsigned int cmd,
 	} u;
 	struct pool_stats *st;
 	struct pool_session *s;
+	struct pool_fd pf;
 	int ret;
 
 	if (_IOC_TYPE(cmd) != POOL_IOC_MAGIC)
@@ -211,15 +223,15 @@ static long pool_dev_ioctl(struct file *file, unsigned int cmd,
 	case POOL_IOC_CONNECT:
 		u.conn.fd = -1;
 		u.conn.index = 0;
-		ret = pool_connect(&u.conn);
+		ret = pool_connect(&u.conn, &pf);
 		if (ret)
 			return ret;
-		return copy_to_user(argp, &u.conn, sizeof(u.conn)) ? -EFAULT : 0;
+		return pool_copy_out_publish(argp, &u.conn, sizeof(u.conn), &pf);
 	case POOL_IOC_ACCEPT:
-		ret = pool_session_accept(&u.acc);
+		ret = pool_session_accept(&u.acc, &pf);
 		if (ret)
 			return ret;
-		return copy_to_user(argp, &u.acc, sizeof(u.acc)) ? -EFAULT : 0;
+		return pool_copy_out_publish(argp, &u.acc, sizeof(u.acc), &pf);
 	case POOL_IOC_ATTACH:
 		if (u.att.reserved || u.att.fd_flags & ~(O_CLOEXEC | O_NONBLOCK))
 			return -EINVAL;
@@ -230,13 +242,13 @@ static long pool_dev_ioctl(struct file *file, unsigned int cmd,
 			pool_session_put(s);
 			return -ENOENT;
 		}
-		ret = pool_session_fd(s, u.att.fd_flags);
-		if (ret < 0) {
+		ret = pool_session_fd_prepare(s, u.att.fd_flags, &pf);
+		if (ret) {
 			pool_session_put(s);
 			return ret;
 		}
-		u.att.fd = ret;
-		return copy_to_user(argp, &u.att, sizeof(u.att)) ? -EFAULT : 0;
+		u.att.fd = pf.fd;
+		return pool_copy_out_publish(argp, &u.att, sizeof(u.att), &pf);
 	case POOL_IOC_CLOSE:
 		if (u.cl.reserved || u.cl.code > POOL_ERR_VERSION_MISMATCH)
 			return -EINVAL;

@@ -278,9 +278,16 @@ void pool_session_put(struct pool_session *s);
 struct pool_session *pool_session_get_index(u32 index);
 struct pool_session *pool_session_next(int *id);
 void pool_session_close(struct pool_session *s, u16 code, bool send);
-int pool_session_fd(struct pool_session *s, u32 fd_flags);
+/* A session descriptor reserved, its file made, not yet visible to the process. */
+struct pool_fd {
+	struct file	*file;
+	int		fd;
+};
+int pool_session_fd_prepare(struct pool_session *s, u32 fd_flags, struct pool_fd *pf);
+void pool_fd_publish(struct pool_fd *pf);
+void pool_fd_discard(struct pool_fd *pf);
 void pool_session_enqueue_accept(struct pool_session *s);
-int pool_session_accept(struct pool_accept *a);
+int pool_session_accept(struct pool_accept *a, struct pool_fd *pf);
 void pool_close_all(u16 code);
 void pool_close_peer(const u8 key[POOL_KEY_LEN]);
 void pool_session_info(struct pool_session *s, struct pool_session_info *i);
@@ -299,7 +306,7 @@ bool pool_ring_room(struct pool_session *s, u32 len, bool ctrl);
 /* socket.c */
 int pool_listen(u16 port);
 void pool_listen_stop(void);
-int pool_connect(struct pool_connect *c);
+int pool_connect(struct pool_connect *c, struct pool_fd *pf);
 void pool_hconns_init(void);
 void pool_hconns_exit(void);
 void pool_sock_install(struct pool_session *s);

@@ -558,19 +558,45 @@ static const struct file_operations pool_session_fops = {
 	.compat_ioctl	= compat_ptr_ioctl,
 };
 
-/* Consumes the caller's reference on success. */
-int pool_session_fd(struct pool_session *s, u32 fd_flags)
+/*
+ * A file for s under a reserved but not yet installed descriptor: the ioctl
+ * copies its results (read from s while the unpublished file keeps it alive)
+ * to user space first and publishes the descriptor only then, so no other
+ * thread can close it early and a failed copy leaks nothing. Consumes the
+ * caller's reference on success.
+ */
+int pool_session_fd_prepare(struct pool_session *s, u32 fd_flags, struct pool_fd *pf)
 {
+	struct file *file;
 	int fd;
 
 	if (fd_flags & ~(O_CLOEXEC | O_NONBLOCK))
 		return -EINVAL;
-	atomic_inc(&s->fds);
-	fd = anon_inode_getfd("[pool-session]", &pool_session_fops, s,
-			      O_RDWR | fd_flags);
+	fd = get_unused_fd_flags(fd_flags & O_CLOEXEC);
 	if (fd < 0)
+		return fd;
+	atomic_inc(&s->fds);
+	file = anon_inode_getfile("[pool-session]", &pool_session_fops, s, O_RDWR | fd_flags);
+	if (IS_ERR(file)) {
 		atomic_dec(&s->fds);
-	return fd;
+		put_unused_fd(fd);
+		return PTR_ERR(file);
+	}
+	pf->fd = fd;
+	pf->file = file;
+	return 0;
+}
+
+void pool_fd_publish(struct pool_fd *pf)
+{
+	fd_install(pf->fd, pf->file);
+}
+
+/* Releases the file (and with it the session reference it held) and the descriptor. */
+void pool_fd_discard(struct pool_fd *pf)
+{
+	fput(pf->file);
+	put_unused_fd(pf->fd);
 }
 
 /* ---- creation and teardown -------------------------------------------------- */
@@ -755,9 +781,10 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	if (first_len)
 		s->ring_prod = pool_ring_put(s->ring, 0, first, first_len);
 
+	/* The index is reserved now and the session published under it last, whole. */
 	idr_preload(GFP_KERNEL);
 	spin_lock_bh(&pool_node.sessions_lock);
-	id = idr_alloc_cyclic(&pool_node.sessions, s, 0, INT_MAX, GFP_NOWAIT);
+	id = idr_alloc_cyclic(&pool_node.sessions, NULL, 0, INT_MAX, GFP_NOWAIT);
 	spin_unlock_bh(&pool_node.sessions_lock);
 	idr_preload_end();
 	if (id < 0) {
@@ -774,6 +801,10 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	if (first_len)
 		queue_work(pool_node.wq, &s->tx_work);
 
+	spin_lock_bh(&pool_node.sessions_lock);
+	idr_replace(&pool_node.sessions, s, id);
+	spin_unlock_bh(&pool_node.sessions_lock);
+
 	pool_stat_inc(POOL_STAT_SESSIONS_OPENED);
 	pool_stat_inc(POOL_STAT_HANDSHAKES_COMPLETED);
 	pool_peer_note(peer_key, true);
@@ -789,7 +820,7 @@ err_free:
 	kvfree(s->ring);
 	kfree(s->rx_buf);
 	kfree(s->tx_buf);
-	kfree(s);
+	kfree_sensitive(s);	/* holds the rekey chaining key */
 err_count:
 	atomic_dec(&pool_node.nr_active);
 	return ERR_PTR(ret);
@@ -851,11 +882,12 @@ static void pool_accept_putback(struct pool_session *s)
 	spin_unlock_bh(&pool_node.sessions_lock);
 }
 
-int pool_session_accept(struct pool_accept *a)
+/* On success pf holds the session's descriptor, to publish once a is copied out. */
+int pool_session_accept(struct pool_accept *a, struct pool_fd *pf)
 {
 	struct pool_session *s;
 	long left;
-	int fd;
+	int ret;
 
 	if (a->fd_flags & ~(O_CLOEXEC | O_NONBLOCK))
 		return -EINVAL;
@@ -874,12 +906,12 @@ int pool_session_accept(struct pool_accept *a)
 		if (left < 0)
 			return left;
 	}
-	fd = pool_session_fd(s, a->fd_flags);
-	if (fd < 0) {
+	ret = pool_session_fd_prepare(s, a->fd_flags, pf);
+	if (ret) {
 		pool_accept_putback(s);
-		return fd;
+		return ret;
 	}
-	a->fd = fd;
+	a->fd = pf->fd;
 	a->index = s->index;
 	memcpy(a->peer_public_key, s->peer_key, POOL_KEY_LEN);
 	return 0;

@@ -1281,7 +1281,8 @@ out:
 	return ret;
 }
 
-int pool_connect(struct pool_connect *c)
+/* On success pf holds the session's descriptor, to publish once c is copied out. */
+int pool_connect(struct pool_connect *c, struct pool_fd *pf)
 {
 	struct sockaddr_storage ss = {};
 	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
@@ -1297,7 +1298,7 @@ int pool_connect(struct pool_connect *c)
 	u16 port = c->port ? c->port : READ_ONCE(pool_param_port);
 	u16 code = POOL_ERR_TIMEOUT;
 	bool have;
-	int ret, len, fd;
+	int ret, len;
 
 	if (c->fd_flags & ~(O_CLOEXEC | O_NONBLOCK) || c->channel > 0xff)
 		return -EINVAL;
@@ -1354,14 +1355,13 @@ int pool_connect(struct pool_connect *c)
 		goto fail;
 	}
 	s->channel = c->channel;
-	fd = pool_session_fd(s, c->fd_flags);
-	if (fd < 0) {
+	ret = pool_session_fd_prepare(s, c->fd_flags, pf);
+	if (ret) {
 		pool_session_close(s, POOL_ERR_LOCAL_CLOSE, true);
 		pool_session_put(s);
-		ret = fd;
 		goto out_self;
 	}
-	c->fd = fd;
+	c->fd = pf->fd;
 	c->index = s->index;
 	ret = 0;
 	goto out_self;

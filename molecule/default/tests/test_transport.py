@@ -698,6 +698,23 @@ def test_connect_close_cycles_slab_flat(lab: Lab) -> None:
     lab.round_trip()
 
 
+# ---- 6b. results that cannot be copied back ----------------------------------------
+
+
+def test_unwritable_results_leave_no_descriptor(lab: Lab) -> None:
+    """ATTACH and CONNECT with their argument in read-only memory: EFAULT, and neither a
+    descriptor in the caller nor the session CONNECT made (the descriptor is published only
+    after the results reached the caller)."""
+    n1, n2 = lab.n1, lab.n2
+    doc = n1.probe(f"efault {n2.ipv4} --peer {n2.key}", 120)
+    print(f"\n{doc}")
+    for name in ("attach", "connect"):
+        assert doc[name]["result"] == "EFAULT", f"{name}: {doc[name]}"
+        assert not doc[name]["new_fds"], f"{name} left descriptors behind: {doc[name]}"
+        assert not doc[name]["new_sessions"], f"{name} left a session behind: {doc[name]}"
+    lab.round_trip()
+
+
 # ---- 7. rmmod with live sessions, a half-open handshake, an idle listener (last) -------
 
 

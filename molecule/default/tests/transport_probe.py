@@ -28,6 +28,10 @@ Everything prints one JSON document on stdout.
         (ATTACH); the receiver checks none is lost, duplicated or reordered.
     cycles HOST --peer B64 --count N [--port P]
         N CONNECT + close cycles to the peer (sessions of the kernel on both sides).
+    efault HOST --peer B64 [--port P]
+        ATTACH to the established session with the peer, then CONNECT to it at HOST, each with
+        its argument in read-only memory: pool.ko must answer EFAULT (it cannot write the
+        results back) and leave no descriptor in this process, nor the session CONNECT made.
     half-open HOST PORT --seconds S
         Opens a TCP connection, sends a valid-looking INIT prefix only, and holds it until the
         peer closes it or S seconds pass; reports which and when.
@@ -434,6 +438,74 @@ def cmd_cycles(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---- results that cannot be copied back -------------------------------------------
+
+
+def read_only_copy(struct_obj: ctypes.Structure) -> tuple[Any, int]:
+    """The structure's bytes in a page of their own, made read-only; (keep-alive, address)."""
+    import mmap
+
+    page = mmap.mmap(-1, mmap.PAGESIZE)
+    page.write(bytes(struct_obj))
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if libc.mprotect(addr, mmap.PAGESIZE, mmap.PROT_READ) != 0:
+        raise OSError(ctypes.get_errno(), "mprotect")
+    return page, addr
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def cmd_efault(a: argparse.Namespace) -> int:
+    import errno
+    import fcntl
+
+    from pooltools import uapi
+    from pooltools.device import Device
+
+    key = key_arg(a.peer)
+    doc: dict[str, Any] = {}
+    with Device() as dev:
+        idx = [s.index for s in dev.sessions() if bytes(s.peer_public_key) == key]
+        if not idx:
+            raise SystemExit("no session with the peer to attach to")
+        cases = {
+            "attach": (uapi.POOL_IOC_ATTACH, uapi.PoolAttach(index=min(idx), fd_flags=os.O_CLOEXEC)),
+            "connect": (
+                uapi.POOL_IOC_CONNECT,
+                uapi.PoolConnect(port=a.port, timeout_ms=10000, fd_flags=os.O_CLOEXEC),
+            ),
+        }
+        conn = cases["connect"][1]
+        ctypes.memmove(conn.addr, mapped(a.host), 16)
+        ctypes.memmove(conn.peer_public_key, key, uapi.POOL_KEY_LEN)
+        for name, (req, arg) in cases.items():
+            sessions_before = {s.index for s in dev.sessions()}
+            fds_before = open_fds()
+            _page, addr = read_only_copy(arg)
+            try:
+                fcntl.ioctl(dev.fd, req, addr)
+                result = "ok"
+            except OSError as exc:
+                result = errno.errorcode.get(exc.errno, str(exc.errno))
+            # A session CONNECT made and could not hand over is closed; give it time to go.
+            deadline = time.monotonic() + 15
+            new_sessions = {s.index for s in dev.sessions()} - sessions_before
+            while new_sessions and time.monotonic() < deadline:
+                time.sleep(0.5)
+                new_sessions = {s.index for s in dev.sessions()} - sessions_before
+            doc[name] = {
+                "result": result,
+                "new_fds": sorted(open_fds() - fds_before),
+                "new_sessions": sorted(new_sessions),
+            }
+    emit(doc)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="transport_probe.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -486,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--port", type=int, default=0)
     p.set_defaults(func=cmd_cycles)
+    p = sub.add_parser("efault")
+    p.add_argument("host")
+    p.add_argument("--peer", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.set_defaults(func=cmd_efault)
 
     a = ap.parse_args(argv)
     return a.func(a)
