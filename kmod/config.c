@@ -38,9 +38,35 @@ static struct {
 	struct pool_cfg		hist[POOL_CONFIG_HISTORY];	/* [depth-1] newest */
 	u32			depth;
 	bool			tentative;
-	u64			deadline_ns;	/* CLOCK_REALTIME */
+	/*
+	 * CLOCK_BOOTTIME: never stepped (NTP, date -s) and counting through
+	 * suspend, so neither can cancel or postpone a rollback. Userspace sees
+	 * it as CLOCK_REALTIME, converted when read.
+	 */
+	u64			deadline_boot_ns;
+	bool			rollback_failed;	/* journaled, being retried */
 	struct delayed_work	rollback_work;
 } cfg;
+
+/* A failed automatic rollback (out of memory) is tried again this often. */
+#define POOL_ROLLBACK_RETRY	HZ
+
+/* The tentative version's deadline on today's wall clock; 0 when there is none. */
+static u64 pool_config_deadline_real(void)
+{
+	s64 left;
+
+	if (!cfg.tentative)
+		return 0;
+	left = (s64)(cfg.deadline_boot_ns - ktime_get_boottime_ns());
+	return ktime_get_real_ns() + left;
+}
+
+static void pool_config_arm(u64 delay_ns)
+{
+	mod_delayed_work(pool_node.wq, &cfg.rollback_work,
+			 nsecs_to_jiffies(delay_ns) + 1);
+}
 
 #define cfg_prev	(cfg.hist[cfg.depth - 1])
 
@@ -116,7 +142,7 @@ static void pool_config_announce_config(void)
 	memcpy(pt + 8, cfg.active.hash, 32);
 	if (cfg.depth)
 		memcpy(pt + 40, cfg_prev.hash, 32);
-	put_unaligned_be64(cfg.tentative ? cfg.deadline_ns : 0, pt + 72);
+	put_unaligned_be64(pool_config_deadline_real(), pt + 72);
 	put_unaligned_be32(cfg.tentative ? 1 : 0, pt + 80);
 	pool_config_announce(POOL_PKT_CONFIG, pt, sizeof(pt));
 }
@@ -132,7 +158,7 @@ static void pool_config_fill(struct pool_config *c)
 		c->prev_version = cfg_prev.version;
 		memcpy(c->prev_hash, cfg_prev.hash, POOL_HASH_LEN);
 	}
-	c->deadline_ns = cfg.tentative ? cfg.deadline_ns : 0;
+	c->deadline_ns = pool_config_deadline_real();
 	c->heartbeat_seconds = pool_node.params.heartbeat_seconds;
 	c->rekey_seconds = pool_node.params.rekey_seconds;
 	c->rekey_packets = pool_node.params.rekey_packets;
@@ -208,11 +234,10 @@ int pool_config_apply(struct pool_config *c)
 	WRITE_ONCE(pool_node.config_version, c->version);
 	cfg.tentative = ms > 0;
 	if (cfg.tentative) {
-		cfg.deadline_ns = ktime_get_real_ns() + (u64)ms * NSEC_PER_MSEC;
-		mod_delayed_work(pool_node.wq, &cfg.rollback_work,
-				 msecs_to_jiffies(ms));
+		cfg.deadline_boot_ns = ktime_get_boottime_ns() + (u64)ms * NSEC_PER_MSEC;
+		pool_config_arm((u64)ms * NSEC_PER_MSEC);
 	} else {
-		cfg.deadline_ns = 0;
+		cfg.deadline_boot_ns = 0;
 		cancel_delayed_work(&cfg.rollback_work);
 	}
 	pool_stat_inc(POOL_STAT_CONFIG_APPLIED);
@@ -238,7 +263,7 @@ int pool_config_confirm(const struct pool_config_ref *r)
 		ret = -ESTALE;
 	} else if (cfg.tentative) {
 		cfg.tentative = false;
-		cfg.deadline_ns = 0;
+		cfg.deadline_boot_ns = 0;
 		cancel_delayed_work(&cfg.rollback_work);
 		pool_stat_inc(POOL_STAT_CONFIG_CONFIRMED);
 		pool_journal(POOL_JOURNAL_CONFIG, 0, NULL, "confirm %u",
@@ -269,7 +294,7 @@ static int pool_config_restore(const char *why)
 	memset(&cfg_prev, 0, sizeof(cfg_prev));
 	cfg.depth--;
 	cfg.tentative = false;
-	cfg.deadline_ns = 0;
+	cfg.deadline_boot_ns = 0;
 	WRITE_ONCE(pool_node.config_version, cfg.active.version);
 	pool_stat_inc(POOL_STAT_CONFIG_ROLLED_BACK);
 	pool_journal(POOL_JOURNAL_ROLLBACK, 0, NULL, "%u -> %u (%s)",
@@ -333,11 +358,37 @@ void pool_config_peer_rx(struct pool_session *s, u8 type, const u8 *pt)
 			     tentative ? " tentative" : "", 8, pt + 8);
 }
 
+/*
+ * At the deadline of a tentative version. Early (the work's jiffies and the
+ * deadline's clock can disagree by a tick): armed again for what is left. A
+ * restore that fails is journaled once and tried again until it succeeds;
+ * meanwhile CONFIG_GET shows the version tentative with its deadline passed.
+ */
 static void pool_config_rollback_work(struct work_struct *w)
 {
+	s64 left;
+	int ret;
+
 	mutex_lock(&pool_node.lock);
-	if (cfg.tentative && ktime_get_real_ns() >= cfg.deadline_ns - NSEC_PER_MSEC)
-		pool_config_restore("not confirmed before the deadline");
+	if (!cfg.tentative)
+		goto out;
+	left = (s64)(cfg.deadline_boot_ns - ktime_get_boottime_ns());
+	if (left > 0) {
+		pool_config_arm(left);
+		goto out;
+	}
+	ret = pool_config_restore("not confirmed before the deadline");
+	if (ret) {
+		if (!cfg.rollback_failed)
+			pool_journal(POOL_JOURNAL_ROLLBACK, 0, NULL,
+				     "%u: automatic rollback failed (%d), retrying",
+				     cfg.active.version, ret);
+		cfg.rollback_failed = true;
+		mod_delayed_work(pool_node.wq, &cfg.rollback_work, POOL_ROLLBACK_RETRY);
+	} else {
+		cfg.rollback_failed = false;
+	}
+out:
 	mutex_unlock(&pool_node.lock);
 }
 

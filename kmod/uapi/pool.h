@@ -363,7 +363,7 @@ struct pool_config {
 	__u32	prev_version;			/* out */
 	__u32	confirm_within_ms;		/* in; 0 = confirmed at once */
 	__u8	prev_hash[POOL_HASH_LEN];	/* out */
-	__u64	deadline_ns;			/* out: CLOCK_REALTIME, 0 if none */
+	__u64	deadline_ns;			/* out: CLOCK_REALTIME, 0 if none (kept on CLOCK_BOOTTIME) */
 	__u32	heartbeat_seconds;
 	__u32	rekey_seconds;
 	__u64	rekey_packets;

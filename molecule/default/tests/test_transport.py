@@ -715,6 +715,43 @@ def test_unwritable_results_leave_no_descriptor(lab: Lab) -> None:
     lab.round_trip()
 
 
+# ---- 6c. the rollback deadline and the wall clock -------------------------------------
+
+
+def test_rollback_deadline_survives_a_clock_step_back(lab: Lab) -> None:
+    """A tentative version's deadline is kept on a clock that never steps: with node1's wall
+    clock set two hours back (NTP, `date -s`), pool.ko still restores the previous version
+    on time, and reports the deadline on the stepped clock meanwhile."""
+    n1 = lab.n1
+    start = n1.poolctl("config", "show")
+    assert not start["tentative"], start
+    applied = n1.probe(f"config-set --rekey-seconds {start['rekey_seconds'] + 1} --confirm-ms 8000")
+    stepped = False
+    try:
+        n1.ok("date -s @$(( $(date +%s) - 7200 )) >/dev/null")
+        stepped = True
+        shown = n1.poolctl("config", "show")
+        wall = int(n1.ok("date +%s%N"))
+        # the deadline as the stepped clock sees it: a few seconds ahead, not two hours
+        assert shown["tentative"] and 0 < shown["deadline_ns"] - wall < 10 * 10**9, (shown, wall)
+        deadline = time.monotonic() + 40
+        while True:
+            now = n1.poolctl("config", "show")
+            if not now["tentative"]:
+                break
+            assert time.monotonic() < deadline, f"still tentative 40 s after an 8 s deadline: {now}"
+            time.sleep(2)
+    finally:
+        if stepped:
+            n1.ok("date -s @$(( $(date +%s) + 7200 )) >/dev/null")
+        if n1.poolctl("config", "show")["tentative"]:
+            n1.probe("config-restore")
+    assert now["version"] == start["version"] and now["rekey_seconds"] == start["rekey_seconds"], (applied, now)
+    rolled = [e for e in n1.journal_from(max(0, n1.journal_next() - 50)) if e["type"] == "rollback"]
+    assert any("not confirmed before the deadline" in e["detail"] for e in rolled), rolled
+    lab.round_trip()
+
+
 # ---- 7. rmmod with live sessions, a half-open handshake, an idle listener (last) -------
 
 
