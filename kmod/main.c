@@ -47,7 +47,7 @@ MODULE_PARM_DESC(rekey_packets, "Rekey after this many packets, 1..2^32-1 (2^30)
 
 static uint puzzle_difficulty = 16;
 module_param(puzzle_difficulty, uint, 0444);
-MODULE_PARM_DESC(puzzle_difficulty, "Handshake puzzle difficulty in bits, 0..28 (16)");
+MODULE_PARM_DESC(puzzle_difficulty, "Handshake puzzle difficulty in bits, 0..20 (16)");
 
 static uint max_sessions = 256;
 module_param(max_sessions, uint, 0444);
@@ -74,7 +74,7 @@ static int __init pool_init(void)
 	int ret, i;
 
 	if (!pool_param_port || !pool_valid_params(&p)) {
-		pr_err("invalid module parameter: port 1..65535, heartbeat_seconds 1..3600, rekey_seconds 5..2^31, rekey_packets 1..2^32-1, puzzle_difficulty 0..28, max_sessions 1..65536\n");
+		pr_err("invalid module parameter: port 1..65535, heartbeat_seconds 1..3600, rekey_seconds 5..2^31, rekey_packets 1..2^32-1, puzzle_difficulty 0..20, max_sessions 1..65536\n");
 		return -EINVAL;
 	}
 

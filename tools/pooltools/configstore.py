@@ -43,6 +43,7 @@ from typing import Any
 from pooltools.fsutil import atomic_write, fsync_dir
 from pooltools.keys import decode_key, encode_key
 from pooltools.netaddr import format_endpoint, parse_endpoint
+from pooltools.primitives import MAX_DIFFICULTY
 from pooltools.x25519 import x25519
 
 KEEP_VERSIONS = 50
@@ -60,7 +61,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "heartbeat_seconds": (1, 3600),
     "rekey_seconds": (5, 2**31),
     "rekey_packets": (1, 2**32 - 1),
-    "puzzle_difficulty": (0, 28),  # POOL_MAX_DIFFICULTY
+    "puzzle_difficulty": (0, MAX_DIFFICULTY),  # POOL_MAX_DIFFICULTY
     "max_sessions": (1, 65536),
 }
 DEFAULTS: dict[str, int] = {

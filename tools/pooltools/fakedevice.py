@@ -35,6 +35,7 @@ from pooltools.device import (
     raise_errno,
 )
 from pooltools.journal import ZERO_HASH, ZERO_KEY, Entry, entry_hash
+from pooltools.primitives import MAX_DIFFICULTY
 from pooltools.x25519 import public_key as x25519_public
 
 CONFIG_HISTORY = 8  # kmod/config.c POOL_CONFIG_HISTORY: versions ROLLBACK walks back through
@@ -430,7 +431,7 @@ class FakeDevice:
             or not 1 <= c.heartbeat_seconds <= 3600
             or not 5 <= c.rekey_seconds <= 2**31
             or not 1 <= c.rekey_packets < 2**32
-            or c.puzzle_difficulty > 28
+            or c.puzzle_difficulty > MAX_DIFFICULTY
             or not 1 <= c.max_sessions <= 65536
             or c.confirm_within_ms > 24 * 3600 * 1000
             or len(set(keys)) != len(keys)

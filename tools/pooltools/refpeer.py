@@ -592,11 +592,14 @@ def parse_key(text: str, what: str) -> bytes:
 
 
 def _cfg(args: argparse.Namespace) -> Config:
+    difficulty = getattr(args, "difficulty", noise.DEFAULT_DIFFICULTY)
+    if not 0 <= difficulty <= noise.MAX_DIFFICULTY:
+        raise PeerError(f"--difficulty must be 0 to {noise.MAX_DIFFICULTY} (got {difficulty})")
     return Config(
         heartbeat_seconds=args.heartbeat_seconds,
         rekey_seconds=args.rekey_seconds,
         rekey_packets=args.rekey_packets,
-        difficulty=getattr(args, "difficulty", noise.DEFAULT_DIFFICULTY),
+        difficulty=difficulty,
         handshake_timeout=args.timeout,
         channel=args.channel,
     )

@@ -32,7 +32,7 @@ def doc(**kw: object) -> dict:
         ("rekey_seconds", 2**31 + 1, 5, 2**31),
         ("rekey_packets", 0, 1, 2**32 - 1),
         ("rekey_packets", 2**32, 1, 2**32 - 1),
-        ("puzzle_difficulty", 29, 0, 28),
+        ("puzzle_difficulty", 21, 0, 20),
         ("max_sessions", 0, 1, 65536),
         ("max_sessions", 65537, 1, 65536),
     ],
@@ -47,7 +47,7 @@ def test_out_of_range_names_the_key_and_range(key: str, value: int, lo: int, hi:
 @pytest.mark.parametrize(
     ("key", "value"),
     [("heartbeat_seconds", 1), ("heartbeat_seconds", 3600), ("rekey_seconds", 5), ("rekey_seconds", 2**31),
-     ("rekey_packets", 2**32 - 1), ("puzzle_difficulty", 0), ("puzzle_difficulty", 28), ("max_sessions", 65536)],
+     ("rekey_packets", 2**32 - 1), ("puzzle_difficulty", 0), ("puzzle_difficulty", 20), ("max_sessions", 65536)],
 )  # fmt: skip
 def test_kernel_limits_are_accepted(key: str, value: int) -> None:
     assert cs.validate(doc(**{key: value}))[key] == value
@@ -60,7 +60,7 @@ def test_kernel_ranges_match_kmod_main_c() -> None:
     assert "p->rekey_packets >= 1 && p->rekey_packets < (1ULL << 32)" in src
     assert "p->max_sessions >= 1 && p->max_sessions <= 65536" in src
     hs = (Path(__file__).resolve().parents[3] / "kmod" / "handshake.h").read_text()
-    assert "#define POOL_MAX_DIFFICULTY\t28" in hs
+    assert "#define POOL_MAX_DIFFICULTY\t20" in hs
 
 
 @pytest.mark.parametrize(

@@ -286,7 +286,7 @@ def test_overload(parties: dict) -> None:
 
 
 def test_challenge_too_hard(parties: dict) -> None:
-    parties["res"].difficulty = 29
+    parties["res"].difficulty = noise.MAX_DIFFICULTY + 1
     ini = noise.Initiator(parties["s_i"], parties["S_r"], clock=parties["clock"])
     ch = parties["res"].on_init(*noise.split_packet(ini.create_init()), IP, PORT)
     with pytest.raises(noise.ChallengeTooHardError):

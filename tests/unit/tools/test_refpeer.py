@@ -213,6 +213,16 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert p.returncode == 1
     assert p.stderr.startswith("refpeer: connect: key file") and p.stderr.count("\n") == 1
     assert encode_key(bytes(range(32)))  # keeps the import honest
+    key = tmp_path / "good.key"
+    subprocess.run([sys.executable, "-m", "pooltools.refpeer", "genkey", str(key)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "pooltools.refpeer", "serve", "--port", "0", "--key", str(key),
+         "--trust", encode_key(bytes(range(32))), "--difficulty", "21"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 1
+    assert p.stderr == "refpeer: serve: --difficulty must be 0 to 20 (got 21)\n"
 
 
 def test_pool_test_protocol_client_and_server() -> None:

@@ -154,7 +154,7 @@ def test_failing_health_command_rolls_back(fake, capsys) -> None:
 def test_invalid_values_refused_before_anything_changes(fake, capsys) -> None:
     before = fake.dev().mutations
     code, res = run(fake, capsys, config=cfg(puzzle_difficulty=40))
-    assert code == 1 and "puzzle_difficulty: 40 is out of range (0-28)" in res["msg"]
+    assert code == 1 and "puzzle_difficulty: 40 is out of range (0-20)" in res["msg"]
     assert fake.dev().mutations == before
     assert fake.verbs() == ["config apply", "config show"]  # the refused apply, then the active version read
     c = fake.dev().config_get()
