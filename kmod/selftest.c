@@ -23,6 +23,7 @@
 #include "handshake.h"
 #include "handshake_kat.h"
 #include "ring.h"
+#include "telemetry.h"
 #include "selftest.h"
 #include "wire.h"
 
@@ -840,6 +841,19 @@ out:
 	return ok;
 }
 
+/* ---- telemetry arithmetic ------------------------------------------------ */
+
+static bool __init pool_selftest_telemetry(void)
+{
+	/* 2.5 GB in 10 s: 2 Gbit/s; the product 2e19 does not fit 64 bits */
+	CHECK(pool_throughput_bps(2500000000ULL, 10ULL * NSEC_PER_SEC) == 2000000000U,
+	      "throughput above 2.3 GB per interval");
+	CHECK(pool_throughput_bps(125000, NSEC_PER_SEC) == 1000000, "throughput of 1 Mbit/s");
+	CHECK(pool_throughput_bps(1ULL << 40, NSEC_PER_SEC) == U32_MAX, "throughput saturated");
+	CHECK(pool_throughput_bps(12345, 0) == 0, "throughput over no time");
+	return true;
+}
+
 int __init pool_selftest(void)
 {
 	struct pool_selftest_state *st;
@@ -861,7 +875,8 @@ int __init pool_selftest(void)
 	     pool_selftest_roundtrip(st) &&
 	     pool_selftest_rekey(st) &&
 	     pool_selftest_address_journal(st) &&
-	     pool_selftest_ring();
+	     pool_selftest_ring() &&
+	     pool_selftest_telemetry();
 
 	kfree_sensitive(st);
 	if (!ok) {

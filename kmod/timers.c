@@ -18,6 +18,7 @@
 #include <linux/math64.h>
 
 #include "pool.h"
+#include "telemetry.h"
 
 #define POOL_REKEY_INIT		1
 #define POOL_REKEY_REPLY	2
@@ -63,7 +64,7 @@ void pool_hb_work(struct work_struct *w)
 	unsigned long interval = pool_hb_interval();
 	u8 pt[POOL_HEARTBEAT_LEN];
 	struct pool_telemetry t;
-	u64 now = ktime_get_boottime_ns(), bytes, dt, tp;
+	u64 now = ktime_get_boottime_ns(), bytes;
 	bool stalled;
 
 	if (READ_ONCE(s->closing))
@@ -88,10 +89,8 @@ void pool_hb_work(struct work_struct *w)
 	s->tel_local.loss_rate_ppm = s->hb_count ?
 		div64_u64(s->hb_lost * 1000000ULL, s->hb_count) : 0;
 	bytes = s->bytes_sent + s->bytes_recv;
-	dt = now - s->tp_last_boot;
-	tp = dt ? div64_u64((bytes - s->tp_last_bytes) * 8ULL * NSEC_PER_SEC,
-			    dt) : 0;
-	s->tel_local.throughput_bps = min_t(u64, tp, U32_MAX);
+	s->tel_local.throughput_bps = pool_throughput_bps(bytes - s->tp_last_bytes,
+							  now - s->tp_last_boot);
 	s->tp_last_bytes = bytes;
 	s->tp_last_boot = now;
 	s->tel_local.queue_depth = min_t(u32, s->rxq_len, 0xffff);
