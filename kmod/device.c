@@ -202,6 +202,10 @@ static long pool_dev_ioctl(struct file *file, unsigned int cmd,
 		return copy_to_user(argp, &out, sizeof(out)) ? -EFAULT : 0;
 	}
 	case POOL_IOC_PEER_DEL:
+		/* only the key is read: anything else is a caller's mistake */
+		if (memchr_inv(u.peer.name, 0, sizeof(u.peer) - offsetof(struct pool_peer, name)) ||
+		    memchr_inv(u.peer.address, 0, sizeof(u.peer.address)))
+			return -EINVAL;
 		mutex_lock(&pool_node.lock);
 		ret = pool_peer_del(u.peer.public_key);
 		mutex_unlock(&pool_node.lock);

@@ -105,7 +105,8 @@ struct pool_identity {
 /*
  * A trusted peer, keyed by its static public key. PEER_ADD fails with EEXIST
  * for a key already present and EINVAL for a low-order or all-zero key or the
- * node's own key; PEER_DEL fails with ENOENT for an unknown key and closes the
+ * node's own key; PEER_DEL reads only public_key (every other field must be
+ * zero, EINVAL otherwise), fails with ENOENT for an unknown key and closes the
  * peer's sessions. The endpoint is informational for the kernel (poold uses it
  * to connect); name is for people.
  */

@@ -106,7 +106,10 @@ PEER_ADD_ERRORS = {
     errno.EINVAL: ("invalid public key (all-zero, low-order or the node's own key)", EXIT_USAGE),
     errno.ENOSPC: ("trust store full", EXIT_FAILURE),
 }
-PEER_DEL_ERRORS = {errno.ENOENT: ("peer not trusted", EXIT_NOT_FOUND)}
+PEER_DEL_ERRORS = {
+    errno.ENOENT: ("peer not trusted", EXIT_NOT_FOUND),
+    errno.EINVAL: ("only the public key may be set", EXIT_USAGE),
+}
 LISTEN_ERRORS = {
     errno.EBUSY: ("already listening on another port (poolctl stop first)", EXIT_BUSY),
     errno.EADDRINUSE: ("port already in use", EXIT_BUSY),

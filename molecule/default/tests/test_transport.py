@@ -715,6 +715,13 @@ def test_unwritable_results_leave_no_descriptor(lab: Lab) -> None:
     lab.round_trip()
 
 
+def test_peer_del_reads_only_the_key(lab: Lab) -> None:
+    doc = lab.n1.probe("peer-del-strict", 60)
+    for case in ("flags", "name"):
+        assert doc[case] == {"result": "EINVAL", "still_trusted": True}, doc
+    assert doc["removed"], doc
+
+
 # ---- 6c. the rollback deadline and the wall clock -------------------------------------
 
 

@@ -32,6 +32,9 @@ Everything prints one JSON document on stdout.
         ATTACH to the established session with the peer, then CONNECT to it at HOST, each with
         its argument in read-only memory: pool.ko must answer EFAULT (it cannot write the
         results back) and leave no descriptor in this process, nor the session CONNECT made.
+    peer-del-strict
+        PEER_DEL of a temporarily trusted key with a reserved field set, then with a name set:
+        both refused (EINVAL) with the peer still trusted; then the plain PEER_DEL removes it.
     half-open HOST PORT --seconds S
         Opens a TCP connection, sends a valid-looking INIT prefix only, and holds it until the
         peer closes it or S seconds pass; reports which and when.
@@ -506,6 +509,36 @@ def cmd_efault(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_peer_del_strict(_a: argparse.Namespace) -> int:
+    import errno
+    import fcntl
+
+    from pooltools import uapi
+    from pooltools.device import Device, make_peer
+    from pooltools.x25519 import public_key
+
+    key = public_key(os.urandom(32))
+    doc: dict[str, Any] = {}
+    with Device() as dev:
+        dev.peer_add(key, "ktest-peer-del")
+        try:
+            for name, field, value in (("flags", "flags", 1), ("name", "name", b"x")):
+                peer = make_peer(key)
+                setattr(peer, field, value)
+                try:
+                    fcntl.ioctl(dev.fd, uapi.POOL_IOC_PEER_DEL, peer)
+                    result = "ok"
+                except OSError as exc:
+                    result = errno.errorcode.get(exc.errno, str(exc.errno))
+                doc[name] = {"result": result, "still_trusted": any(bytes(p.public_key) == key for p in dev.peers())}
+        finally:
+            if any(bytes(p.public_key) == key for p in dev.peers()):
+                dev.peer_del(key)
+        doc["removed"] = not any(bytes(p.public_key) == key for p in dev.peers())
+    emit(doc)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="transport_probe.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -558,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--port", type=int, default=0)
     p.set_defaults(func=cmd_cycles)
+    p = sub.add_parser("peer-del-strict")
+    p.set_defaults(func=cmd_peer_del_strict)
     p = sub.add_parser("efault")
     p.add_argument("host")
     p.add_argument("--peer", required=True)
