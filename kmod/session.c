@@ -242,11 +242,17 @@ static bool pool_tx_ready(struct pool_session *s, u32 pkt)
 	       pool_ring_room(s, pkt, false);
 }
 
-/* One message from user memory on channel; write() and SEND. */
+/*
+ * One message from user memory on channel; write() and SEND. The bytes are
+ * copied in before tx_lock is taken: a buffer that faults slowly (FUSE,
+ * userfaultfd) must not hold up the session's work, CONFIG announcements
+ * (under pool_node.lock) or the automatic rollback behind them.
+ */
 static ssize_t pool_send_data(struct pool_session *s, const void __user *buf,
 			      size_t len, u16 channel, bool nonblock)
 {
 	u32 pkt = POOL_HDR_LEN + len + POOL_TAG_LEN;
+	u8 *pt;
 	u64 limit;
 	int ret;
 
@@ -254,32 +260,41 @@ static ssize_t pool_send_data(struct pool_session *s, const void __user *buf,
 		return -EMSGSIZE;
 	if (channel > 0xff)
 		return -EINVAL;
+	pt = kvmalloc(len, GFP_KERNEL);
+	if (!pt)
+		return -ENOMEM;
+	if (copy_from_user(pt, buf, len)) {
+		ret = -EFAULT;
+		goto free;
+	}
 	for (;;) {
-		if (mutex_lock_interruptible(&s->tx_lock))
-			return -ERESTARTSYS;
+		if (mutex_lock_interruptible(&s->tx_lock)) {
+			ret = -ERESTARTSYS;
+			goto free;
+		}
 		if (s->tx_dead || s->closing) {
 			ret = -EPIPE;
-			goto out;
+			goto unlock;
 		}
 		if (pool_ring_room(s, pkt, false))
 			break;
 		mutex_unlock(&s->tx_lock);
+		ret = -EAGAIN;
 		if (nonblock)
-			return -EAGAIN;
+			goto free;
 		ret = wait_event_interruptible(s->wait, pool_tx_ready(s, pkt));
 		if (ret)
-			return ret;
+			goto free;
 	}
-	if (copy_from_user(s->tx_buf, buf, len)) {
-		ret = -EFAULT;
-		goto out;
-	}
+	memcpy(s->tx_buf, pt, len);
 	ret = pool_seal(s, POOL_PKT_DATA, 0, channel, len);
 	limit = READ_ONCE(pool_node.params.rekey_packets);
 	if (!ret && s->tx_since_rekey >= limit && s->rekey_state == POOL_RK_IDLE)
 		mod_delayed_work(pool_node.wq, &s->rekey_work, 0);
-out:
+unlock:
 	mutex_unlock(&s->tx_lock);
+free:
+	kvfree_sensitive(pt, len);
 	return ret ? ret : len;
 }
 

@@ -715,6 +715,18 @@ def test_unwritable_results_leave_no_descriptor(lab: Lab) -> None:
     lab.round_trip()
 
 
+def test_slow_writer_does_not_hold_up_configuration(lab: Lab) -> None:
+    """A session write whose user buffer faults until released (userfaultfd) must not block a
+    CONFIG_APPLY, which announces the version on every session under the node's lock."""
+    n1, n2 = lab.n1, lab.n2
+    doc = n1.probe(f"slow-writer {n2.ipv4} --peer {n2.key}", 120)
+    print(f"\n{doc}")
+    assert doc["writer_blocked"] and doc["writer_blocked_during_apply"], f"the write did not wait on its fault: {doc}"
+    assert doc["config_apply_seconds"] is not None, f"CONFIG_APPLY waited on the faulting writer: {doc}"
+    assert doc["written"] == 1000 and not doc["tentative_after"], doc
+    lab.round_trip()
+
+
 def test_peer_del_reads_only_the_key(lab: Lab) -> None:
     doc = lab.n1.probe("peer-del-strict", 60)
     for case in ("flags", "name"):

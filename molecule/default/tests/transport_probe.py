@@ -32,6 +32,11 @@ Everything prints one JSON document on stdout.
         ATTACH to the established session with the peer, then CONNECT to it at HOST, each with
         its argument in read-only memory: pool.ko must answer EFAULT (it cannot write the
         results back) and leave no descriptor in this process, nor the session CONNECT made.
+    slow-writer HOST --peer B64
+        A session of its own to the peer; a thread writes a message from memory that faults
+        until this process resolves it (userfaultfd), and meanwhile a tentative CONFIG_APPLY
+        (announced on every session) must complete; then the fault is resolved, the write
+        completes and the version is rolled back.
     peer-del-strict
         PEER_DEL of a temporarily trusted key with a reserved field set, then with a name set:
         both refused (EINVAL) with the peer still trusted; then the plain PEER_DEL removes it.
@@ -245,35 +250,47 @@ def cmd_half_open(a: argparse.Namespace) -> int:
 # ---- configuration (CONFIG_APPLY / CONFIG_ROLLBACK) --------------------------
 
 
+def apply_tunables(dev: Any, confirm_ms: int, **tunables: int | None) -> Any:
+    """CONFIG_APPLY of the active configuration with `tunables` changed (None: unchanged) and the
+    trust store as it is; returns the configuration that is active afterwards."""
+    from pooltools import uapi
+
+    cur = dev.config_get()
+    peers = dev.peers()
+    arr = (uapi.PoolPeer * max(1, len(peers)))()
+    for i, p in enumerate(peers):
+        q = uapi.PoolPeer()
+        ctypes.memmove(q.public_key, p.public_key, 32)
+        q.name = bytes(p.name).split(b"\0")[0]
+        ctypes.memmove(q.endpoint_addr, p.endpoint_addr, 16)
+        q.endpoint_port = p.endpoint_port
+        arr[i] = q
+    c = uapi.PoolConfig()
+    c.version = cur.version + 1
+    digest = hashlib.sha256(f"transport-test {c.version} {time.time_ns()}".encode()).digest()
+    ctypes.memmove(c.hash, digest, 32)
+    c.confirm_within_ms = confirm_ms
+    for name in ("heartbeat_seconds", "rekey_seconds", "rekey_packets", "puzzle_difficulty", "max_sessions"):
+        value = tunables.get(name)
+        setattr(c, name, value if value is not None else getattr(cur, name))
+    c.peers_ptr = ctypes.addressof(arr)
+    c.peer_count = len(peers)
+    dev._io(uapi.POOL_IOC_CONFIG_APPLY, c, "apply configuration")
+    return dev.config_get()
+
+
 def cmd_config_set(a: argparse.Namespace) -> int:
     from pooltools import uapi
     from pooltools.device import Device
 
     with Device() as dev:
-        cur = dev.config_get()
-        peers = dev.peers()
-        arr = (uapi.PoolPeer * max(1, len(peers)))()
-        for i, p in enumerate(peers):
-            q = uapi.PoolPeer()
-            ctypes.memmove(q.public_key, p.public_key, 32)
-            q.name = bytes(p.name).split(b"\0")[0]
-            ctypes.memmove(q.endpoint_addr, p.endpoint_addr, 16)
-            q.endpoint_port = p.endpoint_port
-            arr[i] = q
-        c = uapi.PoolConfig()
-        c.version = cur.version + 1
-        digest = hashlib.sha256(f"transport-test {c.version} {time.time_ns()}".encode()).digest()
-        ctypes.memmove(c.hash, digest, 32)
-        c.confirm_within_ms = a.confirm_ms
-        c.heartbeat_seconds = a.heartbeat_seconds if a.heartbeat_seconds is not None else cur.heartbeat_seconds
-        c.rekey_seconds = a.rekey_seconds if a.rekey_seconds is not None else cur.rekey_seconds
-        c.rekey_packets = cur.rekey_packets
-        c.puzzle_difficulty = a.puzzle_difficulty if a.puzzle_difficulty is not None else cur.puzzle_difficulty
-        c.max_sessions = cur.max_sessions
-        c.peers_ptr = ctypes.addressof(arr)
-        c.peer_count = len(peers)
-        dev._io(uapi.POOL_IOC_CONFIG_APPLY, c, "apply configuration")
-        new = dev.config_get()
+        new = apply_tunables(
+            dev,
+            a.confirm_ms,
+            heartbeat_seconds=a.heartbeat_seconds,
+            rekey_seconds=a.rekey_seconds,
+            puzzle_difficulty=a.puzzle_difficulty,
+        )
     emit(
         {
             "version": new.version,
@@ -509,6 +526,73 @@ def cmd_efault(a: argparse.Namespace) -> int:
     return 0
 
 
+def _iowr(nr: int, size: int) -> int:
+    return (3 << 30) | (size << 16) | (0xAA << 8) | nr  # userfaultfd's ioctls
+
+
+class UserFault:
+    """Anonymous memory whose first touch waits until resolve() (userfaultfd, missing mode)."""
+
+    def __init__(self, size: int) -> None:
+        import fcntl
+        import mmap
+
+        self.size = size
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        self.fd = libc.syscall(323, os.O_CLOEXEC)  # __NR_userfaultfd on x86_64
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "userfaultfd")
+        fcntl.ioctl(self.fd, _iowr(0x3F, 24), (ctypes.c_uint64 * 3)(0xAA, 0, 0))  # UFFDIO_API
+        self.region = mmap.mmap(-1, size)
+        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.region))
+        fcntl.ioctl(self.fd, _iowr(0x00, 32), (ctypes.c_uint64 * 4)(self.addr, size, 1, 0))  # REGISTER
+
+    def resolve(self) -> None:
+        import fcntl
+
+        fcntl.ioctl(self.fd, _iowr(0x04, 32), (ctypes.c_uint64 * 4)(self.addr, self.size, 0, 0))  # ZEROPAGE
+
+
+def cmd_slow_writer(a: argparse.Namespace) -> int:
+    import mmap
+    import threading
+
+    from pooltools import uapi
+    from pooltools.device import Device
+
+    key = key_arg(a.peer)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+    libc.write.restype = ctypes.c_ssize_t
+    doc: dict[str, Any] = {}
+    with Device() as dev:
+        sess = dev.connect(key, mapped(a.host), 0, 0, 10000)
+        fault = UserFault(mmap.PAGESIZE)
+        wrote: list[int] = []
+        writer = threading.Thread(target=lambda: wrote.append(libc.write(sess.fd, fault.addr, 1000)), daemon=True)
+        writer.start()
+        time.sleep(1)
+        doc["writer_blocked"] = writer.is_alive()
+        applied: list[Any] = []
+        t0 = time.monotonic()
+        config = threading.Thread(target=lambda: applied.append(apply_tunables(dev, 60000)), daemon=True)
+        config.start()
+        config.join(10)
+        doc["config_apply_seconds"] = round(time.monotonic() - t0, 3) if applied else None
+        doc["writer_blocked_during_apply"] = writer.is_alive()
+        fault.resolve()
+        writer.join(10)
+        config.join(30)
+        doc["written"] = wrote[0] if wrote else None
+        if applied:
+            dev._io(uapi.POOL_IOC_CONFIG_ROLLBACK, uapi.PoolConfigRef(version=applied[0].version), "roll back")
+        doc["tentative_after"] = bool(dev.config_get().flags & uapi.POOL_CONFIG_TENTATIVE)
+        sess.close()
+    emit(doc)
+    return 0
+
+
 def cmd_peer_del_strict(_a: argparse.Namespace) -> int:
     import errno
     import fcntl
@@ -591,6 +675,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--port", type=int, default=0)
     p.set_defaults(func=cmd_cycles)
+    p = sub.add_parser("slow-writer")
+    p.add_argument("host")
+    p.add_argument("--peer", required=True)
+    p.set_defaults(func=cmd_slow_writer)
     p = sub.add_parser("peer-del-strict")
     p.set_defaults(func=cmd_peer_del_strict)
     p = sub.add_parser("efault")
