@@ -329,6 +329,35 @@ void pool_cookie_init(struct pool_cookie *c)
 	c->rotated_at = ktime_get_boottime_seconds();
 }
 
+void pool_spent_init(struct pool_spent *sp)
+{
+	spin_lock_init(&sp->lock);
+	sp->next = 0;
+	memset(sp->tag, 0, sizeof(sp->tag));
+}
+
+bool pool_spent_mark(struct pool_spent *sp, const u8 seed[32])
+{
+	/* the seed is an HMAC under a secret: its first 8 bytes are tag enough */
+	u64 tag = get_unaligned_le64(seed) | 1;
+	bool fresh = true;
+	u32 i;
+
+	spin_lock_bh(&sp->lock);
+	for (i = 0; i < POOL_SPENT_MAX; i++) {
+		if (sp->tag[i] == tag) {
+			fresh = false;
+			break;
+		}
+	}
+	if (fresh) {
+		sp->tag[sp->next] = tag;
+		sp->next = (sp->next + 1) % POOL_SPENT_MAX;
+	}
+	spin_unlock_bh(&sp->lock);
+	return fresh;
+}
+
 /*
  * Rotation is aligned to whole periods from the first secret, so a secret
  * is current for one period and previous for exactly one more.

@@ -93,6 +93,23 @@ struct pool_cookie {
 	u64		rotated_at;	/* ktime_get_boottime_seconds() */
 };
 void pool_cookie_init(struct pool_cookie *c);
+
+/*
+ * The puzzle seeds of the last POOL_SPENT_MAX RESPONSEs that passed the
+ * puzzle check: a seed answered before is a replay, refused before any DH
+ * (docs/protocol.md, RESPONSE step 3). Legitimate seeds never repeat (iid
+ * and E_i are fresh); one forgotten here is still caught by the per-peer
+ * timestamp guard, only later.
+ */
+#define POOL_SPENT_MAX	4096
+struct pool_spent {
+	spinlock_t	lock;
+	u32		next;
+	u64		tag[POOL_SPENT_MAX];	/* 0: empty */
+};
+void pool_spent_init(struct pool_spent *sp);
+/* Records the seed; false if it was already there. */
+bool pool_spent_mark(struct pool_spent *sp, const u8 seed[32]);
 /* which: 0 current, 1 previous */
 void pool_cookie_seed(struct pool_cookie *c, int which, const u8 ip[16], u16 port,
 		      const u8 iid[POOL_ID_LEN], const u8 e_i[32], u64 ts, u8 seed[32]);

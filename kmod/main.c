@@ -105,6 +105,7 @@ static int __init pool_init(void)
 	pool_node.params = p;
 	pool_node.load_ns = ktime_get_boottime_ns();
 	pool_cookie_init(&pool_node.cookie);
+	pool_spent_init(&pool_node.spent);
 	pool_hconns_init();
 
 	pool_node.wq = alloc_workqueue("pool", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);

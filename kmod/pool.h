@@ -115,6 +115,7 @@ struct pool_node {
 	struct pool_sk_cbs	listen_orig;
 
 	struct pool_cookie	cookie;
+	struct pool_spent	spent;		/* puzzle seeds answered */
 	atomic64_t		stats[__POOL_STAT_COUNT];
 	struct workqueue_struct	*wq;
 	u64			load_ns;	/* ktime_get_boottime_ns() */

@@ -841,6 +841,42 @@ out:
 	return ok;
 }
 
+/* ---- puzzle seeds answered once ------------------------------------------ */
+
+static bool __init pool_selftest_spent(void)
+{
+	struct pool_spent *sp = kvmalloc(sizeof(*sp), GFP_KERNEL);
+	u8 seed[32] = { 0x5e, 0xed };
+	bool ok = false;
+	u32 i;
+
+	if (!sp) {
+		pr_err("%s: out of memory\n", __func__);
+		return false;
+	}
+	pool_spent_init(sp);
+	if (!pool_spent_mark(sp, seed) || pool_spent_mark(sp, seed)) {
+		pr_err("%s: a seed was not refused the second time\n", __func__);
+		goto out;
+	}
+	for (i = 1; i <= POOL_SPENT_MAX; i++) {
+		u8 other[32] = {};
+
+		put_unaligned_le32(i, other + 4);
+		if (!pool_spent_mark(sp, other)) {
+			pr_err("%s: fresh seed %u refused\n", __func__, i);
+			goto out;
+		}
+	}
+	/* POOL_SPENT_MAX later seeds: the first is forgotten (step 5 catches it) */
+	ok = pool_spent_mark(sp, seed);
+	if (!ok)
+		pr_err("%s: the oldest seed was not forgotten\n", __func__);
+out:
+	kvfree(sp);
+	return ok;
+}
+
 /* ---- telemetry arithmetic ------------------------------------------------ */
 
 static bool __init pool_selftest_telemetry(void)
@@ -876,7 +912,8 @@ int __init pool_selftest(void)
 	     pool_selftest_rekey(st) &&
 	     pool_selftest_address_journal(st) &&
 	     pool_selftest_ring() &&
-	     pool_selftest_telemetry();
+	     pool_selftest_telemetry() &&
+	     pool_selftest_spent();
 
 	kfree_sensitive(st);
 	if (!ok) {

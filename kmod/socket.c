@@ -782,8 +782,14 @@ static void pool_hconn_response(struct pool_hconn *hc,
 				0, NULL, NULL, "RESPONSE: bad puzzle solution");
 		return;
 	}
+	/* 3. a puzzle answered once: a replayed RESPONSE costs no DH */
+	if (!pool_spent_mark(&pool_node.spent, seed)) {
+		pool_hconn_fail(hc, POOL_STAT_REPLAYED_INIT, POOL_ERR_REPLAY,
+				0, NULL, NULL, "RESPONSE: puzzle already answered (replay)");
+		return;
+	}
 	/*
-	 * 3. enc_static (first DH here), the trust store, then the proof: a
+	 * 4. enc_static (first DH here), the trust store, then the proof: a
 	 * stranger is UNKNOWN_PEER whatever its proof says. Both get the same
 	 * CLOSE (AUTH_FAIL) so a stranger does not learn which keys are trusted.
 	 */
@@ -802,14 +808,14 @@ static void pool_hconn_response(struct pool_hconn *hc,
 				"RESPONSE: authentication failed");
 		goto wipe;
 	}
-	/* 4. replay guard */
+	/* 5. replay guard for what step 3 has forgotten */
 	if (pool_peer_check_replay(st.peer_static, st.ts)) {
 		pool_hconn_fail(hc, POOL_STAT_REPLAYED_INIT, POOL_ERR_REPLAY,
 				0, st.peer_static, NULL,
 				"RESPONSE: replayed INIT timestamp");
 		goto wipe;
 	}
-	/* 5. room */
+	/* 6. room */
 	if (atomic_read(&pool_node.nr_active) >=
 	    READ_ONCE(pool_node.params.max_sessions)) {
 		pool_hconn_fail(hc, POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD,

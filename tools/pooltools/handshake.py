@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,6 +50,8 @@ from .primitives import (
 )
 from .wire import Flag, Header, PacketType
 from .x25519 import clamp
+
+SPENT_MAX = 4096  # puzzle seeds a responder remembers (docs/protocol.md, RESPONSE step 3)
 
 Clock = Callable[[], int]
 
@@ -196,7 +199,20 @@ class Responder:
         self.room = room
         self.cookies = [cookie_secret if cookie_secret is not None else rng(32), rng(32)]
         self.cookie_rotated = clock()
+        # Puzzle seeds of the last SPENT_MAX RESPONSEs past the puzzle check (step 3).
+        self.spent: deque[bytes] = deque()
+        self.spent_set: set[bytes] = set()
         self.last_init: dict[bytes, int] = {}
+
+    def _spend(self, seed: bytes) -> bool:
+        """Records a puzzle seed answered; False if it was answered before (and is remembered)."""
+        if seed in self.spent_set:
+            return False
+        if len(self.spent) == SPENT_MAX:
+            self.spent_set.discard(self.spent.popleft())
+        self.spent.append(seed)
+        self.spent_set.add(seed)
+        return True
 
     def _rotate(self, now: int) -> None:
         """Whole periods from the first secret: current for one period, previous for the next."""
@@ -252,12 +268,13 @@ class Responder:
         self._fresh(r.timestamp, now)  # 1
         self._rotate(now)
         iid = hdr.iid
-        if not any(
-            puzzle_ok(puzzle_seed(c, ip, port, iid, r.ephemeral, r.timestamp), r.solution, self.difficulty)
-            for c in self.cookies
-        ):  # 2
+        seeds = (puzzle_seed(c, ip, port, iid, r.ephemeral, r.timestamp) for c in self.cookies)
+        seed = next((s for s in seeds if puzzle_ok(s, r.solution, self.difficulty)), None)  # 2
+        if seed is None:
             raise BadPuzzleError("puzzle solution does not meet the difficulty for either cookie secret")
-        ck, h = _init_hash(self.S, r.ephemeral)  # 3
+        if not self._spend(seed):  # 3
+            raise ReplayedInitError("puzzle already answered (replayed RESPONSE)")
+        ck, h = _init_hash(self.S, r.ephemeral)  # 4
         ck, k = mix(ck, dh(self.s, r.ephemeral))
         s_i = aead_decrypt(k, ZERO_NONCE, r.enc_static, h)
         if s_i is None:
@@ -272,10 +289,10 @@ class Responder:
         if proof != struct.pack(">QQ", r.timestamp, r.solution):
             raise AuthFailError("RESPONSE proof does not repeat the timestamp and solution")
         h = sha256(h, r.enc_proof)
-        if r.timestamp <= self.last_init.get(s_i, -1):  # 4
+        if r.timestamp <= self.last_init.get(s_i, -1):  # 5
             raise ReplayedInitError("INIT timestamp not newer than the last accepted one of this peer")
         self.last_init[s_i] = r.timestamp
-        if not self.room():  # 5
+        if not self.room():  # 6
             raise OverloadError("no room for another session")
         e_r = clamp(ephemeral_secret if ephemeral_secret is not None else self.rng(32))
         E_r = public_key(e_r)

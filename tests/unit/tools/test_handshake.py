@@ -193,9 +193,32 @@ def test_replayed_init(parties: dict) -> None:
     ini.on_challenge(*noise.split_packet(ch))
     resp = ini.create_response()
     res.on_response(*noise.split_packet(resp), IP, PORT)
-    with pytest.raises(noise.ReplayedInitError) as e:
+    with pytest.raises(noise.ReplayedInitError, match="puzzle already answered") as e:
         res.on_response(*noise.split_packet(resp), IP, PORT)
     assert e.value.code == ErrorCode.REPLAY
+
+
+def test_replayed_response_costs_no_dh(parties: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step 3 refuses a RESPONSE whose puzzle was answered before doing any DH; one the
+    responder has forgotten (SPENT_MAX later seeds) is still refused, at step 5."""
+    from pooltools import handshake
+
+    res: noise.Responder = parties["res"]
+    ini = noise.Initiator(parties["s_i"], parties["S_r"], clock=parties["clock"])
+    ini.on_challenge(*noise.split_packet(res.on_init(*noise.split_packet(ini.create_init()), IP, PORT)))
+    resp = ini.create_response()
+    res.on_response(*noise.split_packet(resp), IP, PORT)
+    calls = []
+    real_dh = handshake.dh
+    monkeypatch.setattr(handshake, "dh", lambda *a: calls.append(a) or real_dh(*a))
+    with pytest.raises(noise.ReplayedInitError, match="puzzle already answered"):
+        res.on_response(*noise.split_packet(resp), IP, PORT)
+    assert calls == []
+    for i in range(handshake.SPENT_MAX):
+        assert res._spend(i.to_bytes(32, "big"))
+    with pytest.raises(noise.ReplayedInitError, match="INIT timestamp not newer"):
+        res.on_response(*noise.split_packet(resp), IP, PORT)
+    assert calls, "the forgotten seed went on to the DH and the timestamp guard"
 
 
 @pytest.mark.parametrize("skew", [31 * 10**9, -31 * 10**9])
