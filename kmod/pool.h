@@ -26,11 +26,6 @@
 #include <linux/workqueue.h>
 #include <linux/atomic.h>
 #include <linux/net.h>
-#if __has_include(<linux/unaligned.h>)
-#include <linux/unaligned.h>
-#else
-#include <asm/unaligned.h>
-#endif
 
 #include "uapi/pool.h"
 #include "crypto.h"

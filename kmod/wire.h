@@ -7,8 +7,12 @@
 #define _POOL_WIRE_H
 
 #include <linux/types.h>
-/* <asm/unaligned.h> became <linux/unaligned.h> in 6.12 */
-#if __has_include(<linux/unaligned.h>)
+#include <linux/version.h>
+/*
+ * <asm/unaligned.h> became <linux/unaligned.h> in 6.12. A version test, not
+ * __has_include, which sparse does not know (it would check nothing).
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
 #include <linux/unaligned.h>
 #else
 #include <asm/unaligned.h>

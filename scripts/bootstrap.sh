@@ -17,11 +17,11 @@ die() {
 
 # Host packages: the lab (qemu, mmdebstrap, e2fsprogs, openssh-client),
 # the controller venv (python3-venv), kmod builds against bookworm's 6.1 and
-# 6.12 headers, and the usual tools.
+# 6.12 headers (checked by sparse), and the usual tools.
 PACKAGES=(
 	qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client
 	python3 python3-venv python3-pip
-	build-essential dkms linux-headers-amd64 linux-headers-6.12-amd64
+	build-essential dkms linux-headers-amd64 linux-headers-6.12-amd64 sparse
 	git rsync make procps ca-certificates debian-archive-keyring curl shellcheck ovmf
 	libssl-dev zlib1g-dev
 )

@@ -44,7 +44,7 @@
 
 /* Session states (pool_session_info.state) */
 enum pool_session_state {
-	POOL_STATE_HANDSHAKE	= 1,	/* INIT sent or RESPONSE being checked */
+	POOL_STATE_HANDSHAKE	= 1,	/* never reported: a session exists once its handshake is done */
 	POOL_STATE_ESTABLISHED	= 2,
 	POOL_STATE_REKEYING	= 3,	/* established, a rekey is in flight */
 	POOL_STATE_CLOSING	= 4,	/* CLOSE sent or received, queue draining */
