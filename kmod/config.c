@@ -274,13 +274,13 @@ int pool_config_confirm(const struct pool_config_ref *r)
 	return ret;
 }
 
-/* pool_node.lock held. */
 static int pool_config_restore(const char *why)
 {
 	u8 pt[POOL_ROLLBACK_PT_LEN] = {};
 	struct pool_cfg from = cfg.active;
 	int ret;
 
+	lockdep_assert_held(&pool_node.lock);
 	if (!cfg.depth)
 		return -ENOENT;
 	ret = pool_peer_replace(cfg_prev.peers, cfg_prev.npeers);

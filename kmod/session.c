@@ -157,7 +157,7 @@ static bool pool_ring_empty(struct pool_session *s)
 
 /*
  * Seals the len plaintext bytes in s->tx_buf as one packet and queues it.
- * tx_lock held; the caller checked ring room for POOL_HDR_LEN + len + 16.
+ * The caller checked ring room for POOL_HDR_LEN + len + 16.
  */
 static int pool_seal(struct pool_session *s, u8 type, u16 flags, u8 channel,
 		     u32 len)
@@ -168,6 +168,8 @@ static int pool_seal(struct pool_session *s, u8 type, u16 flags, u8 channel,
 	u8 nonce[POOL_NONCE_LEN];
 	u32 pos;
 	int ret;
+
+	lockdep_assert_held(&s->tx_lock);
 
 	h.seq = s->tx_seq + 1;
 	memcpy(nonce, s->tx.nonce_prefix, 4);
@@ -207,10 +209,11 @@ static int pool_seal(struct pool_session *s, u8 type, u16 flags, u8 channel,
 	return 0;
 }
 
-/* A control packet (not DATA) with its plaintext; tx_lock held. */
+/* A control packet (not DATA) with its plaintext. */
 int pool_send_locked(struct pool_session *s, u8 type, u16 flags, u8 channel,
 		     const void *pt, size_t len)
 {
+	lockdep_assert_held(&s->tx_lock);
 	if (s->tx_dead)
 		return -EPIPE;
 	if (len > POOL_MAX_MESSAGE)

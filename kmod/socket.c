@@ -1010,7 +1010,6 @@ static void pool_accept_work(struct work_struct *w)
 	queue_work(pool_node.wq, &pool_node.accept_work);
 }
 
-/* pool_node.lock held. */
 int pool_listen(u16 port)
 {
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
@@ -1019,6 +1018,7 @@ int pool_listen(u16 port)
 	bool v6 = true;
 	int ret;
 
+	lockdep_assert_held(&pool_node.lock);
 	if (!port)
 		port = READ_ONCE(pool_param_port);
 	if (pool_node.listen_sock)
@@ -1065,11 +1065,11 @@ int pool_listen(u16 port)
 	return 0;
 }
 
-/* pool_node.lock held. */
 void pool_listen_stop(void)
 {
 	struct socket *sock = pool_node.listen_sock;
 
+	lockdep_assert_held(&pool_node.lock);
 	if (!sock)
 		return;
 	pool_sk_restore(sock->sk, &pool_node, &pool_node.listen_orig);

@@ -202,11 +202,12 @@ static void pool_rekey_done(struct pool_session *s, u32 epoch)
 	pool_rekey_schedule(s);
 }
 
-/* tx_lock held. Starts a rekey if due and none is in flight. */
+/* Starts a rekey if due and none is in flight. */
 void pool_rekey_start(struct pool_session *s)
 {
 	u64 age = ktime_get_boottime_seconds() - s->rekey_started;
 
+	lockdep_assert_held(&s->tx_lock);
 	if (s->tx_dead || s->rekey_state != POOL_RK_IDLE)
 		return;
 	if (age < READ_ONCE(pool_node.params.rekey_seconds) &&
