@@ -3,8 +3,10 @@
  * journal.c - the hash-chained journal (docs/protocol.md section 6).
  *
  * A ring of POOL_JOURNAL_SIZE entries; the oldest are overwritten, readers
- * learn from first_seq what they missed. Entries are written from any
- * context that may sleep or not (spinlock, no allocation).
+ * learn from first_seq what they missed. Entries are written from process
+ * and softirq context (the socket callbacks), never from a hard interrupt:
+ * a BH spinlock, no allocation. Readers copy in short chunks so the lock is
+ * never held for long.
  *
  * Ownership and teardown: pool_journal_init() allocates the ring (vzalloc),
  * pool_journal_exit() frees it after every other user has stopped (it is the
@@ -48,7 +50,6 @@ static struct pool_journal_entry *pool_journal_slot(u64 seq)
 void pool_journal(u16 type, u16 code, const u8 *peer_key, const char *fmt, ...)
 {
 	struct pool_journal_entry e = {};
-	unsigned long flags;
 	va_list ap;
 
 	if (!journal.ring)
@@ -63,14 +64,14 @@ void pool_journal(u16 type, u16 code, const u8 *peer_key, const char *fmt, ...)
 	vscnprintf(e.detail, sizeof(e.detail), fmt, ap);
 	va_end(ap);
 
-	spin_lock_irqsave(&journal.lock, flags);
+	spin_lock_bh(&journal.lock);
 	e.seq = journal.next_seq++;
 	memcpy(e.prev_hash, journal.head, POOL_HASH_LEN);
 	pool_journal_hash(&e);
 	memcpy(journal.head, e.hash, POOL_HASH_LEN);
 	*pool_journal_slot(e.seq) = e;
 	journal.count++;
-	spin_unlock_irqrestore(&journal.lock, flags);
+	spin_unlock_bh(&journal.lock);
 	pool_stat_inc(POOL_STAT_JOURNAL_ENTRIES);
 }
 
@@ -85,29 +86,48 @@ static u64 pool_journal_first(void)
 	return journal.next_seq - min_t(u64, journal.count, POOL_JOURNAL_SIZE);
 }
 
+/* Entries copied per hold of journal.lock (about 11 KiB). */
+#define POOL_JOURNAL_CHUNK	64
+
+/*
+ * A contiguous run from max(from_seq, first) into the caller's list. When
+ * writers overwrite entries not yet copied, the run stops short (count <
+ * total) and the caller reads again from its next seq. next_seq and
+ * head_hash are the journal's as the last chunk was taken.
+ */
 int pool_journal_read(struct pool_journal_read *r)
 {
 	struct pool_journal_entry __user *out = u64_to_user_ptr(r->list.ptr);
 	struct pool_journal_entry *buf;
 	u32 cap = min_t(u32, r->list.capacity, POOL_JOURNAL_SIZE);
-	unsigned long flags;
 	u64 first, next, from, seq;
-	u32 n = 0, total;
+	u32 n = 0, total, end;
 	int ret = 0;
 
 	buf = cap ? kvmalloc_array(cap, sizeof(*buf), GFP_KERNEL) : NULL;
 	if (cap && !buf)
 		return -ENOMEM;
 
-	spin_lock_irqsave(&journal.lock, flags);
+	spin_lock_bh(&journal.lock);
 	first = pool_journal_first();
-	next = journal.next_seq;
 	from = max(r->from_seq, first);
+	seq = from;
+	for (;;) {
+		next = journal.next_seq;
+		memcpy(r->head_hash, journal.head, POOL_HASH_LEN);
+		if (seq < pool_journal_first())
+			break;	/* overwritten while we copied */
+		end = min_t(u32, cap, n + POOL_JOURNAL_CHUNK);
+		for (; seq < next && n < end; seq++)
+			buf[n++] = *pool_journal_slot(seq);
+		if (seq >= next || n >= cap)
+			break;
+		spin_unlock_bh(&journal.lock);
+		cond_resched();
+		spin_lock_bh(&journal.lock);
+	}
+	spin_unlock_bh(&journal.lock);
 	total = from < next ? next - from : 0;
-	for (seq = from; seq < next && n < cap; seq++)
-		buf[n++] = *pool_journal_slot(seq);
-	memcpy(r->head_hash, journal.head, POOL_HASH_LEN);
-	spin_unlock_irqrestore(&journal.lock, flags);
 
 	if (n && copy_to_user(out, buf, n * sizeof(*buf)))
 		ret = -EFAULT;
@@ -123,10 +143,9 @@ int pool_journal_read(struct pool_journal_read *r)
 int pool_journal_seed(const struct pool_journal_seed *s)
 {
 	struct pool_journal_entry *g;
-	unsigned long flags;
 	int ret = 0;
 
-	spin_lock_irqsave(&journal.lock, flags);
+	spin_lock_bh(&journal.lock);
 	if (journal.count != 1 || journal.seeded) {
 		ret = -EBUSY;
 		goto out;
@@ -148,7 +167,7 @@ int pool_journal_seed(const struct pool_journal_seed *s)
 		memset(g, 0, sizeof(*g));
 	}
 out:
-	spin_unlock_irqrestore(&journal.lock, flags);
+	spin_unlock_bh(&journal.lock);
 	return ret;
 }
 
@@ -160,25 +179,24 @@ static const char *const pool_journal_types[] = {
 void pool_journal_show(struct seq_file *m)
 {
 	struct pool_journal_entry e;
-	unsigned long flags;
 	u64 first, next, seq;
 
-	spin_lock_irqsave(&journal.lock, flags);
+	spin_lock_bh(&journal.lock);
 	first = pool_journal_first();
 	next = journal.next_seq;
-	spin_unlock_irqrestore(&journal.lock, flags);
+	spin_unlock_bh(&journal.lock);
 
 	seq_printf(m, "%-8s %-20s %-10s %-6s %-6s %-16s %-16s %s\n", "SEQ",
 		   "TIMESTAMP_NS", "TYPE", "CODE", "CONFIG", "PEER", "HASH",
 		   "DETAIL");
 	for (seq = first; seq < next; seq++) {
-		spin_lock_irqsave(&journal.lock, flags);
+		spin_lock_bh(&journal.lock);
 		if (seq < pool_journal_first()) {
-			spin_unlock_irqrestore(&journal.lock, flags);
+			spin_unlock_bh(&journal.lock);
 			continue;
 		}
 		e = *pool_journal_slot(seq);
-		spin_unlock_irqrestore(&journal.lock, flags);
+		spin_unlock_bh(&journal.lock);
 		seq_printf(m, "%-8llu %-20llu %-10s 0x%-4x %-6u %*phN %*phN %s\n",
 			   e.seq, e.timestamp_ns,
 			   e.type < ARRAY_SIZE(pool_journal_types) ?
