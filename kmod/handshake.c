@@ -10,6 +10,7 @@
  */
 
 #include <linux/kernel.h>
+#include <linux/math64.h>
 #include <linux/errno.h>
 #include <linux/random.h>
 #include <linux/sched.h>
@@ -364,8 +365,8 @@ bool pool_spent_mark(struct pool_spent *sp, const u8 seed[32])
  */
 static void pool_cookie_rotate(struct pool_cookie *c)
 {
-	u64 periods = (ktime_get_boottime_seconds() - c->rotated_at) /
-		      POOL_COOKIE_ROTATE_S;
+	u64 periods = div_u64(ktime_get_boottime_seconds() - c->rotated_at,
+			      POOL_COOKIE_ROTATE_S);
 
 	if (!periods)
 		return;

@@ -10,6 +10,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/kernel.h>
+#include <linux/math64.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -175,13 +176,13 @@ static int pool_telemetry_show(struct seq_file *m, void *v)
 		pool_session_info(s, i);
 		pool_session_put(s);
 		seq_printf(m, "%-5u %10llu %10llu %9u %12u %5u %6u %6u %9llu %6llu %6llu %10llu %10u\n",
-			   i->index, i->local.rtt_ns / 1000,
-			   i->local.jitter_ns / 1000, i->local.loss_rate_ppm,
+			   i->index, div_u64(i->local.rtt_ns, NSEC_PER_USEC),
+			   div_u64(i->local.jitter_ns, NSEC_PER_USEC), i->local.loss_rate_ppm,
 			   i->local.throughput_bps, i->local.mtu,
 			   i->local.queue_depth, i->local.rekey_count,
-			   i->local.uptime_ns / NSEC_PER_SEC,
+			   div_u64(i->local.uptime_ns, NSEC_PER_SEC),
 			   i->heartbeats_sent, i->heartbeats_recv,
-			   i->peer.rtt_ns / 1000, i->peer.loss_rate_ppm);
+			   div_u64(i->peer.rtt_ns, NSEC_PER_USEC), i->peer.loss_rate_ppm);
 		id++;
 	}
 	kfree(i);
