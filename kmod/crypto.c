@@ -9,7 +9,7 @@
  * Ownership: a struct pool_aead owns its tfm and its request; both are
  * allocated by pool_aead_init() and freed by pool_aead_destroy(), which
  * also wipes the key schedule (crypto_free_aead() zeroes the tfm context).
- * pool_aead_oneshot() allocates and frees everything within the call.
+ * pool_hs_seal()/pool_hs_open() (the handshake's) allocate nothing.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -22,6 +22,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <crypto/aead.h>
+#include <crypto/chacha20poly1305.h>
 #include <crypto/algapi.h>
 #include <crypto/curve25519.h>
 #include <crypto/sha2.h>
@@ -268,42 +269,23 @@ int pool_aead_decrypt(struct pool_aead *a, const u8 nonce[POOL_NONCE_LEN],
 }
 
 /*
- * Handshake messages are small and often live on the caller's stack, which
- * a scatterlist cannot describe: bounce ad and data through one allocation.
- * Sleeps (GFP_KERNEL, tfm allocation): process context only.
+ * The handshake's AEAD: ChaCha20-Poly1305 under the all-zero nonce (the
+ * library's 64-bit nonce 0), from lib/crypto as WireGuard's is: no tfm, no
+ * allocation, any memory (handshake messages live on the stack), so a
+ * handshake, even a hostile one, allocates nothing for it. ad is the 32-byte
+ * handshake hash.
  */
-int pool_aead_oneshot(bool encrypt, const u8 key[POOL_KEY_BYTES],
-		      const u8 nonce[POOL_NONCE_LEN], u8 *buf, size_t len,
-		      const u8 *ad, size_t adlen)
+void pool_hs_seal(u8 *buf, size_t len, const u8 ad[32], const u8 key[POOL_KEY_BYTES])
 {
-	struct pool_aead a;
-	size_t total = encrypt ? len + POOL_TAG_LEN : len;
-	size_t outlen = encrypt ? total : len - POOL_TAG_LEN;
-	u8 *bounce;
-	int ret;
+	chacha20poly1305_encrypt(buf, buf, len, ad, 32, 0, key);
+}
 
-	if (total > POOL_MAX_PAYLOAD || total < POOL_TAG_LEN ||
-	    adlen > POOL_MAX_PAYLOAD)
+/* Opens len bytes, the tag included, in place: 0, or -EBADMSG. */
+int pool_hs_open(u8 *buf, size_t len, const u8 ad[32], const u8 key[POOL_KEY_BYTES])
+{
+	if (len < POOL_TAG_LEN)
 		return -EMSGSIZE;
-
-	bounce = kmalloc(adlen + total, GFP_KERNEL);
-	if (!bounce)
-		return -ENOMEM;
-	if (adlen)
-		memcpy(bounce, ad, adlen);
-	memcpy(bounce + adlen, buf, encrypt ? len : total);
-
-	ret = pool_aead_init(&a, key, GFP_KERNEL);
-	if (ret)
-		goto out;
-	ret = pool_aead_crypt(&a, encrypt, nonce, bounce + adlen, len,
-			      adlen ? bounce : NULL, adlen);
-	pool_aead_destroy(&a);
-	if (!ret)
-		memcpy(buf, bounce + adlen, outlen);
-out:
-	kfree_sensitive(bounce);
-	return ret;
+	return chacha20poly1305_decrypt(buf, buf, len, ad, 32, 0, key) ? 0 : -EBADMSG;
 }
 
 /* Fails the load early, with a clear message, if the AEAD is unavailable. */

@@ -53,8 +53,9 @@ int pool_aead_encrypt(struct pool_aead *a, const u8 nonce[12], u8 *buf,
 int pool_aead_decrypt(struct pool_aead *a, const u8 nonce[12], u8 *buf,
 		      size_t len, const u8 *ad, size_t adlen);
 /* One-shot, for handshake messages (allocates). */
-int pool_aead_oneshot(bool encrypt, const u8 key[32], const u8 nonce[12],
-		      u8 *buf, size_t len, const u8 *ad, size_t adlen);
+/* The handshake's AEAD (all-zero nonce, ad = the 32-byte hash), in place, allocation-free. */
+void pool_hs_seal(u8 *buf, size_t len, const u8 ad[32], const u8 key[32]);
+int pool_hs_open(u8 *buf, size_t len, const u8 ad[32], const u8 key[32]);
 
 int pool_crypto_init(void);	/* allocates nothing persistent today */
 void pool_crypto_exit(void);

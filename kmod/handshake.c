@@ -32,7 +32,6 @@ static const u8 pool_label_transport[] = "POOL/1 transport";
 static const u8 pool_label_rekey[] = "POOL/1 rekey";
 static const u8 pool_label_puzzle[] = "POOL/1 puzzle";
 static const u8 pool_label_pow[] = "POOL/1 pow";
-static const u8 pool_zero_nonce[POOL_NONCE_LEN];
 
 #define POOL_OKM_LEN	176
 
@@ -270,21 +269,16 @@ int pool_hs_response_create(struct pool_hs_initiator *hs,
 	if (!pool_mix_dh(hs->ck, k, hs->e_secret, hs->peer_static))	/* es */
 		goto out;
 	memcpy(enc_static, self->public, 32);
-	ret = pool_aead_oneshot(true, k, pool_zero_nonce, enc_static, 32,
-				hs->h, 32);
-	if (ret)
-		goto out;
+	pool_hs_seal(enc_static, 32, hs->h, k);
 	pool_mix_hash(hs->h, enc_static, 48);
 
 	ret = -EINVAL;
 	if (!pool_mix_dh(hs->ck, k, self->secret, hs->peer_static))	/* ss */
 		goto out;
 	memcpy(enc_proof, payload + 32, 16);
-	ret = pool_aead_oneshot(true, k, pool_zero_nonce, enc_proof, 16,
-				hs->h, 32);
-	if (ret)
-		goto out;
+	pool_hs_seal(enc_proof, 16, hs->h, k);
 	pool_mix_hash(hs->h, enc_proof, 32);
+	ret = 0;
 out:
 	memzero_explicit(k, sizeof(k));
 	return ret;
@@ -306,8 +300,7 @@ int pool_hs_ack_consume(struct pool_hs_initiator *hs,
 	    !pool_mix_dh(hs->ck, k, self->secret, e_r))		/* se */
 		goto out;
 	memcpy(confirm, payload + 32, sizeof(confirm));
-	ret = pool_aead_oneshot(false, k, pool_zero_nonce, confirm,
-				sizeof(confirm), hs->h, 32);
+	ret = pool_hs_open(confirm, sizeof(confirm), hs->h, k);
 	if (ret)
 		goto out;
 	pool_mix_hash(hs->h, payload + 32, POOL_TAG_LEN);
@@ -450,7 +443,7 @@ int pool_hs_response_consume_trust(const struct pool_static *self,
 	if (!pool_mix_dh(out->ck, k, self->secret, e_i))		/* es */
 		goto err;
 	memcpy(buf, payload + 48, 48);
-	ret = pool_aead_oneshot(false, k, pool_zero_nonce, buf, 48, out->h, 32);
+	ret = pool_hs_open(buf, 48, out->h, k);
 	if (ret)
 		goto err;
 	memcpy(out->peer_static, buf, 32);
@@ -465,7 +458,7 @@ int pool_hs_response_consume_trust(const struct pool_static *self,
 	if (!pool_mix_dh(out->ck, k, self->secret, out->peer_static))	/* ss */
 		goto err;
 	memcpy(buf, payload + 96, 32);
-	ret = pool_aead_oneshot(false, k, pool_zero_nonce, buf, 32, out->h, 32);
+	ret = pool_hs_open(buf, 32, out->h, k);
 	if (ret)
 		goto err;
 	if (crypto_memneq(buf, clear, 16)) {
@@ -502,10 +495,9 @@ int pool_hs_ack_create_kat(struct pool_hs_responder *st, const u8 e_secret[32],
 	if (!pool_mix_dh(st->ck, k, e_secret, st->e_peer) ||		/* ee */
 	    !pool_mix_dh(st->ck, k, e_secret, st->peer_static))	/* se */
 		goto out;
-	ret = pool_aead_oneshot(true, k, pool_zero_nonce, confirm, 0, st->h, 32);
-	if (ret)
-		goto out;
+	pool_hs_seal(confirm, 0, st->h, k);
 	pool_mix_hash(st->h, confirm, POOL_TAG_LEN);
+	ret = 0;
 	pool_transport_derive(out, st->ck, st->h, false);
 out:
 	if (ret) {

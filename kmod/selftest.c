@@ -147,21 +147,18 @@ static bool __init pool_selftest_aead(u8 *buf)
 	u8 *ad = buf, *data = buf + sizeof(rfc8439_ad);
 	struct pool_aead a;
 	bool ok = false;
-	int ret;
 
 	BUILD_BUG_ON(sizeof(rfc8439_ct) != RFC8439_PT_LEN + POOL_TAG_LEN);
 
-	/* one-shot, in place */
+	/* the handshake's (zero nonce; its known answers are the handshake vectors') */
 	memcpy(data, rfc8439_pt, RFC8439_PT_LEN);
-	ret = pool_aead_oneshot(true, rfc8439_key, rfc8439_nonce, data,
-				RFC8439_PT_LEN, rfc8439_ad, sizeof(rfc8439_ad));
-	CHECK(!ret, "one-shot encrypt");
-	SAME(data, rfc8439_ct, sizeof(rfc8439_ct), "one-shot ciphertext");
-	ret = pool_aead_oneshot(false, rfc8439_key, rfc8439_nonce, data,
-				sizeof(rfc8439_ct), rfc8439_ad,
-				sizeof(rfc8439_ad));
-	CHECK(!ret, "one-shot decrypt");
-	SAME(data, rfc8439_pt, RFC8439_PT_LEN, "one-shot plaintext");
+	pool_hs_seal(data, RFC8439_PT_LEN, rfc8439_key, rfc8439_key);
+	CHECK(!pool_hs_open(data, sizeof(rfc8439_ct), rfc8439_key, rfc8439_key), "handshake open");
+	SAME(data, rfc8439_pt, RFC8439_PT_LEN, "handshake round trip");
+	pool_hs_seal(data, RFC8439_PT_LEN, rfc8439_key, rfc8439_key);
+	data[0] ^= 1;
+	CHECK(pool_hs_open(data, sizeof(rfc8439_ct), rfc8439_key, rfc8439_key) == -EBADMSG,
+	      "handshake open of a flipped bit");
 
 	/* the preallocated request of the data path */
 	CHECK(!pool_aead_init(&a, rfc8439_key, GFP_KERNEL), "aead init");
