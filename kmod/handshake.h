@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * handshake.h - the POOL/1 handshake (docs/protocol.md section 3) as pure
- * functions over byte buffers: no sockets, no sessions, no allocation except
- * the one-shot AEADs. session/socket code drives them.
+ * functions over byte buffers: no sockets, no sessions, no allocation.
+ * responder.c and initiator.c drive them.
  */
 #ifndef _POOL_HANDSHAKE_H
 #define _POOL_HANDSHAKE_H

@@ -7,8 +7,10 @@
  *   main.c     the node (static), the workqueue, module init/exit order
  *   peer.c     trust store entries (struct pool_peer_entry)
  *   session.c  struct pool_session: kref, fds, rx queue, tx ring, keys
- *   socket.c   the listener, half-open responder connections (struct
- *              pool_hconn), the initiator handshake
+ *   sock.c, receive.c, send.c, listener.c, responder.c, initiator.c
+ *              the sockets: shared helpers, a session's receive and send
+ *              work, the listener and its half-open connections (struct
+ *              pool_hconn, sock.h), the responder and initiator handshakes
  *   timers.c   heartbeat and rekey work of a session (no allocation)
  *   journal.c  the journal ring
  *   config.c   configuration versions and the rollback timer
@@ -61,7 +63,7 @@ struct pool_params {
 };
 
 /*
- * Socket callbacks: the ones socket.c installs (NULL: left alone) and the
+ * Socket callbacks: the ones sock.c installs (NULL: left alone) and the
  * originals they replaced, restored from the same structure.
  */
 struct pool_sk_cbs {
@@ -299,18 +301,26 @@ void pool_sessions_exit(void);
 void pool_session_rx_resume(struct pool_session *s);
 bool pool_ring_room(struct pool_session *s, u32 len, bool ctrl);
 
-/* socket.c */
+/* listener.c */
 int pool_listen(u16 port);
 void pool_listen_stop(void);
-int pool_connect(struct pool_connect *c, struct pool_fd *pf);
 void pool_hconns_init(void);
 void pool_hconns_exit(void);
+
+/* initiator.c */
+int pool_connect(struct pool_connect *c, struct pool_fd *pf);
+
+/* sock.c */
 void pool_sock_install(struct pool_session *s);
 void pool_sock_uninstall(struct pool_session *s);
-void pool_rx_work(struct work_struct *w);
-void pool_tx_work(struct work_struct *w);
-void pool_stall_work(struct work_struct *w);
 void pool_ip_from_sockaddr(const struct sockaddr_storage *ss, u8 ip[16], u16 *port);
+
+/* receive.c */
+void pool_rx_work(struct work_struct *w);
+void pool_stall_work(struct work_struct *w);
+
+/* send.c */
+void pool_tx_work(struct work_struct *w);
 
 /* timers.c */
 void pool_timers_start(struct pool_session *s);

@@ -16,7 +16,7 @@
  *   2. an authenticated CLOSE is queued if asked, the tx ring lingers up to
  *      POOL_CLOSE_LINGER while it drains;
  *   3. tx_dead under tx_lock: nothing queues tx work any more;
- *   4. socket callbacks restored (socket.c), then rx, tx, heartbeat and
+ *   4. socket callbacks restored (sock.c), then rx, tx, heartbeat and
  *      rekey work cancelled synchronously;
  *   5. socket shut down and released, direction keys destroyed (wiped);
  *   6. state CLOSED, readers woken (they drain the queue, then read 0);

@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * receive.c - the receive work of established sessions: framing, the replay
+ * window, authentication and decryption, dispatch by packet type, delivery
+ * into the session's receive queue and its flow stall.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/inet.h>
+#include <linux/random.h>
+#include <linux/sched/signal.h>
+#include <linux/ktime.h>
+#include <net/sock.h>
+#include <net/tcp.h>
+#include <net/ipv6.h>
+#include <crypto/algapi.h>
+
+#include "pool.h"
+#include "sock.h"
+
+/* ---- transport receive -------------------------------------------------------- */
+
+static bool pool_replay_ok(struct pool_session *s, u64 seq)
+{
+	u64 d;
+
+	if (seq > s->rx_top)
+		return true;
+	d = s->rx_top - seq;
+	if (d >= POOL_REPLAY_WINDOW)
+		return false;
+	return !(s->rx_bitmap[d / 64] & (1ULL << (d % 64)));
+}
+
+static void pool_replay_mark(struct pool_session *s, u64 seq)
+{
+	u64 *b = s->rx_bitmap;
+	u64 sh, d;
+
+	if (seq > s->rx_top) {
+		sh = seq - s->rx_top;
+		if (sh >= 128) {
+			b[0] = 0;
+			b[1] = 0;
+		} else if (sh >= 64) {
+			b[1] = b[0] << (sh - 64);
+			b[0] = 0;
+		} else {
+			b[1] = (b[1] << sh) | (b[0] >> (64 - sh));
+			b[0] <<= sh;
+		}
+		WRITE_ONCE(s->rx_top, seq);
+	}
+	d = s->rx_top - seq;
+	b[d / 64] |= 1ULL << (d % 64);
+}
+
+static void pool_rx_drop(struct pool_session *s, enum pool_stat stat, u16 code,
+			 const char *what)
+{
+	spin_lock_bh(&s->lock);
+	s->dropped++;
+	spin_unlock_bh(&s->lock);
+	pool_fail(stat, code, s->peer_key, what);
+}
+
+static void pool_rx_deliver(struct pool_session *s, u8 *data, u32 len,
+			    u8 channel)
+{
+	struct pool_rxmsg *m = kmalloc(sizeof(*m), GFP_KERNEL);
+
+	if (!m) {
+		kfree(data);
+		pool_rx_drop(s, POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD,
+			     "receive: out of memory");
+		return;
+	}
+	if (!len) {
+		kfree(data);
+		data = NULL;
+	}
+	m->data = data;
+	m->len = len;
+	m->channel = channel;
+	spin_lock_bh(&s->lock);
+	list_add_tail(&m->list, &s->rxq);
+	s->rxq_len++;
+	s->rxq_bytes += len;
+	spin_unlock_bh(&s->lock);
+	wake_up_interruptible(&s->wait);
+}
+
+/* An authenticated, decrypted packet; returns false to stop reading. */
+static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
+			     u8 *pt, u32 len)
+{
+	bool want = true;
+	u16 code;
+
+	switch (h->type) {
+	case POOL_PKT_DATA:
+		pool_rx_deliver(s, pt, len, h->channel);
+		s->rx_payload = s->rx_buf;
+		return true;
+	case POOL_PKT_HEARTBEAT:
+		want = len == POOL_HEARTBEAT_LEN;
+		if (want)
+			pool_heartbeat_rx(s, h, pt);
+		break;
+	case POOL_PKT_ACK:
+		want = len == POOL_ACK_PT_LEN;
+		if (want)
+			pool_ack_rx(s, pt);
+		break;
+	case POOL_PKT_CLOSE:
+		want = len == POOL_CLOSE_PT_LEN;
+		if (!want)
+			break;
+		code = get_unaligned_be16(pt);
+		spin_lock_bh(&s->lock);
+		s->peer_closed = true;
+		spin_unlock_bh(&s->lock);
+		wake_up_all(&s->wait);
+		pool_session_close(s, code, false);
+		return false;
+	case POOL_PKT_REKEY:
+		want = len == POOL_REKEY_PT_LEN;
+		if (want && pool_rekey_rx(s, pt, len)) {
+			pool_fail(POOL_STAT_MALFORMED, POOL_ERR_REKEY_FAIL,
+				  s->peer_key, "rekey: unexpected epoch");
+			pool_session_close(s, POOL_ERR_REKEY_FAIL, true);
+			return false;
+		}
+		break;
+	case POOL_PKT_CONFIG:
+	case POOL_PKT_ROLLBACK:
+		want = len == pool_transport_pt_len(h->type);
+		if (want)
+			pool_config_peer_rx(s, h->type, pt);
+		break;
+	default:	/* DISCOVER, JOURNAL: nothing to do with them yet */
+		break;
+	}
+	if (!want)
+		pool_rx_drop(s, POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
+			     "transport: bad plaintext length");
+	return true;
+}
+
+/* Checks and consumes the complete packet in rx_hdr_raw/rx_payload. */
+static bool pool_rx_packet(struct pool_session *s)
+{
+	const struct pool_hdr *h = &s->rx_hdr;
+	u32 plen = h->payload_len;
+	struct pool_hmac_ctx ctx;
+	u8 mac[POOL_MAC_LEN], nonce[POOL_NONCE_LEN];
+	u8 *p = s->rx_payload;
+
+	/* 1. HMAC over the header (MAC zeroed) and ciphertext, constant time */
+	memset(s->rx_hdr_raw + POOL_HDR_MAC_OFF, 0, POOL_MAC_LEN);
+	ctx = s->rx.hmac;
+	pool_hmac_update(&ctx, s->rx_hdr_raw, POOL_HDR_LEN);
+	pool_hmac_update(&ctx, p, plen);
+	pool_hmac_final(&ctx, mac);
+	memzero_explicit(&ctx, sizeof(ctx));
+	if (crypto_memneq(mac, h->mac, POOL_MAC_LEN)) {
+		pool_rx_drop(s, POOL_STAT_BAD_HMAC, POOL_ERR_AUTH_FAIL,
+			     "transport: bad header hmac");
+		goto drop;
+	}
+	/* 2. replay window */
+	if (!pool_replay_ok(s, h->seq)) {
+		pool_rx_drop(s, POOL_STAT_REPLAY_DROP, POOL_ERR_SEQ_INVALID,
+			     "transport: replayed or old sequence");
+		goto drop;
+	}
+	/* 3. decryption */
+	memcpy(nonce, s->rx.nonce_prefix, 4);
+	put_unaligned_be64(h->seq, nonce + 4);
+	if (pool_aead_decrypt(&s->rx.aead, nonce, p, plen, NULL, 0)) {
+		pool_rx_drop(s, POOL_STAT_DECRYPT_FAIL, POOL_ERR_DECRYPT_FAIL,
+			     "transport: decryption failed");
+		goto drop;
+	}
+	pool_replay_mark(s, h->seq);
+	WRITE_ONCE(s->last_rx, jiffies);
+	spin_lock_bh(&s->lock);
+	s->packets_recv++;
+	s->bytes_recv += POOL_HDR_LEN + plen;
+	spin_unlock_bh(&s->lock);
+	pool_stat_inc(POOL_STAT_PACKETS_RECV);
+	pool_stat_add(POOL_STAT_BYTES_RECV, POOL_HDR_LEN + plen);
+	return pool_rx_dispatch(s, h, p, plen - POOL_TAG_LEN);
+
+drop:
+	if (p != s->rx_buf) {
+		kfree(p);
+		s->rx_payload = s->rx_buf;
+	}
+	return true;
+}
+
+static bool pool_rx_full(struct pool_session *s)
+{
+	bool full;
+
+	spin_lock_bh(&s->lock);
+	full = s->rxq_len >= POOL_RXQ_MAX_MSGS ||
+	       s->rxq_bytes >= POOL_RXQ_MAX_BYTES;
+	if (full)
+		s->rx_stalled = true;
+	spin_unlock_bh(&s->lock);
+	return full;
+}
+
+void pool_rx_work(struct work_struct *w)
+{
+	struct pool_session *s = container_of(w, struct pool_session, rx_work);
+	struct socket *sock = s->sock;
+	int budget = 256, ret;
+	u32 want;
+
+	while (budget-- > 0) {
+		if (READ_ONCE(s->closing) || !sock)
+			return;
+		if (s->rx_have < POOL_HDR_LEN) {
+			/* only start a packet when the queue has room */
+			if (!s->rx_have && pool_rx_full(s))
+				return;
+			ret = pool_sock_read(sock, s->rx_hdr_raw + s->rx_have,
+					     POOL_HDR_LEN - s->rx_have);
+			if (ret <= 0)
+				goto stop;
+			if (!s->rx_have)
+				s->rx_progress = jiffies;	/* a packet begins */
+			s->rx_have += ret;
+			if (s->rx_have < POOL_HDR_LEN)
+				continue;
+			if (pool_hdr_decode(&s->rx_hdr, s->rx_hdr_raw) ||
+			    !(s->rx_hdr.flags & POOL_F_ENCRYPTED) ||
+			    s->rx_hdr.type <= POOL_PKT_RESPONSE) {
+				pool_fail(POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
+					  s->peer_key, "transport: bad framing");
+				pool_session_close(s, POOL_ERR_MALFORMED, false);
+				return;
+			}
+			if (s->rx_hdr.type == POOL_PKT_DATA) {
+				s->rx_payload = kmalloc(s->rx_hdr.payload_len,
+							GFP_KERNEL);
+				if (!s->rx_payload) {
+					s->rx_payload = s->rx_buf;
+					pool_session_close(s, POOL_ERR_OVERLOAD,
+							   true);
+					return;
+				}
+			}
+		}
+		want = POOL_HDR_LEN + s->rx_hdr.payload_len - s->rx_have;
+		if (want) {
+			ret = pool_sock_read(sock, s->rx_payload + s->rx_have -
+					     POOL_HDR_LEN, want);
+			if (ret <= 0)
+				goto stop;
+			s->rx_have += ret;
+			if (ret < want)
+				continue;
+		}
+		s->rx_have = 0;
+		if (!pool_rx_packet(s))
+			return;
+	}
+	queue_work(pool_node.wq, &s->rx_work);	/* let others run */
+	return;
+
+stop:
+	if (ret == -EAGAIN) {
+		/* half a packet: it must be completed in time */
+		if (s->rx_have)
+			queue_delayed_work(pool_node.wq, &s->stall_work,
+					   POOL_RX_STALL);
+		return;
+	}
+	/* end of stream or a socket error without a CLOSE: the peer is gone */
+	if (!READ_ONCE(s->closing))
+		pool_stat_inc(POOL_STAT_PEERS_DEAD);
+	pool_session_close(s, POOL_ERR_PEER_DEAD, false);
+}
+
+/*
+ * A packet must arrive whole within POOL_RX_STALL of its first byte (64 KiB
+ * in 5 s is 13 KB/s): one that does not, say a header announcing more than
+ * ever follows, means the framing cannot be trusted.
+ */
+void pool_stall_work(struct work_struct *w)
+{
+	struct pool_session *s = container_of(to_delayed_work(w),
+					      struct pool_session, stall_work);
+	unsigned long due;
+
+	if (READ_ONCE(s->closing) || !READ_ONCE(s->rx_have))
+		return;
+	due = READ_ONCE(s->rx_progress) + POOL_RX_STALL;
+	if (time_before(jiffies, due)) {
+		queue_delayed_work(pool_node.wq, &s->stall_work, due - jiffies);
+		return;
+	}
+	pool_fail(POOL_STAT_MALFORMED, POOL_ERR_MALFORMED, s->peer_key,
+		  "transport: packet truncated");
+	pool_session_close(s, POOL_ERR_MALFORMED, false);
+}
