@@ -6,7 +6,8 @@
  * Ownership (each file documents its own teardown order at its top):
  *   main.c     the node (static), the workqueue, module init/exit order
  *   peer.c     trust store entries (struct pool_peer_entry)
- *   session.c  struct pool_session: kref, fds, rx queue, tx ring, keys
+ *   session.c  struct pool_session: kref, creation, teardown, accept queue
+ *   sessfd.c   a session's descriptors: send path and tx ring, rx queue, file ops
  *   sock.c, receive.c, send.c, listener.c, responder.c, initiator.c
  *              the sockets: shared helpers, a session's receive and send
  *              work, the listener and its half-open connections (struct
@@ -265,6 +266,12 @@ void pool_peer_flush(void);
 bool pool_key_is_self(const u8 key[POOL_KEY_LEN]);
 void pool_node_self(struct pool_static *out, bool *have);
 
+/* A session descriptor reserved, its file made, not yet visible to the process. */
+struct pool_fd {
+	struct file	*file;
+	int		fd;
+};
+
 /* session.c */
 struct pool_session *pool_session_create(struct socket *sock, u8 role,
 					 const struct pool_keys *keys,
@@ -276,30 +283,28 @@ void pool_session_put(struct pool_session *s);
 struct pool_session *pool_session_get_index(u32 index);
 struct pool_session *pool_session_next(int *id);
 void pool_session_close(struct pool_session *s, u16 code, bool send);
-/* A session descriptor reserved, its file made, not yet visible to the process. */
-struct pool_fd {
-	struct file	*file;
-	int		fd;
-};
-int pool_session_fd_prepare(struct pool_session *s, u32 fd_flags, struct pool_fd *pf);
-void pool_fd_publish(struct pool_fd *pf);
-void pool_fd_discard(struct pool_fd *pf);
 void pool_session_enqueue_accept(struct pool_session *s);
 int pool_session_accept(struct pool_accept *a, struct pool_fd *pf);
 void pool_close_all(u16 code);
 void pool_close_peer(const u8 key[POOL_KEY_LEN]);
-void pool_session_info(struct pool_session *s, struct pool_session_info *i);
 int pool_session_list(struct pool_session_info __user *out, u32 cap, u32 *count, u32 *total);
 u32 pool_peer_active(const u8 key[POOL_KEY_LEN]);
+int pool_dir_init(struct pool_dir *d, const u8 key[32], const u8 mac[32]);
+void pool_dir_destroy(struct pool_dir *d);
+void pool_sessions_exit(void);
+
+/* sessfd.c */
+int pool_session_fd_prepare(struct pool_session *s, u32 fd_flags, struct pool_fd *pf);
+void pool_fd_publish(struct pool_fd *pf);
+void pool_fd_discard(struct pool_fd *pf);
+void pool_session_info(struct pool_session *s, struct pool_session_info *i);
 int pool_send_ctrl(struct pool_session *s, u8 type, u16 flags,
 		   const void *pt, size_t len, bool block);
 int pool_send_locked(struct pool_session *s, u8 type, u16 flags, u8 channel,
 		     const void *pt, size_t len);
-int pool_dir_init(struct pool_dir *d, const u8 key[32], const u8 mac[32]);
-void pool_dir_destroy(struct pool_dir *d);
-void pool_sessions_exit(void);
 void pool_session_rx_resume(struct pool_session *s);
 bool pool_ring_room(struct pool_session *s, u32 len, bool ctrl);
+bool pool_ring_empty(struct pool_session *s);
 
 /* listener.c */
 int pool_listen(u16 port);
