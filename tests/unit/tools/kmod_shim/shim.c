@@ -81,6 +81,8 @@ int pool_aead_init(struct pool_aead *a, const u8 key[32], gfp_t gfp) { (void)gfp
 void pool_aead_destroy(struct pool_aead *a) { free(a->tfm); a->tfm = NULL; }
 int pool_aead_encrypt(struct pool_aead *a, const u8 nonce[12], u8 *buf, size_t len, const u8 *ad, size_t adlen) { return aead(true, (u8 *)a->tfm, nonce, buf, len, ad, adlen); }
 int pool_aead_decrypt(struct pool_aead *a, const u8 nonce[12], u8 *buf, size_t len, const u8 *ad, size_t adlen) { return aead(false, (u8 *)a->tfm, nonce, buf, len, ad, adlen); }
-int pool_aead_oneshot(bool enc, const u8 key[32], const u8 nonce[12], u8 *buf, size_t len, const u8 *ad, size_t adlen) { return aead(enc, key, nonce, buf, len, ad, adlen); }
+static const u8 zero_nonce[12];
+void pool_hs_seal(u8 *buf, size_t len, const u8 ad[32], const u8 key[32]) { aead(true, key, zero_nonce, buf, len, ad, 32); }
+int pool_hs_open(u8 *buf, size_t len, const u8 ad[32], const u8 key[32]) { return aead(false, key, zero_nonce, buf, len, ad, 32); }
 int pool_crypto_init(void) { return 0; }
 void pool_crypto_exit(void) { }

@@ -30,12 +30,18 @@ typedef unsigned int gfp_t;
 #define likely(x) (x)
 #define unlikely(x) (x)
 #define NSEC_PER_SEC 1000000000ULL
+#define NSEC_PER_USEC 1000ULL
+#define U32_MAX ((u32)~0U)
+#define LINUX_VERSION_CODE 0x060100
+#define KERNEL_VERSION(a, b, c) (((a) << 16) + ((b) << 8) + (c))
 #define min_t(t, a, b) ((t)(a) < (t)(b) ? (t)(a) : (t)(b))
 #define max_t(t, a, b) ((t)(a) > (t)(b) ? (t)(a) : (t)(b))
 #define min(a, b) ((a) < (b) ? (a) : (b))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define GENMASK_ULL(h, l) (((~0ULL) << (l)) & (~0ULL >> (63 - (h))))
 #define BUILD_BUG_ON(c) _Static_assert(!(c), #c)
+#define static_assert(c, ...) _Static_assert(c, #c)
+#define lockdep_assert_held(l) ((void)(l))
 #ifndef pr_fmt
 #define pr_fmt(fmt) fmt
 #endif
@@ -63,6 +69,14 @@ static inline void *kmalloc(size_t n, gfp_t g) { (void)g; return malloc(n); }
 static inline void *kzalloc(size_t n, gfp_t g) { (void)g; return calloc(1, n); }
 static inline void kfree(const void *p) { free((void *)p); }
 static inline void kfree_sensitive(const void *p) { free((void *)p); }
+static inline void *kvmalloc(size_t n, gfp_t g) { (void)g; return malloc(n); }
+static inline void kvfree(const void *p) { free((void *)p); }
+struct kvec { void *iov_base; size_t iov_len; };
+static inline u64 mul_u64_u64_div_u64(u64 a, u64 b, u64 c) { return (u64)((unsigned __int128)a * b / c); }
+static inline u64 div_u64(u64 a, u32 b) { return a / b; }
+static inline u32 get_unaligned_le32(const void *p) { const u8 *b = p; return (u32)b[3] << 24 | (u32)b[2] << 16 | (u32)b[1] << 8 | b[0]; }
+static inline u64 get_unaligned_le64(const void *p) { return (u64)get_unaligned_le32((const u8 *)p + 4) << 32 | get_unaligned_le32(p); }
+static inline void put_unaligned_le32(u32 v, void *p) { u8 *b = p; b[0] = v; b[1] = v >> 8; b[2] = v >> 16; b[3] = v >> 24; }
 void get_random_bytes(void *buf, size_t n);
 static inline u64 ktime_get_ns(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec; }
 static inline u64 ktime_get_real_ns(void) { struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts); return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec; }
