@@ -234,3 +234,83 @@ void pool_fail(enum pool_stat stat, u16 code, const u8 *peer_key,
 	pool_stat_inc(stat);
 	pool_journal(POOL_JOURNAL_ERROR, code, peer_key, "%s", what);
 }
+
+/*
+ * Unauthenticated events (a handshake refused, a half-open connection
+ * refused, dropped or timed out) can come from anyone at any rate: each
+ * reason (error code) is journaled at most once per second and the rest of
+ * that second goes into one "N more" entry, so a flood cannot push the
+ * authenticated history (configuration, sessions) out of the ring. Every
+ * event is still counted in its statistic.
+ */
+#define POOL_UNAUTH_REASONS	32
+#define POOL_UNAUTH_INTERVAL	HZ
+
+static struct {
+	spinlock_t		lock;
+	struct {
+		unsigned long	since;		/* jiffies of the last entry journaled */
+		u32		more;		/* events since, not journaled */
+		char		what[48];
+	} reason[POOL_UNAUTH_REASONS];
+	struct delayed_work	flush;
+} unauth;
+
+static void pool_unauth_flush(struct work_struct *w)
+{
+	char what[sizeof(unauth.reason[0].what)];
+	u16 code;
+	u32 n;
+
+	for (code = 0; code < POOL_UNAUTH_REASONS; code++) {
+		spin_lock_bh(&unauth.lock);
+		n = unauth.reason[code].more;
+		unauth.reason[code].more = 0;
+		if (n)
+			unauth.reason[code].since = jiffies;
+		memcpy(what, unauth.reason[code].what, sizeof(what));
+		spin_unlock_bh(&unauth.lock);
+		if (n)
+			pool_journal(POOL_JOURNAL_ERROR, code, NULL, "%u more: %s", n, what);
+	}
+}
+
+void pool_fail_unauth(enum pool_stat stat, u16 code, const u8 *peer_key,
+		      const char *what)
+{
+	bool now;
+
+	pool_stat_inc(stat);
+	if (code >= POOL_UNAUTH_REASONS) {
+		pool_journal(POOL_JOURNAL_ERROR, code, peer_key, "%s", what);
+		return;
+	}
+	spin_lock_bh(&unauth.lock);
+	now = !unauth.reason[code].since ||
+	      time_after_eq(jiffies, unauth.reason[code].since + POOL_UNAUTH_INTERVAL);
+	if (now) {
+		unauth.reason[code].since = jiffies;
+	} else {
+		unauth.reason[code].more++;
+		strscpy(unauth.reason[code].what, what, sizeof(unauth.reason[code].what));
+	}
+	spin_unlock_bh(&unauth.lock);
+	if (now)
+		pool_journal(POOL_JOURNAL_ERROR, code, peer_key, "%s", what);
+	else
+		queue_delayed_work(pool_node.wq, &unauth.flush, POOL_UNAUTH_INTERVAL);
+}
+
+void pool_unauth_init(void)
+{
+	memset(&unauth.reason, 0, sizeof(unauth.reason));
+	spin_lock_init(&unauth.lock);
+	INIT_DELAYED_WORK(&unauth.flush, pool_unauth_flush);
+}
+
+/* Module exit, once no connection can be refused any more; journals what is pending. */
+void pool_unauth_exit(void)
+{
+	cancel_delayed_work_sync(&unauth.flush);
+	pool_unauth_flush(&unauth.flush.work);
+}

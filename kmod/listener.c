@@ -65,6 +65,7 @@ void pool_hconn_uninstall(struct pool_hconn *hc)
 void pool_hconn_reap_now(struct pool_hconn *hc)
 {
 	spin_lock_bh(&pool_node.hconn_lock);
+	hc->reap_asked = true;
 	if (!hc->reaping)
 		mod_delayed_work(pool_node.wq, &hc->reap, 0);
 	spin_unlock_bh(&pool_node.hconn_lock);
@@ -76,6 +77,12 @@ static void pool_hconn_reap(struct work_struct *w)
 					     struct pool_hconn, reap);
 
 	spin_lock_bh(&pool_node.hconn_lock);
+	if (!hc->reap_asked && READ_ONCE(hc->spoke) && time_before(jiffies, hc->deadline)) {
+		/* it spoke within POOL_HALFOPEN_FIRST_BYTE: its handshake has the whole time */
+		queue_delayed_work(pool_node.wq, &hc->reap, hc->deadline - jiffies);
+		spin_unlock_bh(&pool_node.hconn_lock);
+		return;
+	}
 	hc->reaping = true;
 	spin_unlock_bh(&pool_node.hconn_lock);
 
@@ -89,8 +96,12 @@ static void pool_hconn_reap(struct work_struct *w)
 	if (hc->sock) {
 		if (!hc->finished) {
 			pool_stat_inc(POOL_STAT_HANDSHAKES_FAILED);
-			pool_journal(POOL_JOURNAL_ERROR, POOL_ERR_TIMEOUT, NULL,
-				     "handshake: responder timeout");
+			if (READ_ONCE(hc->spoke))
+				pool_fail_unauth(POOL_STAT_HANDSHAKES_FAILED, POOL_ERR_TIMEOUT, NULL,
+						 "handshake: responder timeout");
+			else
+				pool_fail_unauth(POOL_STAT_HALFOPEN_SILENT, POOL_ERR_TIMEOUT, NULL,
+						 "handshake: nothing received within 2 s");
 		}
 		kernel_sock_shutdown(hc->sock, SHUT_RDWR);
 		sock_release(hc->sock);
@@ -111,7 +122,6 @@ static void pool_hconn_reap(struct work_struct *w)
 	kfree(hc);
 }
 
-/* Handshake failure on a half-open connection: counted, journaled, maybe told. */
 /* ---- listener ---------------------------------------------------------------------- */
 
 static void pool_listen_data_ready(struct sock *sk)
@@ -126,30 +136,78 @@ static const struct pool_sk_cbs pool_listen_cbs = {
 	.data_ready	= pool_listen_data_ready,
 };
 
+/* Whether a and b (16-byte, IPv4 mapped) are in one /24 (IPv4) or /64 (IPv6). */
+static bool pool_same_prefix(const u8 a[16], const u8 b[16])
+{
+	if (ipv6_addr_v4mapped((const struct in6_addr *)a))
+		return !memcmp(a, b, 15);
+	return !memcmp(a, b, 8);
+}
+
+/*
+ * NULL if one more half-open connection from ip fits the limits of pool.h,
+ * otherwise why not. hconn_lock held.
+ */
+static const char *pool_hconn_admit(const u8 ip[16], bool known, enum pool_stat *stat)
+{
+	u32 from_addr = 0, from_prefix = 0;
+	struct pool_hconn *hc;
+
+	lockdep_assert_held(&pool_node.hconn_lock);
+	*stat = POOL_STAT_OVERLOAD;
+	if (pool_node.nr_hconns >= POOL_HALFOPEN_MAX)
+		return "too many half-open connections";
+	*stat = POOL_STAT_HALFOPEN_LIMITED;
+	if (!known && pool_node.nr_hconns >= POOL_HALFOPEN_MAX - POOL_HALFOPEN_RESERVED)
+		return "half-open share of unknown addresses used up";
+	list_for_each_entry(hc, &pool_node.hconns, list) {
+		if (!memcmp(hc->ip, ip, 16))
+			from_addr++;
+		if (pool_same_prefix(hc->ip, ip))
+			from_prefix++;
+	}
+	if (from_addr >= POOL_HALFOPEN_PER_ADDR)
+		return "too many half-open connections from one address";
+	if (from_prefix >= POOL_HALFOPEN_PER_PREFIX)
+		return "too many half-open connections from one prefix";
+	return NULL;
+}
+
 static void pool_accept_one(struct socket *newsock)
 {
 	struct sockaddr_storage ss = {};
 	struct pool_hconn *hc;
+	enum pool_stat stat;
+	const char *refused;
+	u8 ip[16];
+	u16 port;
+	bool known;
+
+	if (kernel_getpeername(newsock, (struct sockaddr *)&ss) < 0)
+		goto drop;
+	pool_ip_from_sockaddr(&ss, ip, &port);
+	known = pool_peer_is_endpoint(ip);
 
 	spin_lock_bh(&pool_node.hconn_lock);
-	if (pool_node.nr_hconns >= POOL_HALFOPEN_MAX) {
-		spin_unlock_bh(&pool_node.hconn_lock);
-		pool_fail(POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD, NULL,
-			  "handshake: too many half-open connections");
+	refused = pool_hconn_admit(ip, known, &stat);
+	if (!refused)
+		pool_node.nr_hconns++;
+	spin_unlock_bh(&pool_node.hconn_lock);
+	if (refused) {
+		pool_fail_unauth(stat, POOL_ERR_OVERLOAD, NULL, refused);
 		goto drop;
 	}
-	pool_node.nr_hconns++;
-	spin_unlock_bh(&pool_node.hconn_lock);
 
 	hc = kzalloc(sizeof(*hc), GFP_KERNEL);
-	if (!hc || kernel_getpeername(newsock, (struct sockaddr *)&ss) < 0) {
-		kfree(hc);
+	if (!hc) {
 		spin_lock_bh(&pool_node.hconn_lock);
 		pool_node.nr_hconns--;
 		spin_unlock_bh(&pool_node.hconn_lock);
 		goto drop;
 	}
-	pool_ip_from_sockaddr(&ss, hc->ip, &hc->port);
+	memcpy(hc->ip, ip, 16);
+	hc->port = port;
+	hc->deadline = jiffies + POOL_HALFOPEN_TIMEOUT;
 	hc->sock = newsock;
 	mutex_init(&hc->mutex);
 	INIT_WORK(&hc->work, pool_hconn_work);
@@ -160,7 +218,7 @@ static void pool_accept_one(struct socket *newsock)
 	list_add_tail(&hc->list, &pool_node.hconns);
 	spin_unlock_bh(&pool_node.hconn_lock);
 	/* the deadline first: once the callbacks run, the hconn may be reaped */
-	queue_delayed_work(pool_node.wq, &hc->reap, POOL_HALFOPEN_TIMEOUT);
+	queue_delayed_work(pool_node.wq, &hc->reap, POOL_HALFOPEN_FIRST_BYTE);
 
 	pool_sk_install(newsock->sk, hc, &pool_hconn_cbs, &hc->orig);
 	queue_work(pool_node.wq, &hc->work);
@@ -270,9 +328,11 @@ void pool_hconns_exit(void)
 
 	for (;;) {
 		spin_lock_bh(&pool_node.hconn_lock);
-		list_for_each_entry(hc, &pool_node.hconns, list)
+		list_for_each_entry(hc, &pool_node.hconns, list) {
+			hc->reap_asked = true;
 			if (!hc->reaping)
 				mod_delayed_work(pool_node.wq, &hc->reap, 0);
+		}
 		empty = list_empty(&pool_node.hconns);
 		spin_unlock_bh(&pool_node.hconn_lock);
 		if (empty)

@@ -107,6 +107,7 @@ static int __init pool_init(void)
 	pool_cookie_init(&pool_node.cookie);
 	pool_spent_init(&pool_node.spent);
 	pool_hconns_init();
+	pool_unauth_init();
 
 	pool_node.wq = alloc_workqueue("pool", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!pool_node.wq) {
@@ -151,6 +152,7 @@ static void __exit pool_exit(void)
 	mutex_unlock(&pool_node.lock);
 
 	pool_hconns_exit();
+	pool_unauth_exit();
 	pool_sessions_exit();
 	pool_config_exit();
 	destroy_workqueue(pool_node.wq);

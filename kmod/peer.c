@@ -165,6 +165,23 @@ int pool_peer_check_replay(const u8 key[POOL_KEY_LEN], u64 ts)
 	return ret;
 }
 
+/* Whether ip (16 bytes, IPv4 mapped) is a trusted peer's endpoint address. */
+bool pool_peer_is_endpoint(const u8 ip[16])
+{
+	struct pool_peer_entry *e;
+	bool found = false;
+
+	spin_lock_bh(&pool_node.peers_lock);
+	list_for_each_entry(e, &pool_node.peers, list) {
+		if (e->info.endpoint_port && !memcmp(e->info.endpoint_addr, ip, 16)) {
+			found = true;
+			break;
+		}
+	}
+	spin_unlock_bh(&pool_node.peers_lock);
+	return found;
+}
+
 void pool_peer_note(const u8 key[POOL_KEY_LEN], bool handshake_ok)
 {
 	struct pool_peer_entry *e;

@@ -44,7 +44,19 @@ static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
 #define POOL_VERSION "0.0.0"
 #endif
 
-#define POOL_HALFOPEN_MAX	128		/* responder connections in handshake */
+/*
+ * Half-open connections (responder side, handshake not done): at most
+ * POOL_HALFOPEN_MAX, of which POOL_HALFOPEN_RESERVED only for connections
+ * from a trusted peer's endpoint address; at most POOL_HALFOPEN_PER_ADDR
+ * from one address and POOL_HALFOPEN_PER_PREFIX from one /24 (IPv4) or /64
+ * (IPv6). One that sends nothing goes after POOL_HALFOPEN_FIRST_BYTE, any
+ * other after POOL_HALFOPEN_TIMEOUT.
+ */
+#define POOL_HALFOPEN_MAX	128
+#define POOL_HALFOPEN_RESERVED	32
+#define POOL_HALFOPEN_PER_ADDR	8
+#define POOL_HALFOPEN_PER_PREFIX 32
+#define POOL_HALFOPEN_FIRST_BYTE (2 * HZ)
 #define POOL_HALFOPEN_TIMEOUT	(10 * HZ)
 #define POOL_CONNECT_TIMEOUT_MS	10000
 #define POOL_REPLAY_WINDOW	128
@@ -258,6 +270,7 @@ void pool_device_exit(void);
 int pool_peer_add(const struct pool_peer *in, struct pool_peer *out);
 int pool_peer_del(const u8 key[POOL_KEY_LEN]);
 bool pool_peer_trusted(const u8 key[POOL_KEY_LEN]);
+bool pool_peer_is_endpoint(const u8 ip[16]);
 int pool_peer_check_replay(const u8 key[POOL_KEY_LEN], u64 ts);
 void pool_peer_note(const u8 key[POOL_KEY_LEN], bool handshake_ok);
 int pool_peer_list(struct pool_peer *out, u32 cap, u32 *total);
@@ -349,6 +362,10 @@ u64 pool_journal_next(void);
 
 /* A network failure: counted, journaled. */
 void pool_fail(enum pool_stat stat, u16 code, const u8 *peer_key, const char *what);
+/* pool_fail() for what anyone on the network can cause: journaled at most once a second per code. */
+void pool_fail_unauth(enum pool_stat stat, u16 code, const u8 *peer_key, const char *what);
+void pool_unauth_init(void);
+void pool_unauth_exit(void);
 
 /* procfs.c */
 int pool_procfs_init(void);

@@ -30,7 +30,7 @@ static void pool_hconn_fail(struct pool_hconn *hc, enum pool_stat stat,
 	__be16 c = cpu_to_be16(wire_code);
 	u8 sid[16] = {};
 
-	pool_fail(stat, code, peer, what);
+	pool_fail_unauth(stat, code, peer, what);
 	pool_stat_inc(POOL_STAT_HANDSHAKES_FAILED);
 	if (peer)
 		pool_peer_note(peer, false);
@@ -227,6 +227,7 @@ void pool_hconn_work(struct work_struct *w)
 			break;
 		}
 		hc->have += ret;
+		WRITE_ONCE(hc->spoke, true);
 		if (hc->have == POOL_HDR_LEN) {
 			if (pool_hdr_decode(&hc->hdr, hc->buf) ||
 			    (hc->hdr.type != POOL_PKT_INIT &&

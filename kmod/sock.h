@@ -35,6 +35,9 @@ struct pool_hconn {
 	bool			dead;
 	bool			finished;	/* handshake ended, not timed out */
 	bool			reaping;	/* reap running: never queue it again */
+	bool			reap_asked;	/* brought forward: reap at once */
+	bool			spoke;		/* a byte arrived: it gets the whole timeout */
+	unsigned long		deadline;	/* jiffies: accepted + POOL_HALFOPEN_TIMEOUT */
 	u8			ip[16];
 	u16			port;
 	u32			have;

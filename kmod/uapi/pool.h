@@ -276,6 +276,8 @@ enum pool_stat {
 	POOL_STAT_CONFIG_ROLLED_BACK,
 	POOL_STAT_LISTENING,		/* 0 or 1 */
 	POOL_STAT_LISTEN_PORT,
+	POOL_STAT_HALFOPEN_LIMITED,	/* refused: too many from its address, prefix or share */
+	POOL_STAT_HALFOPEN_SILENT,	/* closed: no byte within 2 s */
 	__POOL_STAT_COUNT
 };
 

@@ -101,6 +101,8 @@ class Stat(enum.IntEnum):
     CONFIG_ROLLED_BACK = enum.auto()
     LISTENING = enum.auto()
     LISTEN_PORT = enum.auto()
+    HALFOPEN_LIMITED = enum.auto()
+    HALFOPEN_SILENT = enum.auto()
 
 
 POOL_STAT_COUNT = len(Stat)

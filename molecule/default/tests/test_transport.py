@@ -593,7 +593,21 @@ def test_fuzz_no_oops_session_survives(lab: Lab, tmp_path: Path) -> None:
     before = n2.stats()
     with trusted(n2, "ktest-fuzz", key), forward_to(n2, PORT) as fwd:
         r = subprocess.run(
-            [*ref, "fuzz", "127.0.0.1", str(fwd), "--count", "10000", "--key", str(keyf), "--peer-key", n2.key],
+            # 4 connections at a time: pool.ko takes at most 8 half-open ones from one address
+            [
+                *ref,
+                "fuzz",
+                "127.0.0.1",
+                str(fwd),
+                "--count",
+                "10000",
+                "--concurrency",
+                "4",
+                "--key",
+                str(keyf),
+                "--peer-key",
+                n2.key,
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -615,6 +629,64 @@ def test_fuzz_no_oops_session_survives(lab: Lab, tmp_path: Path) -> None:
     # the session poold holds went through it untouched, and carries messages
     now = n2.live_with(n1.key)
     assert now and now[0]["session_id"] == s2["session_id"], f"node2's session with node1 changed: {now}"
+    lab.round_trip()
+
+
+# ---- 5b. half-open flood from one address ----------------------------------------------
+
+STALLERS = 200
+
+
+async def _stall(port: int, seconds: float, opened: list[int]) -> None:
+    """Keeps STALLERS connections to 127.0.0.1:port open for `seconds`, each having sent a
+    40-byte INIT prefix and nothing more; one the peer closes is opened again."""
+    import asyncio
+
+    prefix = bytes([0x10]) + bytes(39)  # version 1, INIT, then zeros: never a whole header
+    deadline = time.monotonic() + seconds
+
+    async def one() -> None:
+        while time.monotonic() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            opened[0] += 1
+            writer.write(prefix)
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(reader.read(1), max(0.1, deadline - time.monotonic()))
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(*(one() for _ in range(STALLERS)))
+
+
+def test_half_open_flood_leaves_room_for_a_trusted_peer(lab: Lab) -> None:
+    """200 connections from one address (the host, through ssh -L) that send 40 bytes and
+    stall: pool.ko keeps at most 8 of them, node1 (another address, a trusted endpoint)
+    still makes its sessions, and the journal records the flood by the second, not by the
+    connection."""
+    import asyncio
+
+    n1, n2 = lab.n1, lab.n2
+    before, seq = n2.stats(), n2.journal_next()
+    opened = [0]
+    with forward_to(n2, PORT) as fwd:
+        flood = _bg(lambda: asyncio.run(_stall(fwd, 25, opened)))
+        time.sleep(5)
+        doc = n1.probe(f"cycles {n2.ipv4} --peer {n2.key} --count 5", 120)
+        flood.result()
+    after = n2.stats()
+    journaled = len(n2.journal_from(seq))
+    d = delta(before, after, "halfopen_limited", "halfopen_silent", "handshakes_completed")
+    print(f"\nflood: {opened[0]} connections opened; node1: {doc}; node2: {d}, {journaled} journal entries")
+    assert doc["cycles"] == 5 and not doc["failures"], f"node1 could not connect during the flood: {doc}"
+    assert d["halfopen_limited"] >= STALLERS - 8, d
+    # one entry per reason per second (and one "N more" per second) at most, plus node1's sessions
+    assert journaled <= 4 * 30 + 4 * 5, f"{journaled} journal entries for {opened[0]} connections"
     lab.round_trip()
 
 
