@@ -639,7 +639,7 @@ STALLERS = 200
 
 async def _stall(port: int, seconds: float, opened: list[int]) -> None:
     """Keeps STALLERS connections to 127.0.0.1:port open for `seconds`, each having sent a
-    40-byte INIT prefix and nothing more; one the peer closes is opened again."""
+    40-byte INIT prefix and nothing more; one the peer closes is opened again 5 s later."""
     import asyncio
 
     prefix = bytes([0x10]) + bytes(39)  # version 1, INIT, then zeros: never a whole header
@@ -659,7 +659,7 @@ async def _stall(port: int, seconds: float, opened: list[int]) -> None:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(5)  # a stubborn client, not a CPU test of node2's sshd
 
     await asyncio.gather(*(one() for _ in range(STALLERS)))
 
