@@ -9,6 +9,7 @@ object per line, each entry exactly as the kernel reported it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -228,34 +229,66 @@ def read_file(path: Path) -> tuple[list[Entry], int]:
     return entries, good
 
 
-class JournalFile:
-    """Append-only persisted journal; each append is flushed and fsynced."""
+# A persisted journal is rotated by size: an unauthenticated sender can make pool.ko journal
+# (rate-limited there, but steadily), and a node's disk must not fill with it.
+MAX_BYTES = 4 << 20  # journal.jsonl grows to about this before it is rotated
+KEEP_ROTATED = 8  # journal.jsonl.1 (newest) .. .8 (oldest) are kept
 
-    def __init__(self, path: Path) -> None:
+
+class JournalFile:
+    """The persisted journal: journal.jsonl holds the newest entries, journal.jsonl.1 ..
+    .KEEP_ROTATED the older ones, newest first. An append that would take journal.jsonl past
+    max_bytes first rotates it, so the chain runs on unbroken from the last entry of .1 into
+    the first of the new file (each file verifies on its own from its first entry, and the
+    files concatenated oldest first verify as one chain). Each append is fsynced; only the
+    newest entry is kept in memory."""
+
+    def __init__(self, path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP_ROTATED) -> None:
+        if max_bytes < 4096 or keep < 1:
+            raise ValueError("journal: max_bytes must be at least 4096 and keep at least 1")
         self.path = path
-        self.entries: list[Entry] = []
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.head: Entry | None = None
+
+    def rotated(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{n}")
 
     def load(self) -> list[Entry]:
+        """The current file's entries (a torn last line is cut off); the head is the newest
+        entry of the current file, or of journal.jsonl.1 when the current one is empty."""
         entries, good = read_file(self.path)
         if self.path.exists() and self.path.stat().st_size != good:
             with open(self.path, "r+b") as f:  # drop a torn last line
                 f.truncate(good)
                 os.fsync(f.fileno())
-        self.entries = entries
+        self.head = entries[-1] if entries else None
+        if self.head is None and self.rotated(1).exists():
+            older, _ = read_file(self.rotated(1))
+            self.head = older[-1] if older else None
         return entries
 
-    @property
-    def head(self) -> Entry | None:
-        return self.entries[-1] if self.entries else None
+    def _rotate(self) -> None:
+        """journal.jsonl -> .1 -> .2 ...; the oldest beyond keep is deleted."""
+        self.rotated(self.keep).unlink(missing_ok=True)
+        for n in range(self.keep - 1, 0, -1):
+            if self.rotated(n).exists():
+                os.replace(self.rotated(n), self.rotated(n + 1))
+        os.replace(self.path, self.rotated(1))
+        _fsync_dir(self.path.parent)
 
     def append(self, new: list[Entry]) -> None:
         if not new:
             return
+        payload = b"".join(json.dumps(e.to_record(), sort_keys=True).encode() + b"\n" for e in new)
+        with contextlib.suppress(FileNotFoundError):
+            size = self.path.stat().st_size
+            if size and size + len(payload) > self.max_bytes:
+                self._rotate()
         created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             size = os.fstat(fd).st_size
-            payload = b"".join(json.dumps(e.to_record(), sort_keys=True).encode() + b"\n" for e in new)
             try:
                 view = memoryview(payload)
                 while view:
@@ -268,14 +301,14 @@ class JournalFile:
             os.close(fd)
         if created:
             _fsync_dir(self.path.parent)
-        self.entries.extend(new)
+        self.head = new[-1]
 
     def rotate_aside(self, suffix: str) -> Path:
         """Move an unusable journal out of the way (kept for inspection)."""
         dest = self.path.with_name(f"{self.path.name}.{suffix}")
         os.replace(self.path, dest)
         _fsync_dir(self.path.parent)
-        self.entries = []
+        self.head = None
         return dest
 
 

@@ -14,7 +14,8 @@
   holds its fd (a session lives while an fd is open); connects to each trusted
   peer with an endpoint whose public key is greater than the node's own, with
   exponential backoff;
-- persists the kernel journal, append-only, to state_dir/journal.jsonl; after a
+- persists the kernel journal, append-only, to state_dir/journal.jsonl, rotated by size
+  (journal.jsonl.1 .. .8, about 36 MiB at most, the chain unbroken across files); after a
   module load it SEEDs the kernel chain with the persisted head, so the history
   continues; it verifies the persisted chain at start;
 - notices a reloaded module (device gone, identity unset) and re-applies;

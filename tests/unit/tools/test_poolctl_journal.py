@@ -83,3 +83,45 @@ def test_seeded_chain_continues() -> None:
     cont = _chain(2, start_prev=first[-1].hash, start_seq=3)
     res = jr.verify(first + cont)
     assert res.ok and res.segments == 1 and res.head_hash == cont[-1].hash
+
+
+def test_persisted_journal_rotates_and_stays_one_chain(tmp_path: Path) -> None:
+    """Appends past max_bytes rotate journal.jsonl into .1, .2 ... (at most `keep`), the disk
+    use stays bounded, each file verifies from its first entry, the files oldest first verify
+    as one chain, and a reload finds the head even right after a rotation."""
+    path = tmp_path / "journal.jsonl"
+    jf = jr.JournalFile(path, max_bytes=8192, keep=3)
+    chain = _chain(400)
+    for i in range(0, len(chain), 7):
+        jf.append(chain[i : i + 7])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["journal.jsonl", "journal.jsonl.1", "journal.jsonl.2", "journal.jsonl.3"], files
+    assert all(p.stat().st_size <= 8192 for p in tmp_path.iterdir())
+    kept = []
+    for name in ("journal.jsonl.3", "journal.jsonl.2", "journal.jsonl.1", "journal.jsonl"):
+        entries, _ = jr.read_file(tmp_path / name)
+        assert jr.verify(entries).ok, name
+        kept += entries
+    whole = jr.verify(kept)
+    assert whole.ok and whole.last_seq == 399 and whole.first_seq > 0, whole
+    assert jr.JournalFile(path).load()[-1] == chain[-1]
+    # right after a rotation the current file is born with the batch that caused it: never empty
+    jf2 = jr.JournalFile(path, max_bytes=8192, keep=3)
+    jf2.load()
+    assert jf2.head == chain[-1]
+
+
+def test_persisted_journal_head_from_the_rotated_file(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    chain = _chain(3)
+    jr.JournalFile(path).append(chain)
+    path.rename(tmp_path / "journal.jsonl.1")
+    jf = jr.JournalFile(path)
+    assert jf.load() == [] and jf.head == chain[-1]
+
+
+def test_persisted_journal_refuses_silly_limits(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="max_bytes"):
+        jr.JournalFile(tmp_path / "j", max_bytes=10)
