@@ -435,6 +435,7 @@ int pool_hs_response_consume_trust(const struct pool_static *self,
 {
 	const u8 *e_i = payload, *clear = payload + 32;
 	u8 buf[48], k[32];
+	bool untrusted;
 	int ret;
 
 	pool_hs_start(out->ck, out->h, self->public, e_i);
@@ -449,16 +450,20 @@ int pool_hs_response_consume_trust(const struct pool_static *self,
 	memcpy(out->peer_static, buf, 32);
 	pool_mix_hash(out->h, payload + 48, 48);
 
-	if (trusted && !trusted(out->peer_static, arg)) {
-		ret = -ENOKEY;
-		goto err;
-	}
+	/*
+	 * A stranger costs the same DH and AEAD as a trusted peer, and only
+	 * then is refused: the response time must not tell which keys are
+	 * trusted (docs/protocol.md, RESPONSE step 4).
+	 */
+	untrusted = trusted && !trusted(out->peer_static, arg);
 
-	ret = -EBADMSG;
+	ret = untrusted ? -ENOKEY : -EBADMSG;
 	if (!pool_mix_dh(out->ck, k, self->secret, out->peer_static))	/* ss */
 		goto err;
 	memcpy(buf, payload + 96, 32);
 	ret = pool_hs_open(buf, 32, out->h, k);
+	if (untrusted)
+		ret = -ENOKEY;
 	if (ret)
 		goto err;
 	if (crypto_memneq(buf, clear, 16)) {

@@ -20,6 +20,7 @@ from .errors import (
     BadPuzzleError,
     ChallengeTooHardError,
     HandshakeClosedError,
+    LowOrderPointError,
     OverloadError,
     ProtocolError,
     ReplayedInitError,
@@ -280,10 +281,16 @@ class Responder:
         if s_i is None:
             raise AuthFailError("RESPONSE static key does not decrypt")
         h = sha256(h, r.enc_static)
+        # the same work for a stranger as for a trusted key, then the refusal (step 4)
+        try:
+            ck, k = mix(ck, dh(self.s, s_i))
+            proof = aead_decrypt(k, ZERO_NONCE, r.enc_proof, h)
+        except LowOrderPointError:
+            if s_i in self.trust:
+                raise
+            proof = None
         if s_i not in self.trust:
             raise UnknownPeerError(f"static key {s_i.hex()} is not in the trust store")
-        ck, k = mix(ck, dh(self.s, s_i))
-        proof = aead_decrypt(k, ZERO_NONCE, r.enc_proof, h)
         if proof is None:
             raise AuthFailError("RESPONSE proof does not decrypt (wrong static key)")
         if proof != struct.pack(">QQ", r.timestamp, r.solution):

@@ -53,7 +53,7 @@ FORWARDED = [
 ]
 
 
-def _build(tmp: Path, kmod: Path) -> Path:
+def _build(tmp: Path, kmod: Path, main: str = "main.c", name: str = "kat") -> Path:
     if not shutil.which("gcc"):
         pytest.skip("gcc not installed")
     for header in ("/usr/include/openssl/evp.h", "/usr/include/zlib.h", "/usr/include/linux/errno.h"):
@@ -63,15 +63,15 @@ def _build(tmp: Path, kmod: Path) -> Path:
     if missing:
         pytest.skip(f"kmod/{missing[0]} not written yet")
     inc = tmp / "inc"
-    for name in FORWARDED:
-        (inc / name).parent.mkdir(parents=True, exist_ok=True)
-        (inc / name).write_text('#include "shim.h"\n')
+    for header in FORWARDED:
+        (inc / header).parent.mkdir(parents=True, exist_ok=True)
+        (inc / header).write_text('#include "shim.h"\n')
     shutil.copy(SHIM / "shim.h", inc / "shim.h")
-    exe = tmp / "kat"
+    exe = tmp / name
     cmd = [
         "gcc", "-std=gnu11", "-O1", "-w", '-DKBUILD_MODNAME="pool"',
         "-include", str(inc / "shim.h"), f"-I{inc}", f"-I{kmod}",
-        "-o", str(exe), str(SHIM / "main.c"), str(SHIM / "shim.c"),
+        "-o", str(exe), str(SHIM / main), str(SHIM / "shim.c"),
         *(str(kmod / s) for s in SOURCES), "-lcrypto", "-lz",
     ]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -101,3 +101,11 @@ def test_kmod_selftest_fails_on_a_wrong_vector(tmp_path: Path) -> None:
     p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode != 0
     assert "known-answer tests failed" in p.stderr
+
+
+def test_untrusted_key_costs_the_responder_the_same_work(tmp_path: Path) -> None:
+    """RESPONSE step 4 (docs/protocol.md): a stranger's RESPONSE gets the same DHs and AEAD
+    operations as a trusted peer's before it is refused (kmod_shim/dhcount.c counts them)."""
+    exe = _build(tmp_path, KMOD, main="dhcount.c", name="dhcount")
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
