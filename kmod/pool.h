@@ -62,6 +62,9 @@ static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
 #define POOL_REPLAY_WINDOW	128
 #define POOL_RXQ_MAX_MSGS	1024		/* receive queue bound per session */
 #define POOL_RXQ_MAX_BYTES	(4U << 20)
+/* before a process holds the session (ACCEPT, ATTACH): nobody may be reading */
+#define POOL_RXQ_UNHELD_MSGS	16
+#define POOL_RXQ_UNHELD_BYTES	(256U << 10)
 #define POOL_CLOSE_LINGER	(2 * HZ)
 #define POOL_RX_STALL		(5 * HZ)	/* a packet begun must be whole by then */
 #define POOL_JOURNAL_SIZE	4096
@@ -198,7 +201,6 @@ struct pool_session {
 	u8			rx_hdr_raw[POOL_HDR_LEN];
 	struct pool_hdr		rx_hdr;
 	u32			rx_have;	/* bytes of the current packet */
-	u8			*rx_payload;	/* current packet payload */
 	u8			*rx_buf;	/* reused for non-DATA payloads */
 	struct pool_dir		rx, rx_next;
 	bool			rx_next_valid;

@@ -65,23 +65,23 @@ static void pool_rx_drop(struct pool_session *s, enum pool_stat stat, u16 code,
 	spin_lock_bh(&s->lock);
 	s->dropped++;
 	spin_unlock_bh(&s->lock);
-	pool_fail(stat, code, s->peer_key, what);
+	/* anyone who can inject into the TCP stream causes these: rate-limited */
+	pool_fail_unauth(stat, code, s->peer_key, what);
 }
 
-static void pool_rx_deliver(struct pool_session *s, u8 *data, u32 len,
+/* Queues a copy of an authenticated message (pt lives in the session's rx_buf). */
+static void pool_rx_deliver(struct pool_session *s, const u8 *pt, u32 len,
 			    u8 channel)
 {
 	struct pool_rxmsg *m = kmalloc(sizeof(*m), GFP_KERNEL);
+	u8 *data = len ? kmemdup(pt, len, GFP_KERNEL) : NULL;
 
-	if (!m) {
+	if (!m || (len && !data)) {
+		kfree(m);
 		kfree(data);
 		pool_rx_drop(s, POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD,
 			     "receive: out of memory");
 		return;
-	}
-	if (!len) {
-		kfree(data);
-		data = NULL;
 	}
 	m->data = data;
 	m->len = len;
@@ -104,7 +104,6 @@ static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
 	switch (h->type) {
 	case POOL_PKT_DATA:
 		pool_rx_deliver(s, pt, len, h->channel);
-		s->rx_payload = s->rx_buf;
 		return true;
 	case POOL_PKT_HEARTBEAT:
 		want = len == POOL_HEARTBEAT_LEN;
@@ -151,14 +150,18 @@ static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
 	return true;
 }
 
-/* Checks and consumes the complete packet in rx_hdr_raw/rx_payload. */
+/*
+ * Checks and consumes the complete packet in rx_hdr_raw/rx_buf. Nothing is
+ * allocated for a packet before it authenticated: a message is copied out of
+ * rx_buf only once its HMAC, sequence and tag all checked out.
+ */
 static bool pool_rx_packet(struct pool_session *s)
 {
 	const struct pool_hdr *h = &s->rx_hdr;
 	u32 plen = h->payload_len;
 	struct pool_hmac_ctx ctx;
 	u8 mac[POOL_MAC_LEN], nonce[POOL_NONCE_LEN];
-	u8 *p = s->rx_payload;
+	u8 *p = s->rx_buf;
 
 	/* 1. HMAC over the header (MAC zeroed) and ciphertext, constant time */
 	memset(s->rx_hdr_raw + POOL_HDR_MAC_OFF, 0, POOL_MAC_LEN);
@@ -197,20 +200,17 @@ static bool pool_rx_packet(struct pool_session *s)
 	return pool_rx_dispatch(s, h, p, plen - POOL_TAG_LEN);
 
 drop:
-	if (p != s->rx_buf) {
-		kfree(p);
-		s->rx_payload = s->rx_buf;
-	}
 	return true;
 }
 
 static bool pool_rx_full(struct pool_session *s)
 {
-	bool full;
+	/* a session no process holds yet (waiting for ACCEPT) may queue only a little */
+	bool held = atomic_read(&s->fds) > 0, full;
 
 	spin_lock_bh(&s->lock);
-	full = s->rxq_len >= POOL_RXQ_MAX_MSGS ||
-	       s->rxq_bytes >= POOL_RXQ_MAX_BYTES;
+	full = s->rxq_len >= (held ? POOL_RXQ_MAX_MSGS : POOL_RXQ_UNHELD_MSGS) ||
+	       s->rxq_bytes >= (held ? POOL_RXQ_MAX_BYTES : POOL_RXQ_UNHELD_BYTES);
 	if (full)
 		s->rx_stalled = true;
 	spin_unlock_bh(&s->lock);
@@ -248,20 +248,10 @@ void pool_rx_work(struct work_struct *w)
 				pool_session_close(s, POOL_ERR_MALFORMED, false);
 				return;
 			}
-			if (s->rx_hdr.type == POOL_PKT_DATA) {
-				s->rx_payload = kmalloc(s->rx_hdr.payload_len,
-							GFP_KERNEL);
-				if (!s->rx_payload) {
-					s->rx_payload = s->rx_buf;
-					pool_session_close(s, POOL_ERR_OVERLOAD,
-							   true);
-					return;
-				}
-			}
 		}
 		want = POOL_HDR_LEN + s->rx_hdr.payload_len - s->rx_have;
 		if (want) {
-			ret = pool_sock_read(sock, s->rx_payload + s->rx_have -
+			ret = pool_sock_read(sock, s->rx_buf + s->rx_have -
 					     POOL_HDR_LEN, want);
 			if (ret <= 0)
 				goto stop;

@@ -499,6 +499,8 @@ int pool_session_fd_prepare(struct pool_session *s, u32 fd_flags, struct pool_fd
 	}
 	pf->fd = fd;
 	pf->file = file;
+	/* held now: the larger receive queue applies (the file keeps s alive here) */
+	pool_session_rx_resume(s);
 	return 0;
 }
 

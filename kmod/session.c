@@ -85,8 +85,6 @@ static void pool_session_release(struct kref *ref)
 	spin_unlock_bh(&pool_node.sessions_lock);
 
 	pool_session_free_rxq(s);
-	if (s->rx_payload != s->rx_buf)
-		kfree(s->rx_payload);
 	kfree(s->rx_buf);	/* NULL after a teardown */
 	kfree_sensitive(s->tx_buf);
 	kvfree(s->ring);
@@ -175,11 +173,8 @@ static void pool_session_close_work(struct work_struct *w)
 	if (s->rx_next_valid)
 		pool_dir_destroy(&s->rx_next);
 	s->rx_next_valid = false;
-	if (s->rx_payload != s->rx_buf)
-		kfree(s->rx_payload);
-	kfree(s->rx_buf);
+	kfree_sensitive(s->rx_buf);	/* the last plaintext received */
 	s->rx_buf = NULL;
-	s->rx_payload = NULL;
 
 	spin_lock_bh(&s->lock);
 	was_active = s->state != POOL_STATE_CLOSED;
@@ -277,7 +272,6 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	s->ring = kvmalloc(POOL_RING_SIZE, GFP_KERNEL);
 	if (!s->tx_buf || !s->rx_buf || !s->ring)
 		goto err_free;
-	s->rx_payload = s->rx_buf;
 
 	ret = pool_dir_init(&s->tx, keys->send_key, keys->send_mac);
 	if (ret)
