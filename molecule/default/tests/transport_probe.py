@@ -481,11 +481,13 @@ def open_fds() -> set[str]:
 
 def cmd_efault(a: argparse.Namespace) -> int:
     import errno
-    import fcntl
 
     from pooltools import uapi
     from pooltools.device import Device
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+    libc.ioctl.restype = ctypes.c_int
     key = key_arg(a.peer)
     doc: dict[str, Any] = {}
     with Device() as dev:
@@ -506,11 +508,12 @@ def cmd_efault(a: argparse.Namespace) -> int:
             sessions_before = {s.index for s in dev.sessions()}
             fds_before = open_fds()
             _page, addr = read_only_copy(arg)
-            try:
-                fcntl.ioctl(dev.fd, req, addr)
+            # libc's ioctl, not fcntl.ioctl: an address does not fit the C int that one passes
+            if libc.ioctl(dev.fd, ctypes.c_ulong(req), ctypes.c_void_p(addr)) == 0:
                 result = "ok"
-            except OSError as exc:
-                result = errno.errorcode.get(exc.errno, str(exc.errno))
+            else:
+                err = ctypes.get_errno()
+                result = errno.errorcode.get(err, str(err))
             # A session CONNECT made and could not hand over is closed; give it time to go.
             deadline = time.monotonic() + 15
             new_sessions = {s.index for s in dev.sessions()} - sessions_before
