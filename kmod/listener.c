@@ -94,14 +94,13 @@ static void pool_hconn_reap(struct work_struct *w)
 	cancel_work_sync(&hc->work);
 
 	if (hc->sock) {
-		if (!hc->finished) {
+		if (!hc->finished && READ_ONCE(hc->spoke)) {
+			pool_fail_unauth(POOL_STAT_HANDSHAKES_FAILED, POOL_ERR_TIMEOUT, NULL,
+					 "handshake: responder timeout");
+		} else if (!hc->finished) {
 			pool_stat_inc(POOL_STAT_HANDSHAKES_FAILED);
-			if (READ_ONCE(hc->spoke))
-				pool_fail_unauth(POOL_STAT_HANDSHAKES_FAILED, POOL_ERR_TIMEOUT, NULL,
-						 "handshake: responder timeout");
-			else
-				pool_fail_unauth(POOL_STAT_HALFOPEN_SILENT, POOL_ERR_TIMEOUT, NULL,
-						 "handshake: nothing received within 2 s");
+			pool_fail_unauth(POOL_STAT_HALFOPEN_SILENT, POOL_ERR_TIMEOUT, NULL,
+					 "handshake: nothing received within 2 s");
 		}
 		kernel_sock_shutdown(hc->sock, SHUT_RDWR);
 		sock_release(hc->sock);
