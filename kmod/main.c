@@ -152,8 +152,9 @@ static void __exit pool_exit(void)
 	mutex_unlock(&pool_node.lock);
 
 	pool_hconns_exit();
-	pool_unauth_exit();
 	pool_sessions_exit();
+	/* no half-open connection nor session is left to report anything */
+	pool_unauth_exit();
 	pool_config_exit();
 	destroy_workqueue(pool_node.wq);
 	idr_destroy(&pool_node.sessions);
