@@ -661,7 +661,7 @@ async def _stall(port: int, seconds: float, opened: list[int]) -> None:
                 await writer.wait_closed()
             await asyncio.sleep(5)  # a stubborn client, not a CPU test of node2's sshd
 
-    await asyncio.gather(*(one() for _ in range(STALLERS)))
+    await asyncio.gather(*(one() for _staller in range(STALLERS)))
 
 
 def test_half_open_flood_leaves_room_for_a_trusted_peer(lab: Lab) -> None:
