@@ -495,14 +495,18 @@ def cmd_journal_show(args: argparse.Namespace, out: Output, dev_factory: DeviceF
 
 def cmd_journal_verify(args: argparse.Namespace, out: Output, dev_factory: DeviceFactory) -> int:
     if args.file:
-        try:
-            entries, _ = jr.read_file(Path(args.file))
-        except jr.JournalFileError as exc:
-            raise PoolError("journal verify", str(exc), EXIT_VERIFY) from None
-        if not Path(args.file).exists():
-            raise PoolError(f"journal file {args.file}", "does not exist", EXIT_NOT_FOUND)
+        # several files: poold's rotated journal, oldest first, verified as one chain
+        entries: list[jr.Entry] = []
+        for name in args.file:
+            if not Path(name).exists():
+                raise PoolError(f"journal file {name}", "does not exist", EXIT_NOT_FOUND)
+            try:
+                more, _size = jr.read_file(Path(name))
+            except jr.JournalFileError as exc:
+                raise PoolError("journal verify", str(exc), EXIT_VERIFY) from None
+            entries += more
         res = jr.verify(entries, allow_restart=True)
-        source = args.file
+        source = ", ".join(args.file)
     else:
         with dev_factory() as dev:
             chunk = dev.journal_read(0)
@@ -728,7 +732,12 @@ def build_parser() -> Parser:
     sp.add_argument("--from", dest="from_seq", type=_u64, default=0, help="first seq to show")
     sp.add_argument("--limit", "--last", dest="limit", type=int, default=0, help="only the newest N entries")
     sp = add(jsub, "verify", cmd_journal_verify, "verify the SHA-256 chain (docs/protocol.md section 6)")
-    sp.add_argument("--file", help="verify a journal persisted by poold instead of the kernel's")
+    sp.add_argument(
+        "--file",
+        action="append",
+        help="verify a journal persisted by poold instead of the kernel's; repeat it for the rotated "
+        "files, oldest first (journal.jsonl.2 --file journal.jsonl.1 --file journal.jsonl), which must chain on",
+    )
 
     for name, func, help_ in (
         ("send", cmd_send, "diagnostic: send one message on a session (ATTACH)"),

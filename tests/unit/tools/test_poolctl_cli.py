@@ -477,6 +477,28 @@ def test_journal_verify_file(tmp_path: Path, dev: FakeDevice, capsys: pytest.Cap
     assert rc == 9 and doc["problems"] == ["seq 2: hash does not match the entry's contents"]
 
 
+def test_journal_verify_rotated_files(tmp_path: Path, dev: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
+    """poold's rotated journal, oldest first, verifies as one chain; out of order it does not."""
+    from pooltools.journal import JournalFile
+
+    _node_with_peer(dev)
+    for i in range(60):
+        dev.peer_add(bytes([9, i]) + bytes(30), f"p{i}")
+    entries = dev.journal_read(0).entries
+    jf = JournalFile(tmp_path / "journal.jsonl", max_bytes=4096, keep=8)
+    for e in entries:
+        jf.append([e])
+    files = [*sorted(tmp_path.glob("journal.jsonl.*"), key=lambda p: -int(p.suffix[1:])), jf.path]
+    assert len(files) >= 4
+    rc, doc = jrun(capsys, dev, "journal", "verify", *(a for f in files for a in ("--file", str(f))))
+    assert rc == 0 and doc["ok"] and doc["checked"] == len(entries) and doc["segments"] == 1, doc
+    # two files out of order (neither starts with the GENESIS entry, which may begin a segment)
+    rc, doc = jrun(capsys, dev, "journal", "verify", "--file", str(files[2]), "--file", str(files[1]))
+    assert rc == 9 and "entries missing or reordered" in doc["problems"][0], doc
+    rc, _doc = jrun(capsys, dev, "journal", "verify", "--file", str(tmp_path / "nope"))
+    assert rc != 0
+
+
 def test_status_and_config(tmp_path: Path, dev: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
     _node_with_peer(dev)
     dev.listen()
