@@ -475,19 +475,28 @@ def read_only_copy(struct_obj: ctypes.Structure) -> tuple[Any, int]:
     return page, addr
 
 
+def ioctl_outcome(fd: int, req: int, addr: int) -> str:
+    """ "ok", or the errno's name, of an ioctl whose argument is at `addr` (libc's ioctl, not
+    fcntl.ioctl: an address does not fit the C int that one passes)."""
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+    libc.ioctl.restype = ctypes.c_int
+    if libc.ioctl(fd, ctypes.c_ulong(req), ctypes.c_void_p(addr)) == 0:
+        return "ok"
+    err = ctypes.get_errno()
+    return errno.errorcode.get(err, str(err))
+
+
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
 def cmd_efault(a: argparse.Namespace) -> int:
-    import errno
-
     from pooltools import uapi
     from pooltools.device import Device
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
-    libc.ioctl.restype = ctypes.c_int
     key = key_arg(a.peer)
     doc: dict[str, Any] = {}
     with Device() as dev:
@@ -508,12 +517,7 @@ def cmd_efault(a: argparse.Namespace) -> int:
             sessions_before = {s.index for s in dev.sessions()}
             fds_before = open_fds()
             _page, addr = read_only_copy(arg)
-            # libc's ioctl, not fcntl.ioctl: an address does not fit the C int that one passes
-            if libc.ioctl(dev.fd, ctypes.c_ulong(req), ctypes.c_void_p(addr)) == 0:
-                result = "ok"
-            else:
-                err = ctypes.get_errno()
-                result = errno.errorcode.get(err, str(err))
+            result = ioctl_outcome(dev.fd, req, addr)
             # A session CONNECT made and could not hand over is closed; give it time to go.
             deadline = time.monotonic() + 15
             new_sessions = {s.index for s in dev.sessions()} - sessions_before
@@ -597,9 +601,6 @@ def cmd_slow_writer(a: argparse.Namespace) -> int:
 
 
 def cmd_peer_del_strict(_a: argparse.Namespace) -> int:
-    import errno
-    import fcntl
-
     from pooltools import uapi
     from pooltools.device import Device, make_peer
     from pooltools.x25519 import public_key
@@ -607,21 +608,21 @@ def cmd_peer_del_strict(_a: argparse.Namespace) -> int:
     key = public_key(os.urandom(32))
     doc: dict[str, Any] = {}
     with Device() as dev:
+
+        def trusted() -> bool:
+            return any(bytes(p.public_key) == key for p in dev.peers())
+
         dev.peer_add(key, "ktest-peer-del")
         try:
             for name, field, value in (("flags", "flags", 1), ("name", "name", b"x")):
                 peer = make_peer(key)
                 setattr(peer, field, value)
-                try:
-                    fcntl.ioctl(dev.fd, uapi.POOL_IOC_PEER_DEL, peer)
-                    result = "ok"
-                except OSError as exc:
-                    result = errno.errorcode.get(exc.errno, str(exc.errno))
-                doc[name] = {"result": result, "still_trusted": any(bytes(p.public_key) == key for p in dev.peers())}
+                result = ioctl_outcome(dev.fd, uapi.POOL_IOC_PEER_DEL, ctypes.addressof(peer))
+                doc[name] = {"result": result, "still_trusted": trusted()}
         finally:
-            if any(bytes(p.public_key) == key for p in dev.peers()):
+            if trusted():
                 dev.peer_del(key)
-        doc["removed"] = not any(bytes(p.public_key) == key for p in dev.peers())
+        doc["removed"] = not trusted()
     emit(doc)
     return 0
 
