@@ -254,7 +254,7 @@ static long pool_dev_ioctl(struct file *file, unsigned int cmd,
 		u.att.fd = pf.fd;
 		return pool_copy_out_publish(argp, &u.att, sizeof(u.att), &pf);
 	case POOL_IOC_CLOSE:
-		if (u.cl.reserved || u.cl.code > POOL_ERR_VERSION_MISMATCH)
+		if (u.cl.reserved || u.cl.code > POOL_ERR_SENT_MAX)
 			return -EINVAL;
 		s = pool_session_get_index(u.cl.index);
 		if (!s)

@@ -60,6 +60,23 @@ static void pool_mix_hash(u8 h[32], const u8 *data, size_t len)
 	pool_hash(h, h, 32, data, len);
 }
 
+/*
+ * h = HASH(h || iid || rid || E_r) in the ACK: both session ids enter the
+ * transcript, so that the ids the simultaneous-rekey tie-break compares are
+ * the ones both sides agreed on, not what an on-path rewrite of the ACK
+ * header made of them (docs/protocol.md section 3, ACK).
+ */
+static void pool_mix_ack_hash(u8 h[32], const u8 iid[POOL_ID_LEN],
+			      const u8 rid[POOL_ID_LEN], const u8 e_r[32])
+{
+	u8 buf[2 * POOL_ID_LEN + 32];
+
+	memcpy(buf, iid, POOL_ID_LEN);
+	memcpy(buf + POOL_ID_LEN, rid, POOL_ID_LEN);
+	memcpy(buf + 2 * POOL_ID_LEN, e_r, 32);
+	pool_mix_hash(h, buf, sizeof(buf));
+}
+
 /* ck, k = MIX(ck, DH(secret, pub)); false if the DH result is zero. */
 static bool __must_check pool_mix_dh(u8 ck[32], u8 k[32], const u8 secret[32],
 				     const u8 pub[32])
@@ -294,7 +311,7 @@ int pool_hs_ack_consume(struct pool_hs_initiator *hs,
 	u8 k[32];
 	int ret;
 
-	pool_mix_hash(hs->h, e_r, 32);
+	pool_mix_ack_hash(hs->h, hs->iid, rid, e_r);
 	ret = -EBADMSG;
 	if (!pool_mix_dh(hs->ck, k, hs->e_secret, e_r) ||	/* ee */
 	    !pool_mix_dh(hs->ck, k, self->secret, e_r))		/* se */
@@ -488,7 +505,8 @@ err:
 }
 
 int pool_hs_ack_create_kat(struct pool_hs_responder *st, const u8 e_secret[32],
-			   u8 payload[POOL_ACK_LEN], struct pool_keys *out)
+			   const u8 rid[POOL_ID_LEN], u8 payload[POOL_ACK_LEN],
+			   struct pool_keys *out)
 {
 	u8 *e_r = payload, *confirm = payload + 32;
 	u8 k[32];
@@ -496,7 +514,7 @@ int pool_hs_ack_create_kat(struct pool_hs_responder *st, const u8 e_secret[32],
 
 	if (!pool_x25519_public(e_r, e_secret))
 		goto out;
-	pool_mix_hash(st->h, e_r, 32);
+	pool_mix_ack_hash(st->h, st->iid, rid, e_r);
 	if (!pool_mix_dh(st->ck, k, e_secret, st->e_peer) ||		/* ee */
 	    !pool_mix_dh(st->ck, k, e_secret, st->peer_static))	/* se */
 		goto out;
@@ -520,14 +538,14 @@ out:
 	return ret;
 }
 
-int pool_hs_ack_create(struct pool_hs_responder *st, u8 payload[POOL_ACK_LEN],
-		       struct pool_keys *out)
+int pool_hs_ack_create(struct pool_hs_responder *st, const u8 rid[POOL_ID_LEN],
+		       u8 payload[POOL_ACK_LEN], struct pool_keys *out)
 {
 	u8 e_secret[32];
 	int ret;
 
 	curve25519_generate_secret(e_secret);
-	ret = pool_hs_ack_create_kat(st, e_secret, payload, out);
+	ret = pool_hs_ack_create_kat(st, e_secret, rid, payload, out);
 	memzero_explicit(e_secret, sizeof(e_secret));
 	return ret;
 }

@@ -79,8 +79,8 @@ int pool_hs_response_create(struct pool_hs_initiator *hs, const struct pool_stat
 			    u64 solution, u8 payload[POOL_RESPONSE_LEN]);
 /*
  * -EBADMSG if the confirm tag fails. Wipes hs->e_secret, ck and h whatever
- * the outcome; iid, ts, peer_static and mac_key stay. rid is not part of
- * the key schedule.
+ * the outcome; iid, ts, peer_static and mac_key stay. rid is the ACK
+ * header's: it is bound into h with iid, so a rewritten one fails the tag.
  */
 int pool_hs_ack_consume(struct pool_hs_initiator *hs, const struct pool_static *self,
 			const u8 payload[POOL_ACK_LEN], const u8 rid[POOL_ID_LEN],
@@ -137,12 +137,13 @@ int pool_hs_response_consume_trust(const struct pool_static *self,
 				   pool_trust_fn trusted, void *arg,
 				   struct pool_hs_responder *out);
 /*
- * 0, or -ENOMEM if the one-shot AEAD could not be allocated: then payload
- * and out are random (useless to anyone, never uninitialised); the caller
- * should drop the connection. Wipes st->ck/h.
+ * The ACK payload for responder id rid (the header's, bound into h) and the
+ * keys. 0, or -EINVAL if a DH result is zero: then payload and out are
+ * random (useless to anyone, never uninitialised); the caller should drop
+ * the connection. Wipes st->ck/h.
  */
-int pool_hs_ack_create(struct pool_hs_responder *st, u8 payload[POOL_ACK_LEN],
-		       struct pool_keys *out);
+int pool_hs_ack_create(struct pool_hs_responder *st, const u8 rid[POOL_ID_LEN],
+		       u8 payload[POOL_ACK_LEN], struct pool_keys *out);
 
 /*
  * Rekey: new keys for epoch n+1 from rk and the ephemeral DH (section 5).

@@ -17,6 +17,7 @@ void pool_cookie_seed_secret(const u8 secret[32], const u8 ip[16], u16 port,
 			     const u8 iid[POOL_ID_LEN], const u8 e_i[32],
 			     u64 ts, u8 seed[32]);
 int pool_hs_ack_create_kat(struct pool_hs_responder *st, const u8 e_secret[32],
-			   u8 payload[POOL_ACK_LEN], struct pool_keys *out);
+			   const u8 rid[POOL_ID_LEN], u8 payload[POOL_ACK_LEN],
+			   struct pool_keys *out);
 
 #endif

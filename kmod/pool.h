@@ -60,11 +60,26 @@ static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
 #define POOL_HALFOPEN_TIMEOUT	(10 * HZ)
 #define POOL_CONNECT_TIMEOUT_MS	10000
 #define POOL_REPLAY_WINDOW	128
-#define POOL_RXQ_MAX_MSGS	1024		/* receive queue bound per session */
-#define POOL_RXQ_MAX_BYTES	(4U << 20)
-/* before a process holds the session (ACCEPT, ATTACH): nobody may be reading */
-#define POOL_RXQ_UNHELD_MSGS	16
-#define POOL_RXQ_UNHELD_BYTES	(256U << 10)
+/*
+ * Flow control (flow.c): a DATA of n bytes costs n + POOL_FLOW_MSG_COST of
+ * the receiver's window, which is POOL_FLOW_INITIAL_WINDOW until a process
+ * holds the session (ACCEPT, ATTACH, CONNECT) and POOL_FLOW_WINDOW after.
+ * The window bounds the receive queue; a peer may advertise up to
+ * POOL_FLOW_MAX_WINDOW.
+ */
+#define POOL_FLOW_MSG_COST	256
+#define POOL_FLOW_INITIAL_WINDOW (256U << 10)
+#define POOL_FLOW_WINDOW	(4U << 20)
+#define POOL_FLOW_MAX_WINDOW	(1U << 30)
+/*
+ * Keys: a rekey in flight must complete within POOL_REKEY_TIMEOUT; keys are
+ * never used to send past rekey_seconds + POOL_REJECT_AFTER_EXTRA_S or
+ * rekey_packets + POOL_REJECT_AFTER_EXTRA_PACKETS (the session closes with
+ * KEY_EXPIRED).
+ */
+#define POOL_REKEY_TIMEOUT	(15 * HZ)
+#define POOL_REJECT_AFTER_EXTRA_S	60
+#define POOL_REJECT_AFTER_EXTRA_PACKETS	(1ULL << 20)
 #define POOL_CLOSE_LINGER	(2 * HZ)
 #define POOL_RX_STALL		(5 * HZ)	/* a packet begun must be whole by then */
 #define POOL_JOURNAL_SIZE	4096
@@ -206,7 +221,6 @@ struct pool_session {
 	bool			rx_next_valid;
 	u64			rx_top;		/* highest sequence accepted */
 	u64			rx_bitmap[POOL_REPLAY_WINDOW / 64];
-	bool			rx_stalled;	/* receive queue full: not reading */
 	unsigned long		rx_progress;	/* jiffies of the current packet's first byte */
 	struct delayed_work	stall_work;	/* a packet that stops half way */
 
@@ -214,11 +228,20 @@ struct pool_session {
 	struct list_head	rxq;
 	u32			rxq_len, rxq_bytes;
 
+	/* flow control (flow.c) */
+	struct {
+		u64		tx_sent, tx_limit;	/* tx_lock */
+		u64		rx_recv, rx_consumed, rx_limit;	/* lock */
+		u32		rx_window;		/* lock */
+	} flow;
+	struct delayed_work	window_work;
 	/* send side */
 	struct mutex		tx_lock;	/* keys, sequence, ring producer */
 	struct pool_dir		tx;
 	u64			tx_seq;		/* last sequence used */
 	u64			tx_since_rekey;
+	/* the send keys' hard limits, fixed when they were installed */
+	u64			tx_reject_boot_s, tx_reject_packets;
 	u8			*tx_buf;	/* payload scratch, 64 KiB, linear */
 	u8			*ring;		/* bytes waiting for the socket */
 	u32			ring_prod, ring_cons;	/* free running, ring_lock */
@@ -246,6 +269,7 @@ struct pool_session {
 	u8			rekey_secret[32];
 	u8			rekey_public[32];
 	u64			rekey_started;	/* boottime s of the current keys */
+	unsigned long		rekey_deadline;	/* jiffies: the rekey in flight ends by then */
 
 	/* counters (under lock or single writer) */
 	u64			bytes_sent, bytes_recv;
@@ -317,10 +341,19 @@ int pool_send_ctrl(struct pool_session *s, u8 type, u16 flags,
 		   const void *pt, size_t len, bool block);
 int pool_send_locked(struct pool_session *s, u8 type, u16 flags, u8 channel,
 		     const void *pt, size_t len);
-void pool_session_rx_resume(struct pool_session *s);
 bool pool_ring_room(struct pool_session *s, u32 len, bool ctrl);
 bool pool_ring_empty(struct pool_session *s);
 
+/* flow.c */
+void pool_flow_init(struct pool_session *s);
+bool pool_flow_tx_room(struct pool_session *s, u32 len);
+bool pool_flow_tx_maybe_room(struct pool_session *s, u32 len);
+void pool_flow_tx_sent(struct pool_session *s, u32 len);
+int pool_flow_rx_window(struct pool_session *s, const u8 pt[POOL_WINDOW_PT_LEN]);
+bool pool_flow_rx_data(struct pool_session *s, u32 len);
+void pool_flow_consumed_locked(struct pool_session *s, u32 len);
+void pool_flow_open(struct pool_session *s);
+void pool_window_work(struct work_struct *w);
 /* listener.c */
 int pool_listen(u16 port);
 void pool_listen_stop(void);
@@ -347,6 +380,7 @@ void pool_timers_start(struct pool_session *s);
 void pool_hb_work(struct work_struct *w);
 void pool_rekey_work(struct work_struct *w);
 void pool_rekey_start(struct pool_session *s);
+void pool_tx_limits_reset(struct pool_session *s);
 int pool_rekey_rx(struct pool_session *s, const u8 *pt, size_t len);
 void pool_heartbeat_rx(struct pool_session *s, const struct pool_hdr *h, const u8 *pt);
 void pool_ack_rx(struct pool_session *s, const u8 *pt);

@@ -2,7 +2,9 @@
 /*
  * receive.c - the receive work of established sessions: framing, the replay
  * window, authentication and decryption, dispatch by packet type, delivery
- * into the session's receive queue and its flow stall.
+ * into the session's receive queue within the window it advertised (flow.c).
+ * The stream is always read to its end: flow control, not a stalled reader,
+ * bounds the queue.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -69,8 +71,12 @@ static void pool_rx_drop(struct pool_session *s, enum pool_stat stat, u16 code,
 	pool_fail_unauth(stat, code, s->peer_key, what);
 }
 
-/* Queues a copy of an authenticated message (pt lives in the session's rx_buf). */
-static void pool_rx_deliver(struct pool_session *s, const u8 *pt, u32 len,
+/*
+ * Queues a copy of an authenticated message (pt lives in the session's
+ * rx_buf). False if out of memory: the stream would have a hole, so the
+ * caller closes the session instead of dropping the message.
+ */
+static bool pool_rx_deliver(struct pool_session *s, const u8 *pt, u32 len,
 			    u8 channel)
 {
 	struct pool_rxmsg *m = kmalloc(sizeof(*m), GFP_KERNEL);
@@ -79,9 +85,7 @@ static void pool_rx_deliver(struct pool_session *s, const u8 *pt, u32 len,
 	if (!m || (len && !data)) {
 		kfree(m);
 		kfree(data);
-		pool_rx_drop(s, POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD,
-			     "receive: out of memory");
-		return;
+		return false;
 	}
 	m->data = data;
 	m->len = len;
@@ -92,6 +96,7 @@ static void pool_rx_deliver(struct pool_session *s, const u8 *pt, u32 len,
 	s->rxq_bytes += len;
 	spin_unlock_bh(&s->lock);
 	wake_up_interruptible(&s->wait);
+	return true;
 }
 
 /* An authenticated, decrypted packet; returns false to stop reading. */
@@ -103,8 +108,28 @@ static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
 
 	switch (h->type) {
 	case POOL_PKT_DATA:
-		pool_rx_deliver(s, pt, len, h->channel);
+		if (!pool_flow_rx_data(s, len)) {
+			pool_fail(POOL_STAT_MALFORMED, POOL_ERR_FLOW_VIOLATION,
+				  s->peer_key, "flow control: DATA beyond the window");
+			pool_session_close(s, POOL_ERR_FLOW_VIOLATION, true);
+			return false;
+		}
+		if (!pool_rx_deliver(s, pt, len, h->channel)) {
+			pool_fail(POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD,
+				  s->peer_key, "receive: out of memory");
+			pool_session_close(s, POOL_ERR_OVERLOAD, true);
+			return false;
+		}
 		return true;
+	case POOL_PKT_WINDOW:
+		want = len == POOL_WINDOW_PT_LEN;
+		if (want && pool_flow_rx_window(s, pt)) {
+			pool_fail(POOL_STAT_MALFORMED, POOL_ERR_FLOW_VIOLATION,
+				  s->peer_key, "flow control: bad WINDOW");
+			pool_session_close(s, POOL_ERR_FLOW_VIOLATION, true);
+			return false;
+		}
+		break;
 	case POOL_PKT_HEARTBEAT:
 		want = len == POOL_HEARTBEAT_LEN;
 		if (want)
@@ -141,7 +166,7 @@ static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
 		if (want)
 			pool_config_peer_rx(s, h->type, pt);
 		break;
-	default:	/* DISCOVER, JOURNAL: nothing to do with them yet */
+	default:	/* framing let no other type through */
 		break;
 	}
 	if (!want)
@@ -175,6 +200,12 @@ static bool pool_rx_packet(struct pool_session *s)
 			     "transport: bad header hmac");
 		goto drop;
 	}
+	/* authentic, so only the peer itself can have got this wrong */
+	if (memcmp(h->session_id, s->session_id, POOL_SESSION_ID_LEN)) {
+		pool_rx_drop(s, POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
+			     "transport: wrong session id");
+		goto drop;
+	}
 	/* 2. replay window */
 	if (!pool_replay_ok(s, h->seq)) {
 		pool_rx_drop(s, POOL_STAT_REPLAY_DROP, POOL_ERR_SEQ_INVALID,
@@ -203,20 +234,6 @@ drop:
 	return true;
 }
 
-static bool pool_rx_full(struct pool_session *s)
-{
-	/* a session no process holds yet (waiting for ACCEPT) may queue only a little */
-	bool held = atomic_read(&s->fds) > 0, full;
-
-	spin_lock_bh(&s->lock);
-	full = s->rxq_len >= (held ? POOL_RXQ_MAX_MSGS : POOL_RXQ_UNHELD_MSGS) ||
-	       s->rxq_bytes >= (held ? POOL_RXQ_MAX_BYTES : POOL_RXQ_UNHELD_BYTES);
-	if (full)
-		s->rx_stalled = true;
-	spin_unlock_bh(&s->lock);
-	return full;
-}
-
 void pool_rx_work(struct work_struct *w)
 {
 	struct pool_session *s = container_of(w, struct pool_session, rx_work);
@@ -228,9 +245,6 @@ void pool_rx_work(struct work_struct *w)
 		if (READ_ONCE(s->closing) || !sock)
 			return;
 		if (s->rx_have < POOL_HDR_LEN) {
-			/* only start a packet when the queue has room */
-			if (!s->rx_have && pool_rx_full(s))
-				return;
 			ret = pool_sock_read(sock, s->rx_hdr_raw + s->rx_have,
 					     POOL_HDR_LEN - s->rx_have);
 			if (ret <= 0)

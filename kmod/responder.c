@@ -168,7 +168,7 @@ static void pool_hconn_response(struct pool_hconn *hc,
 	}
 
 	get_random_bytes(rid, sizeof(rid));
-	ret = pool_hs_ack_create(&st, ack, &keys);
+	ret = pool_hs_ack_create(&st, rid, ack, &keys);
 	if (ret) {
 		pool_hconn_fail(hc, POOL_STAT_OVERLOAD, POOL_ERR_OVERLOAD,
 				POOL_ERR_OVERLOAD, st.peer_static, self->mac_key,

@@ -252,7 +252,7 @@ static bool __init pool_selftest_framing(void)
 {
 	struct pool_hdr h = {
 		.type = POOL_PKT_DATA,
-		.flags = POOL_F_ENCRYPTED | POOL_F_REQUIRE_ACK,
+		.flags = POOL_F_ENCRYPTED,
 		.seq = 0x0102030405060708ULL,
 		.ack = 0x1112131415161718ULL,
 		.timestamp = 0x2122232425262728ULL,
@@ -265,7 +265,7 @@ static bool __init pool_selftest_framing(void)
 	memset(h.session_id, 0x5a, sizeof(h.session_id));
 	memset(h.mac, 0xa5, sizeof(h.mac));
 	pool_hdr_encode(b, &h);
-	CHECK(b[0] == 0x13 && b[1] == 0 && b[2] == 0x00 && b[3] == 0x21 &&
+	CHECK(b[0] == 0x13 && b[1] == 0 && b[2] == 0x00 && b[3] == 0x01 &&
 	      b[4] == 0x01 && b[11] == 0x08 && b[12] == 0x11 && b[20] == 0x5a &&
 	      b[36] == 0x21 && b[44] == 0x12 && b[45] == 0x34 && b[46] == 0x42 &&
 	      b[47] == 0 && b[48] == 0xa5 && b[79] == 0xa5, "header layout");
@@ -281,7 +281,11 @@ static bool __init pool_selftest_framing(void)
 	} while (0)
 	BAD(0, 0x23, "version 2 refused");
 	BAD(0, 0x03, "version 0 refused");
-	BAD(0, 0x1c, "type 0xc refused");
+	BAD(0, 0x1d, "type 0xd refused");
+	BAD(0, 0x1a, "reserved type DISCOVER refused");
+	BAD(0, 0x1b, "reserved type JOURNAL refused");
+	BAD(3, 0x21, "reserved flag REQUIRE_ACK refused");
+	BAD(3, 0x41, "TELEMETRY on DATA refused");
 	BAD(1, 0x01, "reserved byte 1 refused");
 	BAD(47, 0x80, "reserved byte 47 refused");
 	BAD(2, 0x04, "flag bit 10 refused");
@@ -297,6 +301,12 @@ static bool __init pool_selftest_framing(void)
 	CHECK(pool_hdr_decode(&d, c) == -EPROTO, "HEARTBEAT of the wrong size refused");
 	c[45] = POOL_HEARTBEAT_LEN + POOL_TAG_LEN;
 	CHECK(!pool_hdr_decode(&d, c), "HEARTBEAT decode");
+	c[3] = POOL_F_ENCRYPTED | POOL_F_TELEMETRY;
+	CHECK(!pool_hdr_decode(&d, c), "HEARTBEAT with TELEMETRY decode");
+	c[0] = 0x1c;
+	c[3] = POOL_F_ENCRYPTED;
+	c[45] = POOL_WINDOW_PT_LEN + POOL_TAG_LEN;
+	CHECK(!pool_hdr_decode(&d, c), "WINDOW decode");
 
 	/* handshake shape: exact sizes, zero flags/seq/ack/channel */
 	memset(&h, 0, sizeof(h));

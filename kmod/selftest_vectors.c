@@ -256,7 +256,7 @@ static bool __init pool_selftest_ack(struct pool_selftest_state *st)
 	const u8 *ack = VEC(ack_packet) + POOL_HDR_LEN;
 
 	CHECK(!pool_hs_ack_create_kat(&st->rsp, VEC(responder_ephemeral_secret),
-				      st->payload, &st->kr), "ACK");
+				      VEC(rid), st->payload, &st->kr), "ACK");
 	SAME(st->payload, VEC(responder_ephemeral_public), 32, "E_r");
 	if (!pool_check_packet(st, "ACK", VEC(ack_packet),
 			       sizeof(VEC(ack_packet)), POOL_PKT_ACK, mk,
@@ -276,6 +276,12 @@ static bool __init pool_selftest_ack(struct pool_selftest_state *st)
 	CHECK(pool_hs_ack_consume(&st->ini2, &st->si, st->scratch, VEC(rid),
 				  &st->ki) == -EBADMSG, "tampered ACK refused");
 	CHECK(!memchr_inv(st->ini2.e_secret, 0, 32), "e_i wiped on failure");
+	/* the ids are bound: the true ACK under a rewritten rid is refused */
+	st->ini2 = st->ini;
+	memcpy(st->scratch, VEC(rid), POOL_ID_LEN);
+	st->scratch[0] ^= 0x80;
+	CHECK(pool_hs_ack_consume(&st->ini2, &st->si, ack, st->scratch,
+				  &st->ki) == -EBADMSG, "ACK with a rewritten rid refused");
 
 	CHECK(!pool_hs_ack_consume(&st->ini, &st->si, ack, VEC(rid), &st->ki),
 	      "ACK consume");
@@ -392,7 +398,7 @@ static bool __init pool_selftest_roundtrip(struct pool_selftest_state *st)
 					      st->payload, NULL, NULL,
 					      &st->rsp) &&
 	      !memcmp(st->rsp.peer_static, st->si.public, 32) &&
-	      !pool_hs_ack_create(&st->rsp, st->payload, &st->kr) &&
+	      !pool_hs_ack_create(&st->rsp, st->e, st->payload, &st->kr) &&
 	      !pool_hs_ack_consume(&st->ini, &st->si, st->payload, st->e,
 				   &st->ki), "handshake");
 	CHECK(!memcmp(st->ki.send_key, st->kr.recv_key, 32) &&

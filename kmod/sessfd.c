@@ -68,6 +68,18 @@ static int pool_seal(struct pool_session *s, u8 type, u16 flags, u8 channel,
 
 	lockdep_assert_held(&s->tx_lock);
 
+	/* keys past their hard limit send nothing but the CLOSE that says so */
+	if (type != POOL_PKT_CLOSE &&
+	    (s->tx_since_rekey >= s->tx_reject_packets ||
+	     ktime_get_boottime_seconds() >= s->tx_reject_boot_s)) {
+		if (!READ_ONCE(s->closing)) {
+			pool_fail(POOL_STAT_MALFORMED, POOL_ERR_KEY_EXPIRED,
+				  s->peer_key, "keys past their hard limit");
+			pool_session_close(s, POOL_ERR_KEY_EXPIRED, true);
+		}
+		return -EKEYEXPIRED;
+	}
+
 	h.seq = s->tx_seq + 1;
 	memcpy(nonce, s->tx.nonce_prefix, 4);
 	put_unaligned_be64(h.seq, nonce + 4);
@@ -136,10 +148,11 @@ int pool_send_ctrl(struct pool_session *s, u8 type, u16 flags,
 	return ret;
 }
 
-static bool pool_tx_ready(struct pool_session *s, u32 pkt)
+static bool pool_tx_ready(struct pool_session *s, u32 len)
 {
 	return READ_ONCE(s->tx_dead) || READ_ONCE(s->closing) ||
-	       pool_ring_room(s, pkt, false);
+	       (pool_ring_room(s, POOL_HDR_LEN + len + POOL_TAG_LEN, false) &&
+		pool_flow_tx_maybe_room(s, len));
 }
 
 /*
@@ -176,18 +189,21 @@ static ssize_t pool_send_data(struct pool_session *s, const void __user *buf,
 			ret = -EPIPE;
 			goto unlock;
 		}
-		if (pool_ring_room(s, pkt, false))
+		/* room in the ring, and in the peer's window (flow.c) */
+		if (pool_ring_room(s, pkt, false) && pool_flow_tx_room(s, len))
 			break;
 		mutex_unlock(&s->tx_lock);
 		ret = -EAGAIN;
 		if (nonblock)
 			goto free;
-		ret = wait_event_interruptible(s->wait, pool_tx_ready(s, pkt));
+		ret = wait_event_interruptible(s->wait, pool_tx_ready(s, len));
 		if (ret)
 			goto free;
 	}
 	memcpy(s->tx_buf, pt, len);
 	ret = pool_seal(s, POOL_PKT_DATA, 0, channel, len);
+	if (!ret)
+		pool_flow_tx_sent(s, len);
 	limit = READ_ONCE(pool_node.params.rekey_packets);
 	if (!ret && s->tx_since_rekey >= limit && s->rekey_state == POOL_RK_IDLE)
 		mod_delayed_work(pool_node.wq, &s->rekey_work, 0);
@@ -220,21 +236,6 @@ static bool pool_rx_readable(struct pool_session *s, u16 channel)
 	return ok;
 }
 
-void pool_session_rx_resume(struct pool_session *s)
-{
-	bool resume;
-
-	spin_lock_bh(&s->lock);
-	resume = s->rx_stalled && !s->closing &&
-		 s->rxq_len < POOL_RXQ_MAX_MSGS / 2 &&
-		 s->rxq_bytes < POOL_RXQ_MAX_BYTES / 2;
-	if (resume) {
-		s->rx_stalled = false;
-		queue_work(pool_node.wq, &s->rx_work);
-	}
-	spin_unlock_bh(&s->lock);
-}
-
 /*
  * Takes the first message on channel (or any). Returns it, or NULL with
  * *err: 0 at end of stream, -EAGAIN if nothing yet, -EMSGSIZE with *need.
@@ -252,6 +253,7 @@ static struct pool_rxmsg *pool_rx_take(struct pool_session *s, u16 channel,
 		if (!m->len && skip_empty) {
 			list_del(&m->list);
 			s->rxq_len--;
+			pool_flow_consumed_locked(s, 0);
 			kfree(m);
 			continue;
 		}
@@ -311,7 +313,9 @@ static ssize_t pool_recv(struct pool_session *s, void __user *buf, size_t cap,
 	*need = m->len;
 	kfree(m->data);
 	kfree(m);
-	pool_session_rx_resume(s);
+	spin_lock_bh(&s->lock);
+	pool_flow_consumed_locked(s, len);
+	spin_unlock_bh(&s->lock);
 	return len;
 }
 
@@ -354,7 +358,7 @@ static __poll_t pool_session_poll(struct file *file, poll_table *wait)
 	spin_unlock_bh(&s->lock);
 	if (READ_ONCE(s->tx_dead) || READ_ONCE(s->closing))
 		mask |= EPOLLHUP;
-	else if (pool_ring_room(s, POOL_HDR_LEN + POOL_MAX_PAYLOAD, false))
+	else if (pool_tx_ready(s, POOL_MAX_MESSAGE))	/* any message fits */
 		mask |= EPOLLOUT | EPOLLWRNORM;
 	return mask;
 }
@@ -499,8 +503,8 @@ int pool_session_fd_prepare(struct pool_session *s, u32 fd_flags, struct pool_fd
 	}
 	pf->fd = fd;
 	pf->file = file;
-	/* held now: the larger receive queue applies (the file keeps s alive here) */
-	pool_session_rx_resume(s);
+	/* held now: the full receive window (the file keeps s alive here) */
+	pool_flow_open(s);
 	return 0;
 }
 

@@ -133,7 +133,7 @@ static void pool_session_close_work(struct work_struct *w)
 	struct pool_session *s = container_of(w, struct pool_session, close_work);
 	struct socket *sock;
 	/* local reasons travel as a normal close (code 0) */
-	__be16 code = cpu_to_be16(s->close_code <= POOL_ERR_VERSION_MISMATCH ?
+	__be16 code = cpu_to_be16(s->close_code <= POOL_ERR_SENT_MAX ?
 				  s->close_code : 0);
 	bool was_active;
 
@@ -154,6 +154,7 @@ static void pool_session_close_work(struct work_struct *w)
 	cancel_work_sync(&s->tx_work);
 	cancel_delayed_work_sync(&s->hb_work);
 	cancel_delayed_work_sync(&s->rekey_work);
+	cancel_delayed_work_sync(&s->window_work);
 
 	mutex_lock(&s->tx_lock);
 	sock = s->sock;
@@ -266,6 +267,8 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	INIT_DELAYED_WORK(&s->hb_work, pool_hb_work);
 	INIT_DELAYED_WORK(&s->rekey_work, pool_rekey_work);
 	INIT_DELAYED_WORK(&s->stall_work, pool_stall_work);
+	INIT_DELAYED_WORK(&s->window_work, pool_window_work);
+	pool_flow_init(s);
 
 	s->tx_buf = kmalloc(POOL_MAX_PAYLOAD + 1, GFP_KERNEL);
 	s->rx_buf = kmalloc(POOL_MAX_PAYLOAD + 1, GFP_KERNEL);
@@ -296,6 +299,9 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	s->established_boot = ktime_get_boottime_ns();
 	s->tp_last_boot = s->established_boot;
 	s->rekey_started = ktime_get_boottime_seconds();
+	mutex_lock(&s->tx_lock);	/* not yet visible: for lockdep's sake */
+	pool_tx_limits_reset(s);
+	mutex_unlock(&s->tx_lock);
 	s->last_rx = jiffies;
 	s->hb_answered = true;
 	s->tel_local.mtu = 1500;

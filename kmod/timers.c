@@ -36,7 +36,7 @@ static void pool_rekey_schedule(struct pool_session *s)
 	unsigned long delay = 1;
 
 	if (s->rekey_state != POOL_RK_IDLE)
-		delay = 5 * HZ;
+		delay = max_t(long, (long)(s->rekey_deadline - jiffies), 0) + 1;
 	else if (due > now)
 		delay = (due - now) * HZ;
 	mod_delayed_work(pool_node.wq, &s->rekey_work, delay);
@@ -65,17 +65,11 @@ void pool_hb_work(struct work_struct *w)
 	u8 pt[POOL_HEARTBEAT_LEN];
 	struct pool_telemetry t;
 	u64 now = ktime_get_boottime_ns(), bytes;
-	bool stalled;
 
 	if (READ_ONCE(s->closing))
 		return;
 
-	spin_lock_bh(&s->lock);
-	stalled = s->rx_stalled;
-	spin_unlock_bh(&s->lock);
-	/* our own full receive queue is not the peer's silence */
-	if (stalled)
-		WRITE_ONCE(s->last_rx, jiffies);
+	/* flow control keeps the stream read, so silence is the peer's */
 	if (time_after(jiffies, READ_ONCE(s->last_rx) + 3 * interval)) {
 		pool_stat_inc(POOL_STAT_PEERS_DEAD);
 		pool_session_close(s, POOL_ERR_PEER_DEAD, false);
@@ -221,6 +215,7 @@ void pool_rekey_start(struct pool_session *s)
 		return;	/* ring full of control packets: next time */
 	}
 	s->rekey_state = POOL_RK_INIT_SENT;
+	s->rekey_deadline = jiffies + POOL_REKEY_TIMEOUT;
 }
 
 void pool_rekey_work(struct work_struct *w)
@@ -228,13 +223,25 @@ void pool_rekey_work(struct work_struct *w)
 	struct pool_session *s = container_of(to_delayed_work(w),
 					      struct pool_session, rekey_work);
 
+	bool timed_out;
+
 	if (READ_ONCE(s->closing))
 		return;
 	mutex_lock(&s->tx_lock);
-	pool_rekey_start(s);
-	if (!s->tx_dead)
-		pool_rekey_schedule(s);
+	/* a rekey the peer never completes must not leave the keys in use for ever */
+	timed_out = s->rekey_state != POOL_RK_IDLE &&
+		    time_after(jiffies, s->rekey_deadline);
+	if (!timed_out) {
+		pool_rekey_start(s);
+		if (!s->tx_dead)
+			pool_rekey_schedule(s);
+	}
 	mutex_unlock(&s->tx_lock);
+	if (timed_out) {
+		pool_fail(POOL_STAT_MALFORMED, POOL_ERR_REKEY_FAIL, s->peer_key,
+			  "rekey: not completed in time");
+		pool_session_close(s, POOL_ERR_REKEY_FAIL, true);
+	}
 }
 
 /* Keys of epoch n+1 from our ephemeral secret and the peer's public key. */
@@ -264,12 +271,24 @@ static int pool_rekey_keys(struct pool_session *s, const u8 secret[32],
 	return ret;
 }
 
+/* New send keys and their hard limits (fixed now: a later rekey_* change applies to the next keys). */
+void pool_tx_limits_reset(struct pool_session *s)
+{
+	lockdep_assert_held(&s->tx_lock);
+	s->tx_since_rekey = 0;
+	s->tx_reject_boot_s = ktime_get_boottime_seconds() +
+			      READ_ONCE(pool_node.params.rekey_seconds) +
+			      POOL_REJECT_AFTER_EXTRA_S;
+	s->tx_reject_packets = READ_ONCE(pool_node.params.rekey_packets) +
+			       POOL_REJECT_AFTER_EXTRA_PACKETS;
+}
+
 static void pool_tx_switch(struct pool_session *s, struct pool_dir *tx)
 {
 	struct pool_dir old = s->tx;
 
 	s->tx = *tx;
-	s->tx_since_rekey = 0;
+	pool_tx_limits_reset(s);
 	pool_dir_destroy(&old);
 	memzero_explicit(tx, sizeof(*tx));
 }
@@ -322,6 +341,7 @@ int pool_rekey_rx(struct pool_session *s, const u8 *pt, size_t len)
 		s->rx_next_valid = true;
 		s->rekey_epoch = epoch;
 		s->rekey_state = POOL_RK_AWAIT_SWITCH;
+		s->rekey_deadline = jiffies + POOL_REKEY_TIMEOUT;
 		break;
 	case POOL_REKEY_REPLY:
 		if (s->rekey_state != POOL_RK_INIT_SENT || epoch != s->rekey_epoch)

@@ -66,9 +66,9 @@ int pool_transport_pt_len(u8 type)
 		return POOL_CONFIG_PT_LEN;
 	case POOL_PKT_ROLLBACK:
 		return POOL_ROLLBACK_PT_LEN;
+	case POOL_PKT_WINDOW:
+		return POOL_WINDOW_PT_LEN;
 	case POOL_PKT_DATA:
-	case POOL_PKT_DISCOVER:
-	case POOL_PKT_JOURNAL:
 		return -1;
 	default:
 		return 0;
@@ -79,8 +79,9 @@ int pool_transport_pt_len(u8 type)
  * Two shapes are valid:
  *  - handshake (INIT, CHALLENGE, RESPONSE, ACK, CLOSE): flags, sequence,
  *    acknowledgment and channel zero, payload of the exact size;
- *  - transport (every type but INIT, CHALLENGE, RESPONSE): ENCRYPTED set,
- *    payload = plaintext of the type's size (at least nothing) + tag.
+ *  - transport (DATA, ACK, HEARTBEAT, REKEY, CLOSE, CONFIG, ROLLBACK,
+ *    WINDOW): ENCRYPTED set, no other flag but TELEMETRY on a HEARTBEAT,
+ *    payload = plaintext of the type's size (DATA: any) + tag.
  * ACK and CLOSE exist in both shapes; the ENCRYPTED flag tells which one.
  */
 int pool_hdr_decode(struct pool_hdr *h, const u8 in[POOL_HDR_LEN])
@@ -100,7 +101,7 @@ int pool_hdr_decode(struct pool_hdr *h, const u8 in[POOL_HDR_LEN])
 	h->channel = in[46];
 	memcpy(h->mac, in + POOL_HDR_MAC_OFF, POOL_MAC_LEN);
 
-	if (h->type > POOL_PKT_JOURNAL || (h->flags & ~POOL_F_ALL))
+	if (h->type > POOL_PKT_WINDOW || (h->flags & ~POOL_F_ALL))
 		return -EPROTO;
 
 	if (!(h->flags & POOL_F_ENCRYPTED)) {
@@ -111,6 +112,9 @@ int pool_hdr_decode(struct pool_hdr *h, const u8 in[POOL_HDR_LEN])
 		return 0;
 	}
 
+	if (h->flags & ~(POOL_F_ENCRYPTED |
+			 (h->type == POOL_PKT_HEARTBEAT ? POOL_F_TELEMETRY : 0)))
+		return -EPROTO;
 	pt = pool_transport_pt_len(h->type);
 	if (!pt || h->payload_len < POOL_TAG_LEN)
 		return -EPROTO;

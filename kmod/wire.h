@@ -30,7 +30,9 @@ enum pool_pkt_type {
 	POOL_PKT_DATA = 0x3, POOL_PKT_ACK = 0x4, POOL_PKT_HEARTBEAT = 0x5,
 	POOL_PKT_REKEY = 0x6, POOL_PKT_CLOSE = 0x7, POOL_PKT_CONFIG = 0x8,
 	POOL_PKT_ROLLBACK = 0x9, POOL_PKT_DISCOVER = 0xa, POOL_PKT_JOURNAL = 0xb,
+	POOL_PKT_WINDOW = 0xc,
 };
+/* DISCOVER and JOURNAL are reserved: no payload is defined, framing refuses them. */
 
 #define POOL_F_ENCRYPTED	(1U << 0)
 #define POOL_F_COMPRESSED	(1U << 1)
@@ -43,6 +45,10 @@ enum pool_pkt_type {
 #define POOL_F_CONFIG_LOCKED	(1U << 8)
 #define POOL_F_JOURNAL_SYNC	(1U << 9)
 #define POOL_F_ALL		0x03ffU
+/*
+ * Of the flags, only ENCRYPTED (every transport packet) and TELEMETRY (on a
+ * HEARTBEAT) have a meaning; the others are reserved and framing refuses them.
+ */
 
 /* Handshake payload sizes (docs/protocol.md section 3) */
 #define POOL_INIT_LEN		40
@@ -58,6 +64,7 @@ enum pool_pkt_type {
 #define POOL_REKEY_PT_LEN	40
 #define POOL_CONFIG_PT_LEN	84
 #define POOL_ROLLBACK_PT_LEN	72
+#define POOL_WINDOW_PT_LEN	16
 
 /* Host-order view of a header; encode/decode convert. */
 struct pool_hdr {

@@ -39,7 +39,9 @@ class Lab:
         self.rd = pool_lab.run_dir()
         state = pool_lab.State.load(self.rd)
         if state is None or len(state.nodes) < 2:
-            raise BenchError(f"no lab with node1 and node2 is up (lab {pool_lab.lab_name()!r}): run `make lab-up` first")
+            raise BenchError(
+                f"no lab with node1 and node2 is up (lab {pool_lab.lab_name()!r}): run `make lab-up` first"
+            )
         self.nodes = {n.name: n for n in state.nodes}
 
     def ssh(self, node: str, command: str, timeout: float = 600) -> str:

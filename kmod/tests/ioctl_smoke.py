@@ -33,15 +33,31 @@ u8, u16, u32, u64, s32 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctype
 
 
 class Identity(ctypes.Structure):
-    _fields_ = [("private_key", u8 * 32), ("public_key", u8 * 32), ("address", u8 * 32),
-                ("org_id", u64), ("segment_id", u64), ("flags", u32), ("reserved", u32)]
+    _fields_ = [
+        ("private_key", u8 * 32),
+        ("public_key", u8 * 32),
+        ("address", u8 * 32),
+        ("org_id", u64),
+        ("segment_id", u64),
+        ("flags", u32),
+        ("reserved", u32),
+    ]
 
 
 class Peer(ctypes.Structure):
-    _fields_ = [("public_key", u8 * 32), ("address", u8 * 32), ("name", ctypes.c_char * 32),
-                ("endpoint_addr", u8 * 16), ("endpoint_port", u16), ("flags", u16),
-                ("active_sessions", u32), ("last_handshake_ns", u64),
-                ("last_init_timestamp", u64), ("handshakes", u64), ("auth_failures", u64)]
+    _fields_ = [
+        ("public_key", u8 * 32),
+        ("address", u8 * 32),
+        ("name", ctypes.c_char * 32),
+        ("endpoint_addr", u8 * 16),
+        ("endpoint_port", u16),
+        ("flags", u16),
+        ("active_sessions", u32),
+        ("last_handshake_ns", u64),
+        ("last_init_timestamp", u64),
+        ("handshakes", u64),
+        ("auth_failures", u64),
+    ]
 
 
 class PList(ctypes.Structure):
@@ -53,14 +69,21 @@ class Listen(ctypes.Structure):
 
 
 class Connect(ctypes.Structure):
-    _fields_ = [("addr", u8 * 16), ("port", u16), ("channel", u16), ("scope_id", u32),
-                ("peer_public_key", u8 * 32), ("timeout_ms", u32), ("fd_flags", u32),
-                ("fd", s32), ("index", u32)]
+    _fields_ = [
+        ("addr", u8 * 16),
+        ("port", u16),
+        ("channel", u16),
+        ("scope_id", u32),
+        ("peer_public_key", u8 * 32),
+        ("timeout_ms", u32),
+        ("fd_flags", u32),
+        ("fd", s32),
+        ("index", u32),
+    ]
 
 
 class Accept(ctypes.Structure):
-    _fields_ = [("timeout_ms", u32), ("fd_flags", u32), ("fd", s32), ("index", u32),
-                ("peer_public_key", u8 * 32)]
+    _fields_ = [("timeout_ms", u32), ("fd_flags", u32), ("fd", s32), ("index", u32), ("peer_public_key", u8 * 32)]
 
 
 class Attach(ctypes.Structure):
@@ -72,20 +95,45 @@ class Close(ctypes.Structure):
 
 
 class Telemetry(ctypes.Structure):
-    _fields_ = [("rtt_ns", u64), ("jitter_ns", u64), ("loss_rate_ppm", u32),
-                ("throughput_bps", u32), ("mtu", u16), ("queue_depth", u16),
-                ("rekey_count", u32), ("uptime_ns", u64), ("config_version", u32),
-                ("reserved", u32)]
+    _fields_ = [
+        ("rtt_ns", u64),
+        ("jitter_ns", u64),
+        ("loss_rate_ppm", u32),
+        ("throughput_bps", u32),
+        ("mtu", u16),
+        ("queue_depth", u16),
+        ("rekey_count", u32),
+        ("uptime_ns", u64),
+        ("config_version", u32),
+        ("reserved", u32),
+    ]
 
 
 class SessionInfo(ctypes.Structure):
-    _fields_ = [("index", u32), ("state", u8), ("role", u8), ("channel", u16),
-                ("session_id", u8 * 16), ("peer_public_key", u8 * 32), ("peer_addr", u8 * 16),
-                ("peer_port", u16), ("local_port", u16), ("epoch", u32),
-                ("established_ns", u64), ("bytes_sent", u64), ("bytes_recv", u64),
-                ("packets_sent", u64), ("packets_recv", u64), ("heartbeats_sent", u64),
-                ("heartbeats_recv", u64), ("dropped", u64), ("rx_queue", u32), ("fds", u32),
-                ("local", Telemetry), ("peer", Telemetry)]
+    _fields_ = [
+        ("index", u32),
+        ("state", u8),
+        ("role", u8),
+        ("channel", u16),
+        ("session_id", u8 * 16),
+        ("peer_public_key", u8 * 32),
+        ("peer_addr", u8 * 16),
+        ("peer_port", u16),
+        ("local_port", u16),
+        ("epoch", u32),
+        ("established_ns", u64),
+        ("bytes_sent", u64),
+        ("bytes_recv", u64),
+        ("packets_sent", u64),
+        ("packets_recv", u64),
+        ("heartbeats_sent", u64),
+        ("heartbeats_recv", u64),
+        ("dropped", u64),
+        ("rx_queue", u32),
+        ("fds", u32),
+        ("local", Telemetry),
+        ("peer", Telemetry),
+    ]
 
 
 class Msg(ctypes.Structure):
@@ -97,17 +145,37 @@ class Stats(ctypes.Structure):
 
 
 class JEntry(ctypes.Structure):
-    _fields_ = [("seq", u64), ("timestamp_ns", u64), ("type", u16), ("code", u16),
-                ("config_version", u32), ("peer_public_key", u8 * 32), ("prev_hash", u8 * 32),
-                ("hash", u8 * 32), ("detail", ctypes.c_char * 64)]
+    _fields_ = [
+        ("seq", u64),
+        ("timestamp_ns", u64),
+        ("type", u16),
+        ("code", u16),
+        ("config_version", u32),
+        ("peer_public_key", u8 * 32),
+        ("prev_hash", u8 * 32),
+        ("hash", u8 * 32),
+        ("detail", ctypes.c_char * 64),
+    ]
 
 
 class Config(ctypes.Structure):
-    _fields_ = [("version", u32), ("flags", u32), ("hash", u8 * 32), ("prev_version", u32),
-                ("confirm_within_ms", u32), ("prev_hash", u8 * 32), ("deadline_ns", u64),
-                ("heartbeat_seconds", u32), ("rekey_seconds", u32), ("rekey_packets", u64),
-                ("puzzle_difficulty", u32), ("max_sessions", u32), ("peers_ptr", u64),
-                ("peer_count", u32), ("reserved", u32)]
+    _fields_ = [
+        ("version", u32),
+        ("flags", u32),
+        ("hash", u8 * 32),
+        ("prev_version", u32),
+        ("confirm_within_ms", u32),
+        ("prev_hash", u8 * 32),
+        ("deadline_ns", u64),
+        ("heartbeat_seconds", u32),
+        ("rekey_seconds", u32),
+        ("rekey_packets", u64),
+        ("puzzle_difficulty", u32),
+        ("max_sessions", u32),
+        ("peers_ptr", u64),
+        ("peer_count", u32),
+        ("reserved", u32),
+    ]
 
 
 class ConfigRef(ctypes.Structure):
@@ -115,12 +183,27 @@ class ConfigRef(ctypes.Structure):
 
 
 class JRead(ctypes.Structure):
-    _fields_ = [("list", PList), ("from_seq", u64), ("first_seq", u64), ("next_seq", u64),
-                ("head_hash", u8 * 32)]
+    _fields_ = [("list", PList), ("from_seq", u64), ("first_seq", u64), ("next_seq", u64), ("head_hash", u8 * 32)]
 
 
-SIZES = {Config: 128, ConfigRef: 8, Identity: 120, Peer: 152, PList: 24, Listen: 8, Connect: 72, Accept: 48, Attach: 16,
-         Close: 8, Telemetry: 48, SessionInfo: 248, Msg: 16, Stats: 520, JEntry: 184, JRead: 80}
+SIZES = {
+    Config: 128,
+    ConfigRef: 8,
+    Identity: 120,
+    Peer: 152,
+    PList: 24,
+    Listen: 8,
+    Connect: 72,
+    Accept: 48,
+    Attach: 16,
+    Close: 8,
+    Telemetry: 48,
+    SessionInfo: 248,
+    Msg: 16,
+    Stats: 520,
+    JEntry: 184,
+    JRead: 80,
+}
 for _t, _n in SIZES.items():
     assert ctypes.sizeof(_t) == _n, (_t.__name__, ctypes.sizeof(_t), _n)
 
@@ -164,7 +247,39 @@ S_SEND = IOW(0x41, Msg)
 S_RECV = IOWR(0x42, Msg)
 S_SET_CHANNEL = IOW(0x43, ctypes.c_uint32)
 
-STAT_NAMES = ["HANDSHAKES_INITIATED", "HANDSHAKES_COMPLETED", "HANDSHAKES_FAILED", "INIT_RECEIVED", "CHALLENGE_SENT", "RESPONSE_RECEIVED", "AUTH_FAIL", "UNKNOWN_PEER", "BAD_PUZZLE", "STALE_TIMESTAMP", "REPLAYED_INIT", "BAD_HMAC", "REPLAY_DROP", "DECRYPT_FAIL", "MALFORMED", "OVERLOAD", "SESSIONS_OPENED", "SESSIONS_CLOSED", "SESSIONS_ACTIVE", "PEERS_DEAD", "REKEYS", "PACKETS_SENT", "PACKETS_RECV", "BYTES_SENT", "BYTES_RECV", "JOURNAL_ENTRIES", "CONFIG_APPLIED", "CONFIG_CONFIRMED", "CONFIG_ROLLED_BACK", "LISTENING", "LISTEN_PORT"]
+STAT_NAMES = [
+    "HANDSHAKES_INITIATED",
+    "HANDSHAKES_COMPLETED",
+    "HANDSHAKES_FAILED",
+    "INIT_RECEIVED",
+    "CHALLENGE_SENT",
+    "RESPONSE_RECEIVED",
+    "AUTH_FAIL",
+    "UNKNOWN_PEER",
+    "BAD_PUZZLE",
+    "STALE_TIMESTAMP",
+    "REPLAYED_INIT",
+    "BAD_HMAC",
+    "REPLAY_DROP",
+    "DECRYPT_FAIL",
+    "MALFORMED",
+    "OVERLOAD",
+    "SESSIONS_OPENED",
+    "SESSIONS_CLOSED",
+    "SESSIONS_ACTIVE",
+    "PEERS_DEAD",
+    "REKEYS",
+    "PACKETS_SENT",
+    "PACKETS_RECV",
+    "BYTES_SENT",
+    "BYTES_RECV",
+    "JOURNAL_ENTRIES",
+    "CONFIG_APPLIED",
+    "CONFIG_CONFIRMED",
+    "CONFIG_ROLLED_BACK",
+    "LISTENING",
+    "LISTEN_PORT",
+]
 
 
 def dev() -> int:
@@ -237,9 +352,12 @@ def verify_journal(fd: int) -> int:
     prev = None
     for e in arr[: jr.list.count]:
         detail = bytes(e.detail).split(b"\0", 1)[0]
-        h = hashlib.sha256(bytes(e.prev_hash) + struct.pack(">QQHHI", e.seq, e.timestamp_ns, e.type,
-                                                             e.code, e.config_version)
-                           + bytes(e.peer_public_key) + detail).digest()
+        h = hashlib.sha256(
+            bytes(e.prev_hash)
+            + struct.pack(">QQHHI", e.seq, e.timestamp_ns, e.type, e.code, e.config_version)
+            + bytes(e.peer_public_key)
+            + detail
+        ).digest()
         assert h == bytes(e.hash), f"journal entry {e.seq}: hash mismatch"
         if prev is not None:
             assert bytes(e.prev_hash) == prev, f"journal entry {e.seq}: chain broken"
@@ -266,11 +384,11 @@ def cmd_trust(a) -> None:
     ioctl(fd, PEER_ADD, p)
     expect_errno(errno.EEXIST, ioctl, fd, PEER_ADD, p)
     bad = Peer()
-    expect_errno(errno.EINVAL, ioctl, fd, PEER_ADD, bad)          # all-zero key
+    expect_errno(errno.EINVAL, ioctl, fd, PEER_ADD, bad)  # all-zero key
     own = Identity()
     ioctl(fd, GET_IDENTITY, own)
     bad.public_key[:] = bytes(own.public_key)
-    expect_errno(errno.EINVAL, ioctl, fd, PEER_ADD, bad)          # own key
+    expect_errno(errno.EINVAL, ioctl, fd, PEER_ADD, bad)  # own key
     arr = (Peer * 8)()
     lst = PList(ctypes.addressof(arr), 8, 0, 0, 0)
     ioctl(fd, PEER_LIST, lst)
@@ -290,7 +408,7 @@ def cmd_untrust(a) -> None:
 def cmd_listen(a) -> None:
     fd = dev()
     ioctl(fd, LISTEN, Listen(a.port, 0, 0))
-    ioctl(fd, LISTEN, Listen(a.port, 0, 0))                       # no-op
+    ioctl(fd, LISTEN, Listen(a.port, 0, 0))  # no-op
     expect_errno(errno.EBUSY, ioctl, fd, LISTEN, Listen(a.port + 1, 0, 0))
     expect_errno(errno.EINVAL, ioctl, fd, LISTEN, Listen(a.port, 1, 0))
     print(f"listening on {a.port or 9253}: {stats(fd)['LISTENING']}")
@@ -306,8 +424,10 @@ def cmd_serve(a) -> None:
         info = session_info(sfd)
         peer = ipaddress.ip_address(bytes(info.peer_addr))
         peer = peer.ipv4_mapped or peer
-        print(f"accepted session {acc.index} from {peer}:{info.peer_port} "
-              f"key {hexb(acc.peer_public_key)[:16]}", flush=True)
+        print(
+            f"accepted session {acc.index} from {peer}:{info.peer_port} key {hexb(acc.peer_public_key)[:16]}",
+            flush=True,
+        )
         n = nbytes = 0
         while True:
             try:
@@ -316,13 +436,15 @@ def cmd_serve(a) -> None:
                 print(f"recv: {e}", flush=True)
                 break
             if chan == 0xFFFF and not data:
-                break                                             # end of stream
+                break  # end of stream
             send_msg(sfd, data, chan)
             n += 1
             nbytes += len(data)
         info = session_info(sfd)
-        print(f"session {acc.index}: echoed {n} messages, {nbytes} bytes, epoch {info.epoch}, "
-              f"dropped {info.dropped}", flush=True)
+        print(
+            f"session {acc.index}: echoed {n} messages, {nbytes} bytes, epoch {info.epoch}, dropped {info.dropped}",
+            flush=True,
+        )
         os.close(sfd)
         served += 1
 
@@ -405,13 +527,17 @@ def cmd_client(a) -> None:
         print(f"holding the session for {a.hold}s (heartbeats)", flush=True)
         time.sleep(a.hold)
         info = session_info(sfd)
-        print(f"heartbeats sent {info.heartbeats_sent} recv {info.heartbeats_recv} "
-              f"rtt {info.local.rtt_ns / 1000:.0f}us jitter {info.local.jitter_ns / 1000:.0f}us "
-              f"loss {info.local.loss_rate_ppm}ppm peer-rtt {info.peer.rtt_ns / 1000:.0f}us epoch {info.epoch}")
+        print(
+            f"heartbeats sent {info.heartbeats_sent} recv {info.heartbeats_recv} "
+            f"rtt {info.local.rtt_ns / 1000:.0f}us jitter {info.local.jitter_ns / 1000:.0f}us "
+            f"loss {info.local.loss_rate_ppm}ppm peer-rtt {info.peer.rtt_ns / 1000:.0f}us epoch {info.epoch}"
+        )
         assert info.heartbeats_recv >= 1 and info.local.rtt_ns > 0
     info = session_info(sfd)
-    print(f"session: sent {info.packets_sent} pkts/{info.bytes_sent} B, "
-          f"recv {info.packets_recv} pkts/{info.bytes_recv} B, dropped {info.dropped}")
+    print(
+        f"session: sent {info.packets_sent} pkts/{info.bytes_sent} B, "
+        f"recv {info.packets_recv} pkts/{info.bytes_recv} B, dropped {info.dropped}"
+    )
     os.close(sfd)
     print("closed")
 
@@ -483,7 +609,9 @@ def cmd_stream(a) -> None:
                     want = _payload(recv)
                     if got != want:
                         n = struct.unpack(">Q", got[:8])[0] if len(got) >= 8 else -1
-                        raise AssertionError(f"message {recv}: got #{n} ({len(got)} bytes): lost, duplicated or reordered")
+                        raise AssertionError(
+                            f"message {recv}: got #{n} ({len(got)} bytes): lost, duplicated or reordered"
+                        )
                     recv += 1
                     nbytes += len(got)
                     last = time.monotonic()
@@ -497,8 +625,11 @@ def cmd_stream(a) -> None:
                 raise AssertionError("session hung up")
     info = session_info(sfd)
     dt = time.monotonic() - t0
-    print(f"stream: {sent} messages, {nbytes} bytes echoed in order in {dt:.1f}s; epoch {info.epoch}, "
-          f"dropped {info.dropped}, heartbeats {info.heartbeats_sent}/{info.heartbeats_recv}", flush=True)
+    print(
+        f"stream: {sent} messages, {nbytes} bytes echoed in order in {dt:.1f}s; epoch {info.epoch}, "
+        f"dropped {info.dropped}, heartbeats {info.heartbeats_sent}/{info.heartbeats_recv}",
+        flush=True,
+    )
     assert info.epoch >= a.min_epoch, f"epoch {info.epoch} < {a.min_epoch}"
     os.close(sfd)
 
@@ -537,10 +668,10 @@ def cmd_config(a) -> None:
     # invalid input changes nothing
     bad = Config()
     bad.version = base + 1
-    expect_errno(errno.EINVAL, ioctl, fd, CONFIG_APPLY, bad)               # zero heartbeat
+    expect_errno(errno.EINVAL, ioctl, fd, CONFIG_APPLY, bad)  # zero heartbeat
     c = apply(base + 1, 7, 0, n)
     assert c.version == base + 1 and not c.flags & 1 and c.prev_version == base
-    expect_errno(errno.EINVAL, apply, base + 1, 7, 0, n)                  # not newer
+    expect_errno(errno.EINVAL, apply, base + 1, 7, 0, n)  # not newer
     got = Config()
     ioctl(fd, CONFIG_GET, got)
     assert got.heartbeat_seconds == 7 and got.version == base + 1
@@ -570,8 +701,10 @@ def cmd_config(a) -> None:
     # back to the original values as a new version
     apply(base + 4, cur.heartbeat_seconds, 0, n)
     st = stats(fd)
-    print(f"config ok: applied {st['CONFIG_APPLIED']}, confirmed {st['CONFIG_CONFIRMED']}, "
-          f"rolled back {st['CONFIG_ROLLED_BACK']}")
+    print(
+        f"config ok: applied {st['CONFIG_APPLIED']}, confirmed {st['CONFIG_CONFIRMED']}, "
+        f"rolled back {st['CONFIG_ROLLED_BACK']}"
+    )
 
 
 def cmd_cycles(a) -> None:
@@ -618,7 +751,9 @@ def cmd_flood(a) -> None:
     print(f"session {c.index}: {n} messages ({n * 8192 >> 20} MiB) written before write() blocked for 5 s", flush=True)
     time.sleep(a.seconds)
     info = session_info(c.fd)
-    print(f"after {a.seconds}s: state {info.state}, heartbeats {info.heartbeats_sent}/{info.heartbeats_recv}", flush=True)
+    print(
+        f"after {a.seconds}s: state {info.state}, heartbeats {info.heartbeats_sent}/{info.heartbeats_recv}", flush=True
+    )
     assert info.state == 2, "session did not survive backpressure"
     os.close(c.fd)
 
@@ -635,8 +770,10 @@ def cmd_sessions(a) -> None:
     ioctl(fd, SESSIONS, lst)
     print(f"{lst.count} of {lst.total} sessions")
     for i in arr[: lst.count]:
-        print(f"  {i.index} state {i.state} role {i.role} epoch {i.epoch} fds {i.fds} "
-              f"sent {i.packets_sent} recv {i.packets_recv}")
+        print(
+            f"  {i.index} state {i.state} role {i.role} epoch {i.epoch} fds {i.fds} "
+            f"sent {i.packets_sent} recv {i.packets_recv}"
+        )
 
 
 def cmd_journal(a) -> None:

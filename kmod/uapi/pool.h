@@ -68,6 +68,8 @@ enum pool_error_code {
 	POOL_ERR_JOURNAL_FULL	= 0x8,
 	POOL_ERR_OVERLOAD	= 0x9,
 	POOL_ERR_VERSION_MISMATCH = 0xa,
+	POOL_ERR_KEY_EXPIRED	= 0xb,	/* keys past their hard age or packet limit */
+	POOL_ERR_FLOW_VIOLATION	= 0xc,	/* DATA beyond the advertised window */
 	/* local reasons, journaled but never sent */
 	POOL_ERR_PEER_DEAD	= 0x10,	/* silent for 3 heartbeats */
 	POOL_ERR_LOCAL_CLOSE	= 0x11,	/* last fd closed, admin close, unload */
@@ -78,6 +80,9 @@ enum pool_error_code {
 	POOL_ERR_MALFORMED	= 0x16,	/* framing, length, version, type */
 	POOL_ERR_TIMEOUT	= 0x17,	/* handshake did not complete in time */
 };
+
+/* the highest code a CLOSE may carry; higher ones are local reasons */
+#define POOL_ERR_SENT_MAX	POOL_ERR_FLOW_VIOLATION
 
 /* ---- identity ---------------------------------------------------------- */
 

@@ -49,8 +49,11 @@ class ActionModule(ActionBase):
             except AnsibleError as exc:
                 return dict(result, failed=True, msg="src %s not found on the controller: %s" % (src, to_text(exc)))
             if not os.path.isdir(local):
-                return dict(result, failed=True,
-                            msg="src %s is not a folder on the controller: point it at the kmod/ source folder" % local)
+                return dict(
+                    result,
+                    failed=True,
+                    msg="src %s is not a folder on the controller: point it at the kmod/ source folder" % local,
+                )
             try:
                 contents = dkms.read_tree(local)
             except OSError as exc:

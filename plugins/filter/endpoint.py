@@ -23,8 +23,10 @@ def endpoint_at(endpoint, address=None):
     address = to_text(address if address is not None else "").strip()
     host, sep, port = endpoint.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise AnsibleFilterError("endpoint_at: %r is not an endpoint HOST:PORT (or [IPv6]:PORT) with a port from 1 "
-                                 "to 65535: fix pool_node_endpoint" % endpoint)
+        raise AnsibleFilterError(
+            "endpoint_at: %r is not an endpoint HOST:PORT (or [IPv6]:PORT) with a port from 1 "
+            "to 65535: fix pool_node_endpoint" % endpoint
+        )
     if not address:
         return endpoint
     if address.startswith("[") and address.endswith("]"):

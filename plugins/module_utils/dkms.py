@@ -32,8 +32,24 @@ MANAGED_MARKER = ".pool-ops-managed"
 
 # Build outputs and editor/VCS litter never count as source.
 _EXCLUDED_NAMES = frozenset(["Module.symvers", "modules.order", "Module.markers", "__pycache__"])
-_EXCLUDED_SUFFIXES = (".o", ".ko", ".ko.xz", ".ko.zst", ".ko.gz", ".mod", ".mod.c", ".mod.o",
-                      ".cmd", ".a", ".dwo", ".pyc", ".orig", ".rej", ".swp", "~")
+_EXCLUDED_SUFFIXES = (
+    ".o",
+    ".ko",
+    ".ko.xz",
+    ".ko.zst",
+    ".ko.gz",
+    ".mod",
+    ".mod.c",
+    ".mod.o",
+    ".cmd",
+    ".a",
+    ".dwo",
+    ".pyc",
+    ".orig",
+    ".rej",
+    ".swp",
+    "~",
+)
 
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._~-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -145,8 +161,12 @@ def conf_value(text, key):
 
 def render_dkms_conf(text, version):
     """dkms.conf ``text`` with PACKAGE_VERSION set to ``version``."""
-    new, count = re.subn(r'^(\s*)PACKAGE_VERSION\s*=.*$', lambda m: '%sPACKAGE_VERSION="%s"' % (m.group(1), version),
-                         text, flags=re.MULTILINE)
+    new, count = re.subn(
+        r"^(\s*)PACKAGE_VERSION\s*=.*$",
+        lambda m: '%sPACKAGE_VERSION="%s"' % (m.group(1), version),
+        text,
+        flags=re.MULTILINE,
+    )
     if count != 1:
         raise SourceError("dkms.conf has %d PACKAGE_VERSION lines, expected exactly one: fix kmod/dkms.conf" % count)
     return new
@@ -170,8 +190,10 @@ def prepare_tree(contents, name):
     conf_text = conf.decode("utf-8", "replace")
     package = conf_value(conf_text, "PACKAGE_NAME")
     if package != name:
-        raise SourceError("dkms.conf says PACKAGE_NAME=%r but the module name is %r: set name: %s or fix dkms.conf"
-                          % (package, name, package))
+        raise SourceError(
+            "dkms.conf says PACKAGE_NAME=%r but the module name is %r: set name: %s or fix dkms.conf"
+            % (package, name, package)
+        )
     version = compute_version(read_base_version(contents), hash_contents(contents))
     rendered = dict(contents)
     rendered["dkms.conf"] = render_dkms_conf(conf_text, version).encode("utf-8")
@@ -205,8 +227,16 @@ def parse_status(output, name=None):
             continue
         if name is not None and m.group("name") != name:
             continue
-        entries.append(StatusEntry(m.group("name"), m.group("version"), m.group("kernel"), m.group("arch"),
-                                   m.group("state"), m.group("note").strip()))
+        entries.append(
+            StatusEntry(
+                m.group("name"),
+                m.group("version"),
+                m.group("kernel"),
+                m.group("arch"),
+                m.group("state"),
+                m.group("note").strip(),
+            )
+        )
     return entries
 
 
@@ -245,8 +275,9 @@ def render_param(value):
         return ",".join(render_param(v) for v in value)
     text = str(value)
     if not text or any(c.isspace() for c in text) or "#" in text:
-        raise SourceError("module parameter value %r is empty or holds spaces or '#': modprobe.d cannot express it"
-                          % text)
+        raise SourceError(
+            "module parameter value %r is empty or holds spaces or '#': modprobe.d cannot express it" % text
+        )
     return text
 
 
@@ -274,11 +305,11 @@ def strip_signature(data):
         end = len(data) - len(SIG_MAGIC)
         if end < _SIG_INFO.size:
             raise ValueError("truncated module signature")
-        _algo, _hash, _id_type, signer_len, key_id_len, sig_len = _SIG_INFO.unpack(data[end - _SIG_INFO.size:end])
+        _algo, _hash, _id_type, signer_len, key_id_len, sig_len = _SIG_INFO.unpack(data[end - _SIG_INFO.size : end])
         total = _SIG_INFO.size + sig_len + signer_len + key_id_len
         if total > end:
             raise ValueError("module signature length exceeds the module")
-        data = data[:end - total]
+        data = data[: end - total]
     return data
 
 
@@ -295,12 +326,12 @@ def parse_openssl_x509(text):
         line = raw.strip()
         if line.startswith("subject="):
             section = "subject_cn"
-            rest = line[len("subject="):].strip()
+            rest = line[len("subject=") :].strip()
         elif line.startswith("issuer="):
             section = "issuer_cn"
-            rest = line[len("issuer="):].strip()
+            rest = line[len("issuer=") :].strip()
         elif line.startswith("serial="):
-            facts["serial"] = line[len("serial="):].strip().lower()
+            facts["serial"] = line[len("serial=") :].strip().lower()
             section = None
             continue
         else:

@@ -47,8 +47,10 @@ def headers_package(kernel):
 
 
 def missing_headers_message(kernel):
-    return ("kernel headers for %s missing: install %s (or set install_headers: true)"
-            % (kernel, headers_package(kernel)))
+    return "kernel headers for %s missing: install %s (or set install_headers: true)" % (
+        kernel,
+        headers_package(kernel),
+    )
 
 
 def parse_sb_state(rc, out, err):
@@ -82,8 +84,14 @@ def check_signature(signer, sig_key, facts, what):
     raise KmodError(
         "signature check failed for %s: modinfo reports signer %r key %r, expected %s serial %s: "
         "check that the signing key and certificate belong together"
-        % (what, signer or "", sig_key or "", " or ".join(repr(n) for n in dkms.expected_signers(facts)),
-           facts.get("serial")))
+        % (
+            what,
+            signer or "",
+            sig_key or "",
+            " or ".join(repr(n) for n in dkms.expected_signers(facts)),
+            facts.get("serial"),
+        )
+    )
 
 
 class KmodHost:
@@ -98,8 +106,15 @@ class KmodHost:
         self.actions = []
         self.diff = []
         self.result = {
-            "version": None, "kernels": [], "built": [], "build_seconds": {}, "loaded": False, "reloaded": False,
-            "removed_versions": [], "sb_state": "unknown", "reboot_required": False,
+            "version": None,
+            "kernels": [],
+            "built": [],
+            "build_seconds": {},
+            "loaded": False,
+            "reloaded": False,
+            "removed_versions": [],
+            "sb_state": "unknown",
+            "reboot_required": False,
         }
         self.tmpdirs = []
         self.dkms_bin = None
@@ -141,8 +156,7 @@ class KmodHost:
         if before == content:
             return False
         if self.m._diff:
-            self.diff.append({"before_header": path, "after_header": path,
-                              "before": before or "", "after": content})
+            self.diff.append({"before_header": path, "after_header": path, "before": before or "", "after": content})
         if not self.check:
             atomic_write(path, content, mode)
         self.act("write %s" % path)
@@ -153,8 +167,9 @@ class KmodHost:
         if before is None:
             return False
         if self.m._diff:
-            self.diff.append({"before_header": path, "after_header": "%s (absent)" % path,
-                              "before": before, "after": ""})
+            self.diff.append(
+                {"before_header": path, "after_header": "%s (absent)" % path, "before": before, "after": ""}
+            )
         if not self.check:
             remove_file(path)
         self.act("remove %s" % path)
@@ -185,8 +200,10 @@ class KmodHost:
                     if self.has_headers(k) or k == self.running:
                         names.append(k)
                     else:
-                        self.m.warn("kernel %s has no headers (%s): skipped; install %s to build for it"
-                                    % (k, "/lib/modules/%s/build" % k, headers_package(k)))
+                        self.m.warn(
+                            "kernel %s has no headers (%s): skipped; install %s to build for it"
+                            % (k, "/lib/modules/%s/build" % k, headers_package(k))
+                        )
             elif re.match(r"^[0-9][A-Za-z0-9._+~-]*$", item):
                 names = [item]
             else:
@@ -216,21 +233,35 @@ class KmodHost:
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         rc, _out, _err = run(self.m, argv, check=False, env=env)
         if rc != 0:  # stale or missing package lists: update once, then try again
-            run(self.m, [apt, "update"], what="apt-get update", env=env,
-                fix="check the apt sources (/etc/apt/sources.list*) and the network")
-            run(self.m, argv, what="apt-get install %s" % " ".join(packages), env=env,
-                fix="check that the packages exist for this kernel in the apt sources")
+            run(
+                self.m,
+                [apt, "update"],
+                what="apt-get update",
+                env=env,
+                fix="check the apt sources (/etc/apt/sources.list*) and the network",
+            )
+            run(
+                self.m,
+                argv,
+                what="apt-get install %s" % " ".join(packages),
+                env=env,
+                fix="check that the packages exist for this kernel in the apt sources",
+            )
         for k in missing:
             if not self.has_headers(k):
-                raise KmodError("%s installed but /lib/modules/%s/build is still missing: check the package"
-                                % (headers_package(k), k))
+                raise KmodError(
+                    "%s installed but /lib/modules/%s/build is still missing: check the package"
+                    % (headers_package(k), k)
+                )
 
     # ---------------------------------------------------------------- source
     def load_source(self):
         src = self.p["src"]
         if not self.p["remote_src"]:
-            raise KmodError("src %s must be handed over by the pool.ops.kmod action plugin: call the module by its "
-                            "FQCN pool.ops.kmod, or set remote_src: true for a path on the node" % src)
+            raise KmodError(
+                "src %s must be handed over by the pool.ops.kmod action plugin: call the module by its "
+                "FQCN pool.ops.kmod, or set remote_src: true for a path on the node" % src
+            )
         if os.path.isdir(src):
             contents = dkms.read_tree(src)
         elif os.path.isfile(src):
@@ -239,7 +270,9 @@ class KmodHost:
             except (OSError, EOFError, ValueError) as exc:
                 if isinstance(exc, dkms.SourceError):
                     raise
-                raise KmodError("src %s is neither a folder nor a readable tar archive (%s): fix src" % (src, exc)) from exc
+                raise KmodError(
+                    "src %s is neither a folder nor a readable tar archive (%s): fix src" % (src, exc)
+                ) from exc
         else:
             raise KmodError("src %s does not exist on the node: fix src or set remote_src: false" % src)
         if not contents:
@@ -286,14 +319,30 @@ class KmodHost:
     def openssl_facts(self, cert):
         openssl = self.need_bin("openssl", "openssl")
         for form in ("PEM", "DER"):
-            rc, out, _err = self.cmd([openssl, "x509", "-inform", form, "-in", cert, "-noout", "-subject", "-issuer",
-                                      "-serial", "-nameopt", "multiline,utf8"], check=False)
+            rc, out, _err = self.cmd(
+                [
+                    openssl,
+                    "x509",
+                    "-inform",
+                    form,
+                    "-in",
+                    cert,
+                    "-noout",
+                    "-subject",
+                    "-issuer",
+                    "-serial",
+                    "-nameopt",
+                    "multiline,utf8",
+                ],
+                check=False,
+            )
             if rc == 0:
                 facts = dkms.parse_openssl_x509(out)
                 if facts["serial"] and (facts["subject_cn"] or facts["issuer_cn"]):
                     return facts
-                raise KmodError("certificate %s has no common name: create one with a CN (modinfo names the "
-                                "signer by it)" % cert)
+                raise KmodError(
+                    "certificate %s has no common name: create one with a CN (modinfo names the signer by it)" % cert
+                )
         raise KmodError("%s is not an X.509 certificate (PEM or DER): fix signing_cert" % cert)
 
     def signing_material(self):
@@ -328,8 +377,10 @@ class KmodHost:
                 return None, cert, None
             self.create_key(key, cert, der)
         elif not os.path.isfile(der) and not self.check:
-            self.cmd([self.need_bin("openssl", "openssl"), "x509", "-in", cert, "-outform", "DER", "-out", der],
-                     what="openssl x509 -outform DER")
+            self.cmd(
+                [self.need_bin("openssl", "openssl"), "x509", "-in", cert, "-outform", "DER", "-out", der],
+                what="openssl x509 -outform DER",
+            )
         return key, cert, self.openssl_facts(cert)
 
     def ensure_signing_dir(self, sdir):
@@ -347,17 +398,52 @@ class KmodHost:
         cn = self.p["signing_cn"] or "pool.ops module signing (%s)" % socket.gethostname()
         tmp = self.tmpdir()
         cnf = os.path.join(tmp, "req.cnf")
-        atomic_write(cnf, "\n".join([
-            "[ req ]", "distinguished_name = dn", "prompt = no", "string_mask = utf8only",
-            "x509_extensions = ext", "[ dn ]", "CN = %s" % cn.replace("\n", " "), "[ ext ]",
-            "basicConstraints = critical,CA:FALSE", "keyUsage = digitalSignature",
-            "extendedKeyUsage = codeSigning", "subjectKeyIdentifier = hash",
-            "authorityKeyIdentifier = keyid", ""]), 0o600)
+        atomic_write(
+            cnf,
+            "\n".join(
+                [
+                    "[ req ]",
+                    "distinguished_name = dn",
+                    "prompt = no",
+                    "string_mask = utf8only",
+                    "x509_extensions = ext",
+                    "[ dn ]",
+                    "CN = %s" % cn.replace("\n", " "),
+                    "[ ext ]",
+                    "basicConstraints = critical,CA:FALSE",
+                    "keyUsage = digitalSignature",
+                    "extendedKeyUsage = codeSigning",
+                    "subjectKeyIdentifier = hash",
+                    "authorityKeyIdentifier = keyid",
+                    "",
+                ]
+            ),
+            0o600,
+        )
         tkey, tcert, tder = (os.path.join(tmp, n) for n in ("k.pem", "c.pem", "c.der"))
         old = os.umask(0o077)
         try:
-            self.cmd([openssl, "req", "-new", "-x509", "-config", cnf, "-newkey", "rsa:3072", "-sha256", "-nodes",
-                      "-days", "36500", "-keyout", tkey, "-out", tcert], what="openssl req (create signing key)")
+            self.cmd(
+                [
+                    openssl,
+                    "req",
+                    "-new",
+                    "-x509",
+                    "-config",
+                    cnf,
+                    "-newkey",
+                    "rsa:3072",
+                    "-sha256",
+                    "-nodes",
+                    "-days",
+                    "36500",
+                    "-keyout",
+                    tkey,
+                    "-out",
+                    tcert,
+                ],
+                what="openssl req (create signing key)",
+            )
         finally:
             os.umask(old)
         self.cmd([openssl, "x509", "-in", tcert, "-outform", "DER", "-out", tder], what="openssl x509 -outform DER")
@@ -367,16 +453,20 @@ class KmodHost:
 
     def sign_file_for(self, kernel):
         mm = ".".join(kernel.split(".")[:2])
-        candidates = ["/lib/modules/%s/build/scripts/sign-file" % kernel,
-                      "/usr/src/linux-headers-%s/scripts/sign-file" % kernel,
-                      "/usr/lib/linux-kbuild-%s/scripts/sign-file" % mm]
+        candidates = [
+            "/lib/modules/%s/build/scripts/sign-file" % kernel,
+            "/usr/src/linux-headers-%s/scripts/sign-file" % kernel,
+            "/usr/lib/linux-kbuild-%s/scripts/sign-file" % mm,
+        ]
         candidates += sorted(glob.glob("/usr/lib/linux-kbuild-%s*/scripts/sign-file" % mm), reverse=True)
         candidates += sorted(glob.glob("/usr/lib/linux-kbuild-*/scripts/sign-file"), reverse=True)
         for path in candidates:
             if os.access(path, os.X_OK):
                 return path
-        raise KmodError("sign-file not found for kernel %s: install %s (it brings linux-kbuild's sign-file)"
-                        % (kernel, headers_package(kernel)))
+        raise KmodError(
+            "sign-file not found for kernel %s: install %s (it brings linux-kbuild's sign-file)"
+            % (kernel, headers_package(kernel))
+        )
 
     def modinfo(self, path, field):
         _rc, out, _err = self.cmd([self.modinfo_bin, "-F", field, path], check=False)
@@ -397,18 +487,24 @@ class KmodHost:
         elif comp == "gz":
             raw = gzip.decompress(raw)
         elif comp == "zst":
-            raise KmodError("dkms compressed %s with zstd, which this module cannot sign: set "
-                            "compress_zstd_opts off or use xz compression in /etc/dkms/framework.conf" % path)
+            raise KmodError(
+                "dkms compressed %s with zstd, which this module cannot sign: set "
+                "compress_zstd_opts off or use xz compression in /etc/dkms/framework.conf" % path
+            )
         tmp = self.tmpdir()
         plain = os.path.join(tmp, "%s.ko" % self.name)
         atomic_write(plain, dkms.strip_signature(raw), 0o644)
-        self.cmd([self.sign_file_for(kernel), "sha256", key, cert, plain], what="sign-file %s" % path,
-                 fix="check the signing key and certificate (%s)" % cert)
+        self.cmd(
+            [self.sign_file_for(kernel), "sha256", key, cert, plain],
+            what="sign-file %s" % path,
+            fix="check the signing key and certificate (%s)" % cert,
+        )
         check_signature(self.modinfo(plain, "signer"), self.modinfo(plain, "sig_key"), facts, plain)
         data = read_file(plain, binary=True)
         if comp == "xz":
-            data = lzma.compress(data, check=lzma.CHECK_CRC32,
-                                 filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}])
+            data = lzma.compress(
+                data, check=lzma.CHECK_CRC32, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 20}]
+            )
         elif comp == "gz":
             data = gzip.compress(data)
         atomic_write(path, data, 0o644)
@@ -418,8 +514,10 @@ class KmodHost:
         for suffix, _kind in COMPRESSIONS:
             if os.path.exists(base + suffix):
                 return base + suffix
-        raise KmodError("dkms built %s/%s for %s but %s.ko* is missing: check BUILT_MODULE_NAME in dkms.conf"
-                        % (self.name, version, kernel, base))
+        raise KmodError(
+            "dkms built %s/%s for %s but %s.ko* is missing: check BUILT_MODULE_NAME in dkms.conf"
+            % (self.name, version, kernel, base)
+        )
 
     def installed_module(self, kernel):
         """Path of the module dkms installed for kernel (updates/dkms or DEST_MODULE_LOCATION)."""
@@ -448,7 +546,9 @@ class KmodHost:
 
     def is_loaded(self):
         return os.path.isdir("/sys/module/%s" % self.name) and (
-            os.path.exists("/sys/module/%s/initstate" % self.name) or os.path.exists("/sys/module/%s/refcnt" % self.name))
+            os.path.exists("/sys/module/%s/initstate" % self.name)
+            or os.path.exists("/sys/module/%s/refcnt" % self.name)
+        )
 
     def service_active(self):
         systemctl = self.m.get_bin_path("systemctl")
@@ -458,8 +558,10 @@ class KmodHost:
         return rc == 0
 
     def systemctl(self, verb):
-        self.cmd([self.m.get_bin_path("systemctl", required=True), verb, self.p["service"]],
-                 what="systemctl %s %s" % (verb, self.p["service"]))
+        self.cmd(
+            [self.m.get_bin_path("systemctl", required=True), verb, self.p["service"]],
+            what="systemctl %s %s" % (verb, self.p["service"]),
+        )
 
     def modprobe(self, remove=False):
         argv = [self.modprobe_bin] + (["-r"] if remove else []) + [self.name]
@@ -468,12 +570,15 @@ class KmodHost:
             return
         why = last_line(err) or last_line(out)
         if remove:
-            raise KmodError("modprobe -r %s failed: %s: stop what holds it (lsmod | grep %s; poolctl sessions)"
-                            % (self.name, why, self.name))
+            raise KmodError(
+                "modprobe -r %s failed: %s: stop what holds it (lsmod | grep %s; poolctl sessions)"
+                % (self.name, why, self.name)
+            )
         if "key was rejected" in why.lower() or "required key not available" in why.lower():
-            raise KmodError("modprobe %s failed: %s: Secure Boot rejects the signing key: enrol it with "
-                            "enroll_mok: true and mok_password, then reboot and confirm in the MOK manager"
-                            % (self.name, why))
+            raise KmodError(
+                "modprobe %s failed: %s: Secure Boot rejects the signing key: enrol it with "
+                "enroll_mok: true and mok_password, then reboot and confirm in the MOK manager" % (self.name, why)
+            )
         raise KmodError("modprobe %s failed: %s: see dmesg for the module's own message" % (self.name, why))
 
     # ---------------------------------------------------------------- secure boot
@@ -500,8 +605,9 @@ class KmodHost:
         der = os.path.splitext(cert)[0] + ".der"
         if self.p["signing_key"] or not os.path.isfile(der):
             der = os.path.join(self.tmpdir(), "cert.der")
-            rc, _out, _err = self.cmd([self.need_bin("openssl", "openssl"), "x509", "-in", cert, "-outform", "DER",
-                                       "-out", der], check=False)
+            rc, _out, _err = self.cmd(
+                [self.need_bin("openssl", "openssl"), "x509", "-in", cert, "-outform", "DER", "-out", der], check=False
+            )
             if rc != 0:
                 der = cert  # not PEM: already DER
         _rc, out, err = self.cmd([mokutil, "--test-key", der], check=False)
@@ -513,13 +619,18 @@ class KmodHost:
             self.result["reboot_required"] = True
             return
         if enrolled is None:
-            raise KmodError("mokutil --test-key %s gave no answer (%s): check mokutil and EFI variables"
-                            % (der, last_line(err) or last_line(out)))
+            raise KmodError(
+                "mokutil --test-key %s gave no answer (%s): check mokutil and EFI variables"
+                % (der, last_line(err) or last_line(out))
+            )
         self.act("import %s into the MOK list" % der)
         self.result["reboot_required"] = True
         if self.check:
             return
         password = self.p["mok_password"]
-        self.cmd([mokutil, "--import", der], data="%s\n%s\n" % (password, password),
-                 what="mokutil --import %s" % der,
-                 fix="check Secure Boot firmware support, or import by hand: mokutil --import %s" % der)
+        self.cmd(
+            [mokutil, "--import", der],
+            data="%s\n%s\n" % (password, password),
+            what="mokutil --import %s" % der,
+            fix="check Secure Boot firmware support, or import by hand: mokutil --import %s" % der,
+        )

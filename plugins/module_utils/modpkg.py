@@ -38,15 +38,18 @@ class PackageError(ValueError):
 def package_name(name, kernel):
     pkg = "%s-modules-%s" % (name, kernel)
     if not _PACKAGE_RE.match(pkg):
-        raise PackageError("%r is not a valid Debian package name (module %r, kernel %r): Debian allows lower-case "
-                           "letters, digits, '+', '-' and '.'" % (pkg, name, kernel))
+        raise PackageError(
+            "%r is not a valid Debian package name (module %r, kernel %r): Debian allows lower-case "
+            "letters, digits, '+', '-' and '.'" % (pkg, name, kernel)
+        )
     return pkg
 
 
 def check_version(version):
     if not _VERSION_RE.match(version or ""):
-        raise PackageError("module version %r is not a Debian version: the VERSION file must start with a digit"
-                           % version)
+        raise PackageError(
+            "module version %r is not a Debian version: the VERSION file must start with a digit" % version
+        )
     return version
 
 
@@ -86,15 +89,19 @@ def render_control(name, kernel, version, arch, signer, sig_key, srcversion, ins
         ("Description", "%s kernel module %s for Linux %s" % (name, version, kernel)),
     ]
     body = "".join("%s: %s\n" % (k, v) for k, v in fields if v != "")
-    return body + (" Built once on a build host and signed there with the fleet's module signing key\n"
-                   " (pool.ops.kmod_package); installed on nodes by pool.ops.kmod.\n")
+    return body + (
+        " Built once on a build host and signed there with the fleet's module signing key\n"
+        " (pool.ops.kmod_package); installed on nodes by pool.ops.kmod.\n"
+    )
 
 
 def render_maintainer_script(kernel):
     """postinst and postrm: refresh the kernel's module index; nothing else."""
-    return ("#!/bin/sh\nset -e\n"
-            "if [ -d /lib/modules/%s ] && command -v depmod >/dev/null 2>&1; then\n"
-            "\tdepmod -a %s\nfi\n" % (check_kernel(kernel), kernel))
+    return (
+        "#!/bin/sh\nset -e\n"
+        "if [ -d /lib/modules/%s ] && command -v depmod >/dev/null 2>&1; then\n"
+        "\tdepmod -a %s\nfi\n" % (check_kernel(kernel), kernel)
+    )
 
 
 def parse_fields(text):
@@ -113,11 +120,15 @@ def describe(fields, path):
     """The fields pool.ops.kmod needs from a package file, checked."""
     missing = [f for f in ("Package", "Version", "Pool-Module", "Pool-Kernel") if not fields.get(f)]
     if missing:
-        raise PackageError("%s is not a package made by pool.ops.kmod_package (no %s field): build it with that "
-                           "module" % (path, ", ".join(missing)))
+        raise PackageError(
+            "%s is not a package made by pool.ops.kmod_package (no %s field): build it with that "
+            "module" % (path, ", ".join(missing))
+        )
     if fields["Package"] != package_name(fields["Pool-Module"], fields["Pool-Kernel"]):
-        raise PackageError("%s: package %s does not match its module %s and kernel %s"
-                           % (path, fields["Package"], fields["Pool-Module"], fields["Pool-Kernel"]))
+        raise PackageError(
+            "%s: package %s does not match its module %s and kernel %s"
+            % (path, fields["Package"], fields["Pool-Module"], fields["Pool-Kernel"])
+        )
     return {
         "package": fields["Package"],
         "version": check_version(fields["Version"]),

@@ -38,8 +38,10 @@ def find_poolctl(module, path=None):
     if path:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-        raise PoolctlError("poolctl_path %s is not an executable file: install the POOL tools "
-                           "(role pool.ops.node) or fix poolctl_path" % path)
+        raise PoolctlError(
+            "poolctl_path %s is not an executable file: install the POOL tools "
+            "(role pool.ops.node) or fix poolctl_path" % path
+        )
     return module.get_bin_path("poolctl", required=False, opt_dirs=POOLCTL_DIRS)
 
 
@@ -50,8 +52,7 @@ def run_json(module, poolctl, args, data=None):
     exits non-zero, and a clear message when stdout is not one JSON document.
     """
     cmd = [poolctl, "--json", *args]
-    rc, out, err = module.run_command(cmd, data=data, binary_data=data is not None,
-                                      environ_update=dict(C_LOCALE))
+    rc, out, err = module.run_command(cmd, data=data, binary_data=data is not None, environ_update=dict(C_LOCALE))
     what = "poolctl --json %s" % " ".join(args)
     if rc != 0:
         why = last_line(err) or last_line(out) or "no error message"
@@ -59,8 +60,12 @@ def run_json(module, poolctl, args, data=None):
     try:
         doc = json.loads(out)
     except ValueError as exc:
-        raise PoolctlError("%s printed no valid JSON (%s): upgrade the POOL tools on this node"
-                           % (what, exc), rc=rc, stdout=out, stderr=err) from None
+        raise PoolctlError(
+            "%s printed no valid JSON (%s): upgrade the POOL tools on this node" % (what, exc),
+            rc=rc,
+            stdout=out,
+            stderr=err,
+        ) from None
     return doc
 
 
@@ -102,12 +107,16 @@ def kernel_module_facts(module):
                     facts["parameters"][name] = int(value) if value.lstrip("-").isdigit() else value
     if os.path.exists(DEV_POOL):
         st = os.stat(DEV_POOL)
-        facts["device"] = {"path": DEV_POOL, "mode": "%04o" % (st.st_mode & 0o7777),
-                           "uid": st.st_uid, "gid": st.st_gid}
+        facts["device"] = {"path": DEV_POOL, "mode": "%04o" % (st.st_mode & 0o7777), "uid": st.st_uid, "gid": st.st_gid}
     modinfo = module.get_bin_path("modinfo", required=False, opt_dirs=["/sbin", "/usr/sbin"])
     if modinfo:
-        fields = {"filename": "filename", "signer": "signer", "sig_key": "sig_key",
-                  "installed_version": "version", "installed_srcversion": "srcversion"}
+        fields = {
+            "filename": "filename",
+            "signer": "signer",
+            "sig_key": "sig_key",
+            "installed_version": "version",
+            "installed_srcversion": "srcversion",
+        }
         rc, out, _err = module.run_command([modinfo, "pool"], environ_update=dict(C_LOCALE))
         if rc == 0:
             parsed = parse_modinfo(out)

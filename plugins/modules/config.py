@@ -217,8 +217,15 @@ class Config(object):
     def __init__(self, module):
         self.module = module
         self.params = module.params
-        self.result = {"changed": False, "version": 0, "hash": "", "previous_version": 0, "tentative": False,
-                       "rolled_back": False, "health": {}}
+        self.result = {
+            "changed": False,
+            "version": 0,
+            "hash": "",
+            "previous_version": 0,
+            "tentative": False,
+            "rolled_back": False,
+            "health": {},
+        }
         self.poolctl = None  # fail() reads it: a failure to find poolctl has nothing to ask
         try:
             self.poolctl = find_poolctl(module, self.params["poolctl_path"])
@@ -292,8 +299,10 @@ class Config(object):
                 sessions = doc.get("sessions", [])
                 up = set(s.get("peer_public_key") for s in sessions if s.get("state") in LIVE)
                 missing = sorted(name for key, name in want.items() if key not in up)
-                seen = dict((name, sorted(set(s.get("state") for s in sessions if s.get("peer_public_key") == key)))
-                            for key, name in want.items())
+                seen = dict(
+                    (name, sorted(set(s.get("state") for s in sessions if s.get("peer_public_key") == key)))
+                    for key, name in want.items()
+                )
             if not missing and p["health_command"]:
                 rc, _out, _err = self.module.run_command(["/bin/sh", "-c", p["health_command"]])
             if not missing and rc in (None, 0):
@@ -301,15 +310,24 @@ class Config(object):
             if time.monotonic() >= deadline:
                 break
             time.sleep(1)
-        self.result["health"] = {"peers_missing": missing, "command_rc": rc,
-                                 "seconds": round(time.monotonic() - start, 1),
-                                 "session_states": seen}
+        self.result["health"] = {
+            "peers_missing": missing,
+            "command_rc": rc,
+            "seconds": round(time.monotonic() - start, 1),
+            "session_states": seen,
+        }
         problems = []
         if missing:
-            problems.append("no established session within %d s with peer(s) %s"
-                            % (p["health_timeout"], ", ".join(
-                                "%s (%s)" % (name, "sessions: " + "/".join(seen[name]) if seen.get(name)
-                                             else "no session") for name in missing)))
+            problems.append(
+                "no established session within %d s with peer(s) %s"
+                % (
+                    p["health_timeout"],
+                    ", ".join(
+                        "%s (%s)" % (name, "sessions: " + "/".join(seen[name]) if seen.get(name) else "no session")
+                        for name in missing
+                    ),
+                )
+            )
         elif rc not in (None, 0):
             problems.append("health_command exited %d (still failing after %d s)" % (rc, p["health_timeout"]))
         return "; ".join(problems) or None
@@ -345,9 +363,11 @@ class Config(object):
                 return
             if rc == EXIT_BUSY:
                 self.refresh()
-                self.fail("version %d passed the health checks but pool.ko had already rolled it back at its "
-                          "deadline: raise confirm_within above health_timeout (%d s)"
-                          % (version, p["health_timeout"]), rolled_back=True)
+                self.fail(
+                    "version %d passed the health checks but pool.ko had already rolled it back at its "
+                    "deadline: raise confirm_within above health_timeout (%d s)" % (version, p["health_timeout"]),
+                    rolled_back=True,
+                )
             self.fail(
                 "confirming version %d failed: %s: it stays tentative and pool.ko restores the previous version "
                 "at its deadline" % (version, doc),
@@ -355,11 +375,16 @@ class Config(object):
             )
         rc, doc = self.run_rc(["config", "rollback", "--version", str(version)])
         if rc not in (0, EXIT_BUSY):
-            self.fail("health check of version %d failed (%s) and the rollback failed too: %s"
-                      % (version, problem, doc), rc=rc)
+            self.fail(
+                "health check of version %d failed (%s) and the rollback failed too: %s" % (version, problem, doc),
+                rc=rc,
+            )
         self.refresh()
-        self.fail("health check of version %d failed: %s: rolled back to version %d"
-                  % (version, problem, self.result["version"]), rolled_back=True)
+        self.fail(
+            "health check of version %d failed: %s: rolled back to version %d"
+            % (version, problem, self.result["version"]),
+            rolled_back=True,
+        )
 
     def refresh(self):
         doc = self.run(["config", "show"])
@@ -408,8 +433,10 @@ def main():
     if p["health_timeout"] < 0:
         module.fail_json(msg="health_timeout must be >= 0, got %d" % p["health_timeout"])
     if p["config"] is not None and p["confirm_within"] and p["health_timeout"] >= p["confirm_within"]:
-        module.fail_json(msg="health_timeout (%d s) must be shorter than confirm_within (%d s): otherwise pool.ko "
-                         "rolls back before the checks end" % (p["health_timeout"], p["confirm_within"]))
+        module.fail_json(
+            msg="health_timeout (%d s) must be shorter than confirm_within (%d s): otherwise pool.ko "
+            "rolls back before the checks end" % (p["health_timeout"], p["confirm_within"])
+        )
     if p["rollback_to"] is not None and p["rollback_to"] < 1:
         module.fail_json(msg="rollback_to must be a stored version number (1 or more), got %d" % p["rollback_to"])
     cfg = Config(module)

@@ -141,8 +141,10 @@ def fix_attributes(module, path, diff):
     if (st.st_mode & 0o7777) != KEY_MODE:
         diff["before"]["mode"] = "%04o" % (st.st_mode & 0o7777)
         diff["after"]["mode"] = "%04o" % KEY_MODE
-        module.warn("%s had mode %04o: set to 0600 (the key may have been readable by others: consider "
-                    "state=regenerated)" % (path, st.st_mode & 0o7777))
+        module.warn(
+            "%s had mode %04o: set to 0600 (the key may have been readable by others: consider "
+            "state=regenerated)" % (path, st.st_mode & 0o7777)
+        )
         if not module.check_mode:
             os.chmod(path, KEY_MODE)
         changed = True
@@ -195,8 +197,9 @@ def ensure(module, params):
     result["public_key"] = _text(doc, "public_key")
     result["address"] = _text(doc, "address")
     if not result["public_key"]:
-        module.fail_json(msg="poolctl %s printed no public_key for %s: upgrade the POOL tools" % (cmd[1], path),
-                         **result)
+        module.fail_json(
+            msg="poolctl %s printed no public_key for %s: upgrade the POOL tools" % (cmd[1], path), **result
+        )
     if result["changed"]:
         result["diff"] = diff
     return result
@@ -214,7 +217,7 @@ def main():
         supports_check_mode=True,
     )
     for name in ("org_id", "segment_id"):
-        if not 0 <= module.params[name] < 2 ** 64:
+        if not 0 <= module.params[name] < 2**64:
             module.fail_json(msg="%s must be between 0 and 2^64-1, got %d" % (name, module.params[name]))
     module.exit_json(**ensure(module, module.params))
 

@@ -383,14 +383,22 @@ class Kmod(KmodHost):
         if ship and added:
             # The tree under /usr/src is not what this version must hold: start this version afresh.
             entries = [e for e in entries if e.version != version]
-        todo = [k for k in kernels
-                if not (dkms.status_state(entries, version, k) == "installed" and self.installed_ok(version, k, facts))]
+        todo = [
+            k
+            for k in kernels
+            if not (dkms.status_state(entries, version, k) == "installed" and self.installed_ok(version, k, facts))
+        ]
         versions_before = "".join("%s: %s\n" % (k, ", ".join(before_installed[k]) or "-") for k in kernels)
         versions_after = "".join("%s: %s\n" % (k, version) for k in kernels)
         if self.m._diff and versions_before != versions_after:
-            self.diff.append({"before_header": "%s DKMS versions" % self.name,
-                              "after_header": "%s DKMS versions" % self.name,
-                              "before": versions_before, "after": versions_after})
+            self.diff.append(
+                {
+                    "before_header": "%s DKMS versions" % self.name,
+                    "after_header": "%s DKMS versions" % self.name,
+                    "before": versions_before,
+                    "after": versions_after,
+                }
+            )
 
         new_version = False
         try:
@@ -407,8 +415,7 @@ class Kmod(KmodHost):
             if not added:
                 self.act("dkms add %s/%s" % (self.name, version))
                 if not self.check:
-                    self.dkms(["add", "-m", self.name, "-v", version],
-                              fix="check %s/dkms.conf" % self.src_dir(version))
+                    self.dkms(["add", "-m", self.name, "-v", version], fix="check %s/dkms.conf" % self.src_dir(version))
                 new_version = True
             # Build and sign everything first: the old version stays installed until all builds worked.
             for k in todo:
@@ -442,12 +449,15 @@ class Kmod(KmodHost):
             for v in old:
                 self.dkms(["uninstall", "-m", self.name, "-v", v, "-k", k], check=False)
             try:
-                self.dkms(["install", "--force", "-m", self.name, "-v", version, "-k", k],
-                          fix="the previous version was put back")
+                self.dkms(
+                    ["install", "--force", "-m", self.name, "-v", version, "-k", k],
+                    fix="the previous version was put back",
+                )
                 if not self.installed_ok(version, k, facts):
-                    raise KmodError("dkms installed %s/%s for %s but the installed file is not that version signed by "
-                                    "%s: check DEST_MODULE_LOCATION in dkms.conf"
-                                    % (self.name, version, k, cert))
+                    raise KmodError(
+                        "dkms installed %s/%s for %s but the installed file is not that version signed by "
+                        "%s: check DEST_MODULE_LOCATION in dkms.conf" % (self.name, version, k, cert)
+                    )
                 self.cmd([self.need_bin("depmod", "kmod"), "-a", k], what="depmod -a %s" % k)
             except (KmodError, CommandError):
                 for v in old:
@@ -464,8 +474,11 @@ class Kmod(KmodHost):
 
         # Every target kernel now has this version (or the run failed above), plus
         # the other kernels that already had it; no second `dkms status` (slow) needed.
-        elsewhere = [e.kernel for e in entries if e.version == version and e.kernel and e.kernel not in kernels
-                     and e.state.startswith("installed")]
+        elsewhere = [
+            e.kernel
+            for e in entries
+            if e.version == version and e.kernel and e.kernel not in kernels and e.state.startswith("installed")
+        ]
         self.result["kernels"] = sorted(set(kernels) | set(elsewhere))
         path = self.installed_module(self.running)
         if path:
@@ -475,8 +488,9 @@ class Kmod(KmodHost):
 
     def write_load_config(self):
         """modprobe.d options and the modules-load.d entry; True when the options changed."""
-        params_changed = self.write_file(os.path.join(MODPROBE_D, "%s.conf" % self.name),
-                                         dkms.render_modprobe_conf(self.name, self.p["params"]))
+        params_changed = self.write_file(
+            os.path.join(MODPROBE_D, "%s.conf" % self.name), dkms.render_modprobe_conf(self.name, self.p["params"])
+        )
         load_path = os.path.join(MODULES_LOAD_D, "%s.conf" % self.name)
         if self.p["autoload"]:
             self.write_file(load_path, dkms.render_modules_load(self.name))
@@ -491,8 +505,10 @@ class Kmod(KmodHost):
         log = os.path.join(DKMS_TREE, self.name, version, "build", "make.log")
         tail = [line for line in (read_file(log) or "").splitlines() if line.strip()][-3:]
         why = " | ".join(tail) or last_line(err) or last_line(out)
-        raise KmodError("dkms build of %s/%s for %s failed (exit %d): %s: fix the source (full log: %s); the "
-                        "previous version stays installed" % (self.name, version, kernel, rc, why, log))
+        raise KmodError(
+            "dkms build of %s/%s for %s failed (exit %d): %s: fix the source (full log: %s); the "
+            "previous version stays installed" % (self.name, version, kernel, rc, why, log)
+        )
 
     def load(self, version, params_changed, old_running):
         loaded = self.is_loaded()
@@ -509,9 +525,14 @@ class Kmod(KmodHost):
             if params_changed:
                 reasons.append("parameters changed")
             if self.m._diff and (live_version != want_version):
-                self.diff.append({"before_header": "loaded %s" % self.name, "after_header": "loaded %s" % self.name,
-                                  "before": "version %s srcversion %s\n" % (live_version, live_src),
-                                  "after": "version %s srcversion %s\n" % (want_version, want_src or "(new)")})
+                self.diff.append(
+                    {
+                        "before_header": "loaded %s" % self.name,
+                        "after_header": "loaded %s" % self.name,
+                        "before": "version %s srcversion %s\n" % (live_version, live_src),
+                        "after": "version %s srcversion %s\n" % (want_version, want_src or "(new)"),
+                    }
+                )
             if reasons:
                 self.act("reload %s (%s)" % (self.name, "; ".join(reasons)))
                 self.result["reloaded"] = True
@@ -556,8 +577,10 @@ class Kmod(KmodHost):
             if v == version:
                 continue
             if not self.managed(v):
-                self.m.warn("%s/%s is not managed by pool.ops.kmod (no %s marker): left in place"
-                            % (self.name, v, dkms.MANAGED_MARKER))
+                self.m.warn(
+                    "%s/%s is not managed by pool.ops.kmod (no %s marker): left in place"
+                    % (self.name, v, dkms.MANAGED_MARKER)
+                )
                 continue
             others = [e for e in entries if e.version == v and e.kernel and e.kernel not in kernels]
             self.act("dkms remove %s/%s" % (self.name, v))
@@ -604,35 +627,44 @@ class Kmod(KmodHost):
         query = self.m.get_bin_path("dpkg-query")
         if not query:
             return {}
-        _rc, out, _err = self.cmd([query, "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n",
-                                   "%s-modules-*" % self.name], check=False)
+        _rc, out, _err = self.cmd(
+            [query, "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n", "%s-modules-*" % self.name],
+            check=False,
+        )
         return modpkg.parse_query(out)
 
     def remove_packages(self, kernels=None):
         """Remove this module's binary packages (of ``kernels``, or all): DKMS takes over."""
         for pkg in sorted(self.dpkg_installed()):
-            kernel = pkg[len("%s-modules-" % self.name):]
+            kernel = pkg[len("%s-modules-" % self.name) :]
             if kernels is not None and kernel not in kernels:
                 continue
             self.act("remove package %s" % pkg)
             self.result["removed_packages"].append(pkg)
             if not self.check:
-                self.cmd([self.need_bin("dpkg", "dpkg"), "--purge", pkg], what="dpkg --purge %s" % pkg,
-                         env={"DEBIAN_FRONTEND": "noninteractive"})
+                self.cmd(
+                    [self.need_bin("dpkg", "dpkg"), "--purge", pkg],
+                    what="dpkg --purge %s" % pkg,
+                    env={"DEBIAN_FRONTEND": "noninteractive"},
+                )
 
     def fleet_certificate(self):
         """(cert path, facts) of the certificate the packages must be signed with."""
         p = self.p
         if p["signing_key"] or p["signing_key_content"]:
-            raise KmodError("packages are signed on the build host (pool.ops.kmod_package): give the fleet "
-                            "certificate (signing_cert or signing_cert_content), never its key, to a node")
+            raise KmodError(
+                "packages are signed on the build host (pool.ops.kmod_package): give the fleet "
+                "certificate (signing_cert or signing_cert_content), never its key, to a node"
+            )
         if p["signing_cert"]:
             if not os.path.isfile(p["signing_cert"]):
                 raise KmodError("signing_cert %s does not exist on the node: fix signing_cert" % p["signing_cert"])
             return p["signing_cert"], self.openssl_facts(p["signing_cert"])
         if not p["signing_cert_content"]:
-            raise KmodError("packages need the fleet certificate to check the module's signature against: give "
-                            "signing_cert_content (pool.ops.kmod_package returns it as certificate), or sign: false")
+            raise KmodError(
+                "packages need the fleet certificate to check the module's signature against: give "
+                "signing_cert_content (pool.ops.kmod_package returns it as certificate), or sign: false"
+            )
         content = p["signing_cert_content"].strip() + "\n"
         cert = os.path.join(p["signing_dir"], "%s-fleet.crt" % self.name)
         self.ensure_signing_dir(p["signing_dir"])
@@ -650,19 +682,25 @@ class Kmod(KmodHost):
         found = {}
         for path in self.p["packages"]:
             if not os.path.isfile(path):
-                raise KmodError("package %s does not exist on the node: copy it there first (the pool.ops.kmod "
-                                "role does)" % path)
+                raise KmodError(
+                    "package %s does not exist on the node: copy it there first (the pool.ops.kmod role does)" % path
+                )
             rc, out, err = self.cmd([dpkg_deb, "--field", path], check=False)
             if rc != 0:
-                raise KmodError("%s is not a Debian package (%s): give the files pool.ops.kmod_package wrote"
-                                % (path, last_line(err) or last_line(out)))
+                raise KmodError(
+                    "%s is not a Debian package (%s): give the files pool.ops.kmod_package wrote"
+                    % (path, last_line(err) or last_line(out))
+                )
             info = modpkg.describe(modpkg.parse_fields(out), path)
             if info["module"] != self.name:
-                raise KmodError("package %s holds module %s, not %s: fix packages or name"
-                                % (path, info["module"], self.name))
+                raise KmodError(
+                    "package %s holds module %s, not %s: fix packages or name" % (path, info["module"], self.name)
+                )
             if info["kernel"] in found:
-                raise KmodError("packages %s and %s are both for kernel %s: give one per kernel"
-                                % (found[info["kernel"]]["path"], path, info["kernel"]))
+                raise KmodError(
+                    "packages %s and %s are both for kernel %s: give one per kernel"
+                    % (found[info["kernel"]]["path"], path, info["kernel"])
+                )
             found[info["kernel"]] = info
         return found
 
@@ -673,17 +711,20 @@ class Kmod(KmodHost):
         self.dkms_bin = self.m.get_bin_path("dkms", opt_dirs=["/usr/sbin", "/sbin"])
         packages = self.read_packages()
         if p["state"] == "loaded" and self.running not in packages:
-            raise KmodError("no package among packages is for the running kernel %s (they are for %s): build one "
-                            "with pool.ops.kmod_package kernels: [%s]"
-                            % (self.running, ", ".join(sorted(packages)), self.running))
+            raise KmodError(
+                "no package among packages is for the running kernel %s (they are for %s): build one "
+                "with pool.ops.kmod_package kernels: [%s]" % (self.running, ", ".join(sorted(packages)), self.running)
+            )
         cert = facts = None
         if p["sign"]:
             cert, facts = self.fleet_certificate()
             self.result["signing_cert"] = cert
             for info in packages.values():
                 if not dkms.signature_ok(info["signer"], info["sig_key"], facts):
-                    raise KmodError("package %s is signed by %r key %s, not by the fleet certificate %s: build it "
-                                    "again with the fleet key" % (info["path"], info["signer"], info["sig_key"], cert))
+                    raise KmodError(
+                        "package %s is signed by %r key %s, not by the fleet certificate %s: build it "
+                        "again with the fleet key" % (info["path"], info["signer"], info["sig_key"], cert)
+                    )
         kernels = sorted(packages)
         self.result["version"] = (packages.get(self.running) or packages[kernels[0]])["version"]
         self.result["packages"] = [packages[k]["package"] for k in kernels]
@@ -697,9 +738,10 @@ class Kmod(KmodHost):
                 if not on:
                     continue
                 if not self.managed(v):
-                    raise KmodError("DKMS has %s/%s (not installed by pool.ops.kmod) for %s, which would shadow the "
-                                    "package: remove it (dkms remove %s/%s --all)"
-                                    % (self.name, v, ", ".join(on), self.name, v))
+                    raise KmodError(
+                        "DKMS has %s/%s (not installed by pool.ops.kmod) for %s, which would shadow the "
+                        "package: remove it (dkms remove %s/%s --all)" % (self.name, v, ", ".join(on), self.name, v)
+                    )
                 self.act("dkms remove %s/%s (the package replaces it)" % (self.name, v))
                 self.result["removed_versions"].append(v)
                 if not self.check:
@@ -709,12 +751,20 @@ class Kmod(KmodHost):
                         self.dkms(["remove", "-m", self.name, "-v", v, "--all"], check=False)
                         shutil.rmtree(self.src_dir(v), ignore_errors=True)
 
-        before = "".join("%s: %s\n" % (info["package"], installed.get(info["package"], "-"))
-                         for info in (packages[k] for k in kernels))
+        before = "".join(
+            "%s: %s\n" % (info["package"], installed.get(info["package"], "-"))
+            for info in (packages[k] for k in kernels)
+        )
         after = "".join("%s: %s\n" % (packages[k]["package"], packages[k]["version"]) for k in kernels)
         if self.m._diff and before != after:
-            self.diff.append({"before_header": "%s packages" % self.name, "after_header": "%s packages" % self.name,
-                              "before": before, "after": after})
+            self.diff.append(
+                {
+                    "before_header": "%s packages" % self.name,
+                    "after_header": "%s packages" % self.name,
+                    "before": before,
+                    "after": after,
+                }
+            )
         dpkg = self.need_bin("dpkg", "dpkg")
         for k in kernels:
             info = packages[k]
@@ -724,12 +774,17 @@ class Kmod(KmodHost):
             self.result["installed"].append(info["package"])
             if self.check:
                 continue
-            self.cmd([dpkg, "--install", info["path"]], what="dpkg --install %s" % info["path"],
-                     env={"DEBIAN_FRONTEND": "noninteractive"})
+            self.cmd(
+                [dpkg, "--install", info["path"]],
+                what="dpkg --install %s" % info["path"],
+                env={"DEBIAN_FRONTEND": "noninteractive"},
+            )
             if not self.installed_ok(info["version"], k, facts):
-                raise KmodError("installed %s but modinfo does not find %s %s signed by %s for %s: check for other "
-                                "copies of %s.ko (modinfo -k %s %s)" % (info["package"], self.name, info["version"],
-                                                                        cert, k, self.name, k, self.name))
+                raise KmodError(
+                    "installed %s but modinfo does not find %s %s signed by %s for %s: check for other "
+                    "copies of %s.ko (modinfo -k %s %s)"
+                    % (info["package"], self.name, info["version"], cert, k, self.name, k, self.name)
+                )
 
         params_changed = self.write_load_config()
         if p["state"] == "loaded":
@@ -795,11 +850,16 @@ def main():
     try:
         result = kmod.run()
     except (KmodError, CommandError, dkms.SourceError) as exc:
-        module.fail_json(msg=str(exc), actions=kmod.actions, changed=kmod.changed, **{
-            k: v for k, v in kmod.result.items() if k in ("version", "built", "sb_state")})
+        module.fail_json(
+            msg=str(exc),
+            actions=kmod.actions,
+            changed=kmod.changed,
+            **{k: v for k, v in kmod.result.items() if k in ("version", "built", "sb_state")},
+        )
     except OSError as exc:
-        module.fail_json(msg="%s: check permissions and free space on the node" % exc, actions=kmod.actions,
-                         changed=kmod.changed)
+        module.fail_json(
+            msg="%s: check permissions and free space on the node" % exc, actions=kmod.actions, changed=kmod.changed
+        )
     finally:
         kmod.cleanup()
     if not module._diff:

@@ -249,8 +249,9 @@ class Builder(KmodHost):
             try:
                 modpkg.check_kernel(k)
             except modpkg.PackageError as exc:
-                raise KmodError("kernels: %s (give exact releases; 'running' and 'all' mean nothing on a build "
-                                "host)" % exc) from exc
+                raise KmodError(
+                    "kernels: %s (give exact releases; 'running' and 'all' mean nothing on a build host)" % exc
+                ) from exc
             if k not in wanted:
                 wanted.append(k)
         if not wanted:
@@ -284,24 +285,34 @@ class Builder(KmodHost):
         if rc != 0:
             log = os.path.join(tree, self.name, version, "build", "make.log")
             tail = [line for line in (read_file(log) or "").splitlines() if line.strip()][-3:]
-            raise KmodError("dkms build of %s/%s for %s failed (exit %d): %s: fix the source; no package was "
-                            "written" % (self.name, version, kernel, rc,
-                                         " | ".join(tail) or last_line(err) or last_line(out)))
+            raise KmodError(
+                "dkms build of %s/%s for %s failed (exit %d): %s: fix the source; no package was "
+                "written" % (self.name, version, kernel, rc, " | ".join(tail) or last_line(err) or last_line(out))
+            )
         base = os.path.join(tree, self.name, version, kernel, self.arch, "module", self.name)
         built = next((base + s for s, _k in COMPRESSIONS if os.path.exists(base + s)), None)
         if built is None:
-            raise KmodError("dkms built %s/%s for %s but %s.ko* is missing: check BUILT_MODULE_NAME in dkms.conf"
-                            % (self.name, version, kernel, base))
+            raise KmodError(
+                "dkms built %s/%s for %s but %s.ko* is missing: check BUILT_MODULE_NAME in dkms.conf"
+                % (self.name, version, kernel, base)
+            )
         self.sign_module(built, kernel, key, cert, facts)
-        suffix = built[len(base):]
+        suffix = built[len(base) :]
         stage = os.path.join(work, "stage")
-        target = os.path.join(stage, modpkg.module_path(self.name, kernel)[:-len(".ko")] + suffix)
+        target = os.path.join(stage, modpkg.module_path(self.name, kernel)[: -len(".ko")] + suffix)
         os.makedirs(os.path.dirname(target))
         shutil.copyfile(built, target)
         os.chmod(target, 0o644)
         control = modpkg.render_control(
-            self.name, kernel, version, self.deb_arch, self.modinfo(target, "signer"), self.modinfo(target, "sig_key"),
-            self.modinfo(target, "srcversion"), (os.path.getsize(target) + 1023) // 1024)
+            self.name,
+            kernel,
+            version,
+            self.deb_arch,
+            self.modinfo(target, "signer"),
+            self.modinfo(target, "sig_key"),
+            self.modinfo(target, "srcversion"),
+            (os.path.getsize(target) + 1023) // 1024,
+        )
         debian = os.path.join(stage, "DEBIAN")
         os.makedirs(debian)
         atomic_write(os.path.join(debian, "control"), control, 0o644)
@@ -312,8 +323,11 @@ class Builder(KmodHost):
                 os.utime(os.path.join(root, n), (EPOCH, EPOCH))
         tmp_deb = os.path.join(os.path.dirname(dest_path), ".%s.tmp" % os.path.basename(dest_path))
         try:
-            self.cmd([self.dpkg_deb, "--root-owner-group", "-Zxz", "--build", stage, tmp_deb],
-                     what="dpkg-deb --build %s" % os.path.basename(dest_path), env={"SOURCE_DATE_EPOCH": str(EPOCH)})
+            self.cmd(
+                [self.dpkg_deb, "--root-owner-group", "-Zxz", "--build", stage, tmp_deb],
+                what="dpkg-deb --build %s" % os.path.basename(dest_path),
+                env={"SOURCE_DATE_EPOCH": str(EPOCH)},
+            )
             os.chmod(tmp_deb, 0o644)
             os.rename(tmp_deb, dest_path)
         finally:
@@ -323,10 +337,13 @@ class Builder(KmodHost):
     def prune(self, dest, kernel, keep_path):
         """Remove this kernel's older package files beyond ``keep``, oldest first."""
         prefix = modpkg.package_name(self.name, kernel) + "_"
-        others = [os.path.join(dest, n) for n in os.listdir(dest)
-                  if n.startswith(prefix) and n.endswith(".deb") and os.path.join(dest, n) != keep_path]
+        others = [
+            os.path.join(dest, n)
+            for n in os.listdir(dest)
+            if n.startswith(prefix) and n.endswith(".deb") and os.path.join(dest, n) != keep_path
+        ]
         others.sort(key=lambda path: os.stat(path).st_mtime, reverse=True)
-        for path in others[max(0, self.p["keep"] - 1):]:
+        for path in others[max(0, self.p["keep"] - 1) :]:
             self.act("remove %s" % path)
             self.result["removed"].append(path)
             if not self.check:
@@ -339,7 +356,9 @@ class Builder(KmodHost):
         self.modinfo_bin = self.need_bin("modinfo", "kmod")
         self.dkms_bin = self.need_bin("dkms", "dkms")
         self.dpkg_deb = self.need_bin("dpkg-deb", "dpkg")
-        _rc, out, _err = self.cmd([self.need_bin("dpkg", "dpkg"), "--print-architecture"], what="dpkg --print-architecture")
+        _rc, out, _err = self.cmd(
+            [self.need_bin("dpkg", "dpkg"), "--print-architecture"], what="dpkg --print-architecture"
+        )
         self.deb_arch = out.strip()
         version, rendered = self.load_source()
         try:
@@ -370,8 +389,9 @@ class Builder(KmodHost):
                     started = time.time()
                     self.build(version, rendered, k, key, cert, facts, path)
                     self.result["build_seconds"][k] = round(time.time() - started, 1)
-            self.result["packages"].append({"kernel": k, "package": modpkg.package_name(self.name, k),
-                                            "version": version, "path": path})
+            self.result["packages"].append(
+                {"kernel": k, "package": modpkg.package_name(self.name, k), "version": version, "path": path}
+            )
             if os.path.isdir(dest):
                 self.prune(dest, k, path)
         return dict(self.result, changed=self.changed, actions=self.actions)
@@ -413,8 +433,11 @@ def main():
     except (KmodError, CommandError, dkms.SourceError, modpkg.PackageError) as exc:
         module.fail_json(msg=str(exc), actions=builder.actions, changed=builder.changed)
     except OSError as exc:
-        module.fail_json(msg="%s: check permissions and free space on the build host" % exc,
-                         actions=builder.actions, changed=builder.changed)
+        module.fail_json(
+            msg="%s: check permissions and free space on the build host" % exc,
+            actions=builder.actions,
+            changed=builder.changed,
+        )
     finally:
         builder.cleanup()
     module.exit_json(**result)

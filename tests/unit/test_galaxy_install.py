@@ -18,8 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "galaxy-install-test.sh"
 
 
-@pytest.mark.skipif(shutil.which("ansible-galaxy", path=str(Path(sys.executable).parent) + os.pathsep
-                                 + os.environ.get("PATH", "")) is None, reason="ansible-galaxy not installed")
+@pytest.mark.skipif(
+    shutil.which("ansible-galaxy", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    is None,
+    reason="ansible-galaxy not installed",
+)
 def test_build_install_and_syntax_check_from_installed_collection():
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, env=env, timeout=300, check=False)

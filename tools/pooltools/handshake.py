@@ -165,7 +165,8 @@ class Initiator:
     def on_ack(self, hdr: Header, payload: bytes) -> HandshakeResult:
         self._check_reply(hdr, payload, PacketType.ACK)
         ack = wire.HsAck.decode(payload)
-        h = sha256(self.h, ack.ephemeral)
+        # both ids enter the transcript: a rewritten rid fails the confirm tag
+        h = sha256(self.h, self.iid, hdr.rid, ack.ephemeral)
         ck, _ = mix(self.ck, dh(self.e, ack.ephemeral))
         ck, k = mix(ck, dh(self.s, ack.ephemeral))
         if aead_decrypt(k, ZERO_NONCE, ack.confirm, h) != b"":
@@ -304,7 +305,7 @@ class Responder:
         e_r = clamp(ephemeral_secret if ephemeral_secret is not None else self.rng(32))
         E_r = public_key(e_r)
         rid = bytes(rid) if rid is not None else self.rng(8)
-        h = sha256(h, E_r)
+        h = sha256(h, iid, rid, E_r)
         ck, _ = mix(ck, dh(e_r, r.ephemeral))
         ck, k = mix(ck, dh(e_r, s_i))
         confirm = aead_encrypt(k, ZERO_NONCE, b"", h)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import noise, wire
+from .flow import FlowViolationError
 from .keys import decode_key, encode_key
 from .session import Session
 from .wire import ErrorCode, Flag, Header, PacketType
@@ -46,6 +47,10 @@ class Config:
     handshake_timeout: float = 10.0
     max_sessions: int = 64
     channel: int = 0
+    # flow control window granted once the session is up (docs/protocol.md section 4a)
+    window: int = wire.FLOW_WINDOW
+    # seconds the application waits before each message it reads (a slow receiver)
+    read_delay: float = 0.0
 
 
 class PeerError(Exception):
@@ -76,6 +81,7 @@ class Stats:
     rtt_ns: int = 0
     jitter_ns: int = 0
     heartbeats_unanswered: int = 0
+    flow_waits: int = 0  # times a send waited for the peer's window
     peer_telemetry: dict[str, int] = field(default_factory=dict)
     announcements: list[dict[str, Any]] = field(default_factory=list)
 
@@ -102,6 +108,7 @@ class PeerSession:
         self._tx_hash = hashlib.sha256()
         self._sent_at_last_hb = 0
         self._closing = False
+        self._credit = asyncio.Event()  # set when a WINDOW raised the send limit
 
     # ---- sending ----
 
@@ -121,7 +128,15 @@ class PeerSession:
         await self.writer.drain()
 
     async def send(self, data: bytes, channel: int | None = None) -> None:
+        """One DATA message, once the peer's window has room for it (flow control)."""
+        while not self.s.flow.can_send(len(data)):
+            if self.closed.is_set() or self._closing:
+                raise PeerError("session closed")
+            self.stats.flow_waits += 1
+            self._credit.clear()
+            await self._credit.wait()
         await self._send(PacketType.DATA, data, channel=self.cfg.channel if channel is None else channel)
+        self.s.flow.sent(len(data))
         self.stats.bytes_sent += len(data)
         self.stats.messages_sent += 1
         self._tx_hash.update(data)
@@ -136,7 +151,7 @@ class PeerSession:
             return
         self._closing = True
         self.stats.close_reason = reason
-        if 0 <= code < 0x10:
+        if 0 <= code <= wire.CLOSE_CODE_MAX:
             with contextlib.suppress(Exception):
                 self._write([self.s.seal(PacketType.CLOSE, wire.encode_close(code))])
                 await asyncio.wait_for(self.writer.drain(), 2)
@@ -152,6 +167,7 @@ class PeerSession:
             return
         self.stats.close_reason = self.stats.close_reason or reason
         self.closed.set()
+        self._credit.set()
         self.inbox.put_nowait(None)
         with contextlib.suppress(Exception):
             self.writer.close()
@@ -162,6 +178,8 @@ class PeerSession:
     # ---- receiving ----
 
     def start(self) -> None:
+        # the application holds the session from the start: grant the full window
+        self._write([self.s.seal(PacketType.WINDOW, self.s.flow.open(self.cfg.window).encode())])
         self._tasks = [asyncio.create_task(self._rx_loop()), asyncio.create_task(self._timer_loop())]
 
     async def wait_closed(self) -> None:
@@ -205,6 +223,11 @@ class PeerSession:
         t, pt, hdr = got.type, got.plaintext, got.header
         st = self.stats
         if t == PacketType.DATA:
+            try:
+                self.s.flow.on_data(len(pt))
+            except FlowViolationError as exc:
+                await self.close(ErrorCode.FLOW_VIOLATION, f"flow control: {exc}")
+                return False
             st.bytes_recv += len(pt)
             st.messages_recv += 1
             self._rx_hash.update(pt)
@@ -235,11 +258,18 @@ class PeerSession:
             st.close_code_recv = wire.decode_close(pt)
             self._finish(f"peer sent CLOSE {wire.code_name(st.close_code_recv)}")
             return False
+        elif t == PacketType.WINDOW:
+            try:
+                self.s.flow.on_window(wire.Window.decode(pt))
+            except (wire.WireError, FlowViolationError) as exc:
+                await self.close(ErrorCode.FLOW_VIOLATION, f"flow control: {exc}")
+                return False
+            self._credit.set()
         elif t == PacketType.CONFIG:
             st.announcements.append({"config": wire.ConfigAnnounce.decode(pt).version})
         elif t == PacketType.ROLLBACK:
             st.announcements.append({"rollback": wire.RollbackAnnounce.decode(pt).restored_version})
-        return True  # DISCOVER, JOURNAL: authenticated, ignored
+        return True
 
     async def _timer_loop(self) -> None:
         hb = self.cfg.heartbeat_seconds
@@ -290,7 +320,16 @@ class PeerSession:
         await self.writer.drain()
 
     async def recv(self) -> tuple[int, bytes] | None:
-        return await self.inbox.get()
+        """The next message (None at the end); reading it frees window for the peer."""
+        if self.cfg.read_delay:
+            await asyncio.sleep(self.cfg.read_delay)
+        item = await self.inbox.get()
+        if item is not None and not self.closed.is_set() and not self._closing:
+            grant = self.s.flow.consumed(len(item[1]))
+            if grant is not None:
+                with contextlib.suppress(PeerError, ConnectionError, OSError):
+                    await self._send(PacketType.WINDOW, grant.encode())
+        return item
 
     def summary(self) -> dict[str, Any]:
         st = self.stats
@@ -595,6 +634,12 @@ def _cfg(args: argparse.Namespace) -> Config:
     difficulty = getattr(args, "difficulty", noise.DEFAULT_DIFFICULTY)
     if not 0 <= difficulty <= noise.MAX_DIFFICULTY:
         raise PeerError(f"--difficulty must be 0 to {noise.MAX_DIFFICULTY} (got {difficulty})")
+    if not wire.FLOW_MSG_COST + wire.MAX_MESSAGE <= args.window <= wire.FLOW_MAX_WINDOW:
+        raise PeerError(
+            f"--window must be {wire.FLOW_MSG_COST + wire.MAX_MESSAGE} to {wire.FLOW_MAX_WINDOW} (got {args.window})"
+        )
+    if not 0 <= args.read_delay <= 60:
+        raise PeerError(f"--read-delay must be 0 to 60 seconds (got {args.read_delay})")
     return Config(
         heartbeat_seconds=args.heartbeat_seconds,
         rekey_seconds=args.rekey_seconds,
@@ -602,6 +647,8 @@ def _cfg(args: argparse.Namespace) -> Config:
         difficulty=difficulty,
         handshake_timeout=args.timeout,
         channel=args.channel,
+        window=args.window,
+        read_delay=args.read_delay,
     )
 
 
@@ -688,6 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="write received data here")
         p.add_argument("--expect-echo", action="store_true", help="with --send: wait for the data to come back")
         p.add_argument("--echo-timeout", type=float, default=120.0)
+        p.add_argument(
+            "--window", type=int, default=wire.FLOW_WINDOW, help="flow control window granted to the peer (bytes)"
+        )
+        p.add_argument(
+            "--read-delay", type=float, default=0.0, help="wait this long before reading each message (slow receiver)"
+        )
 
     g = sub.add_parser("genkey", help="write a new private key file (0600), print the public key")
     g.add_argument("file")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import noise, wire
+from .flow import FlowControl
 from .wire import Flag, Header, PacketType
 
 
@@ -51,6 +52,7 @@ class Session:
         self.clock = clock
         self.packets_on_keys = 0
         self.keys_since = clock()
+        self.flow = FlowControl()
 
     @property
     def highest_recv(self) -> int:

@@ -59,6 +59,8 @@ class ErrorCode(enum.IntEnum):
     JOURNAL_FULL = 0x8
     OVERLOAD = 0x9
     VERSION_MISMATCH = 0xA
+    KEY_EXPIRED = 0xB
+    FLOW_VIOLATION = 0xC
     PEER_DEAD = 0x10
     LOCAL_CLOSE = 0x11
     UNKNOWN_PEER = 0x12

@@ -14,8 +14,13 @@ from . import uapi
 
 __all__ = [
     "ACK_ECHO_LEN",
+    "CLOSE_CODE_MAX",
     "CLOSE_LEN",
     "CONFIG_LEN",
+    "FLOW_INITIAL_WINDOW",
+    "FLOW_MAX_WINDOW",
+    "FLOW_MSG_COST",
+    "FLOW_WINDOW",
     "HEADER_LEN",
     "HEARTBEAT_LEN",
     "HS_ACK_LEN",
@@ -27,6 +32,7 @@ __all__ = [
     "ROLLBACK_LEN",
     "TAG_LEN",
     "VERSION",
+    "WINDOW_LEN",
     "AckEcho",
     "Challenge",
     "ConfigAnnounce",
@@ -42,9 +48,11 @@ __all__ = [
     "Response",
     "RollbackAnnounce",
     "Telemetry",
+    "Window",
     "WireError",
     "decode_close",
     "encode_close",
+    "flow_cost",
     "payload_range",
 ]
 
@@ -70,8 +78,9 @@ class PacketType(enum.IntEnum):
     CLOSE = 0x7
     CONFIG = 0x8
     ROLLBACK = 0x9
-    DISCOVER = 0xA
-    JOURNAL = 0xB
+    DISCOVER = 0xA  # reserved: no payload defined, framing refuses it
+    JOURNAL = 0xB  # reserved, likewise
+    WINDOW = 0xC
 
 
 class Flag(enum.IntFlag):
@@ -89,6 +98,11 @@ class Flag(enum.IntFlag):
 
 
 FLAGS_ALL = 0x03FF
+# Only ENCRYPTED (every transport packet) and TELEMETRY (on a HEARTBEAT) have a meaning;
+# framing refuses the other bits.
+RESERVED_TYPES = frozenset({PacketType.DISCOVER, PacketType.JOURNAL})
+# The highest code a CLOSE may carry; higher codes are local reasons.
+CLOSE_CODE_MAX = 0xC
 
 
 # CLOSE codes (sent) and local reasons (journaled, never sent): the ABI binding's enum,
@@ -128,6 +142,7 @@ ACK_ECHO_LEN = 16
 REKEY_LEN = 40
 CONFIG_LEN = 84
 ROLLBACK_LEN = 72
+WINDOW_LEN = 16
 
 HANDSHAKE_TYPES = frozenset({PacketType.INIT, PacketType.CHALLENGE, PacketType.RESPONSE})
 _HANDSHAKE_EXACT = {
@@ -145,6 +160,7 @@ PLAINTEXT_LEN = {
     PacketType.CLOSE: CLOSE_LEN,
     PacketType.CONFIG: CONFIG_LEN,
     PacketType.ROLLBACK: ROLLBACK_LEN,
+    PacketType.WINDOW: WINDOW_LEN,
 }
 
 
@@ -154,14 +170,14 @@ def payload_range(ptype: int, flags: int) -> tuple[int, int]:
     Two shapes exist. Handshake shape (ENCRYPTED clear): INIT 40, CHALLENGE 40,
     RESPONSE 128, ACK 48, CLOSE 2 exactly; other types cannot be unencrypted.
     Transport shape (ENCRYPTED set; never INIT, CHALLENGE, RESPONSE): the
-    type's plaintext size + 16 for fixed-size types, 16..65535 for DATA,
-    DISCOVER and JOURNAL. (0, -1) means "no valid length".
+    type's plaintext size + 16 for fixed-size types, 16..65535 for DATA.
+    The reserved DISCOVER and JOURNAL have none. (0, -1) means "no valid length".
     """
     pt = PacketType(ptype)
     if not flags & Flag.ENCRYPTED:
         n = _HANDSHAKE_EXACT.get(pt, _PLAIN_EXACT.get(pt))
         return (n, n) if n is not None else (0, -1)
-    if pt in _HANDSHAKE_EXACT:
+    if pt in _HANDSHAKE_EXACT or pt in RESERVED_TYPES:
         return 0, -1
     if pt in PLAINTEXT_LEN:
         n = PLAINTEXT_LEN[pt] + TAG_LEN
@@ -278,6 +294,12 @@ def _check_framing(ptype: int, flags: int, plen: int, seq: int = 0, ack: int = 0
                 raise MalformedError(field_name, f"{value} in a handshake {name}, must be zero")
     elif ptype in _HANDSHAKE_EXACT:
         raise MalformedError("flags", f"{name} is never encrypted")
+    elif ptype in RESERVED_TYPES:
+        raise MalformedError("type", f"{name} is reserved (no payload is defined)")
+    else:
+        allowed = Flag.ENCRYPTED | (Flag.TELEMETRY if ptype == PacketType.HEARTBEAT else 0)
+        if flags & ~allowed:
+            raise MalformedError("flags", f"0x{flags:04x} has reserved bits 0x{flags & ~allowed:04x} for {name}")
     lo, hi = payload_range(ptype, flags)
     if not lo <= plen <= hi:
         want = str(lo) if lo == hi else f"{lo}..{hi}"
@@ -421,6 +443,43 @@ class AckEcho:
     def decode(cls, p: bytes) -> AckEcho:
         _b("ACK plaintext", p, ACK_ECHO_LEN)
         return cls(*struct.unpack(">QQ", p))
+
+
+@dataclass(frozen=True)
+class Window:
+    """WINDOW (section 4a): DATA cost the receiver consumed, and the window it grants beyond."""
+
+    consumed: int
+    window: int
+
+    def encode(self) -> bytes:
+        _u("WINDOW consumed", self.consumed, 64)
+        _u("WINDOW window", self.window, 32)
+        if self.window > FLOW_MAX_WINDOW:
+            raise WireError("WINDOW window", f"{self.window} above {FLOW_MAX_WINDOW}")
+        return struct.pack(">QII", self.consumed, self.window, 0)
+
+    @classmethod
+    def decode(cls, p: bytes) -> Window:
+        _b("WINDOW plaintext", p, WINDOW_LEN)
+        consumed, window, reserved = struct.unpack(">QII", p)
+        if reserved:
+            raise WireError("WINDOW reserved", f"0x{reserved:08x}, must be zero")
+        if window > FLOW_MAX_WINDOW:
+            raise WireError("WINDOW window", f"{window} above {FLOW_MAX_WINDOW}")
+        return cls(consumed, window)
+
+
+# Flow control (section 4a).
+FLOW_MSG_COST = 256
+FLOW_INITIAL_WINDOW = 256 << 10
+FLOW_WINDOW = 4 << 20
+FLOW_MAX_WINDOW = 1 << 30
+
+
+def flow_cost(length: int) -> int:
+    """What a DATA of `length` plaintext bytes costs of the receiver's window."""
+    return length + FLOW_MSG_COST
 
 
 def encode_close(code: int) -> bytes:

@@ -399,6 +399,53 @@ def test_rekey_under_continuous_traffic(lab: Lab) -> None:
     lab.round_trip()
 
 
+def test_stalled_reader_does_not_stall_the_session(lab: Lab) -> None:
+    """Flow control (docs/protocol.md 4a): node2's reader holds the session without reading
+    while node1 writes as fast as it can. node1's writes wait for the window, node2's queue
+    stays within it, and the control packets still flow: rekeys every 5 s go on on both sides
+    (before flow control, node2 stopped reading the stream and the session stuck in
+    "rekeying"). Then the reader reads everything: nothing lost, duplicated or reordered."""
+    n1, n2 = lab.n1, lab.n2
+    s1 = n1.live_with(n2.key)[0]
+    s2 = n2.live_with(n1.key)[0]
+    stall, size = 40, 8192
+    nonce = uuid.uuid4().hex[:7]
+    with tunables([n1, n2], rekey_seconds=5):
+        recv = _bg(
+            n2.run,
+            f"{n2.py} {PROBE} seq-recv --peer {n1.key} --channel 11 --timeout 300 --nonce {nonce} --stall {stall}",
+            900,
+        )
+        time.sleep(3)
+        send = _bg(
+            n1.json,
+            f"{n1.py} {PROBE} seq-send --peer {n2.key} --channel 11 --seconds 8 --size {size} --nonce {nonce}",
+            900,
+        )
+        time.sleep(12)  # the window is full well before this
+        mid = {n.name: _one_session(n, s["index"]) for n, s in ((n1, s1), (n2, s2))}
+        time.sleep(stall - 20)
+        late = {n.name: _one_session(n, s["index"]) for n, s in ((n1, s1), (n2, s2))}
+        sent, r = send.result(), recv.result()
+    print(f"\nsent {sent}\nrecv {r.stdout}\nmid {mid}\nlate {late}")
+    for name in mid:
+        rekeys = late[name]["epoch"] - mid[name]["epoch"]
+        assert rekeys >= 2, (
+            f"{name}: {rekeys} rekeys in {stall - 20} s of a stalled reader: {mid[name]} -> {late[name]}"
+        )
+    window_msgs = (4 << 20) // (size + 256)
+    assert late[n2.name]["rx_queue"] <= window_msgs, f"node2 queued beyond its window: {late[n2.name]}"
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert d["ok"] and d["sent"] == sent["sent"], f"stream after the stall: {d}"
+    lab.round_trip()
+
+
+def _one_session(node: Node, index: int) -> dict:
+    found = [s for s in node.sessions() if s["index"] == index]
+    assert found and found[0]["state"] in ("established", "rekeying"), f"{node.name}: session {index} gone: {found}"
+    return found[0]
+
+
 # ---- 4. the reference peer and pool.ko, both directions ---------------------------------
 
 

@@ -23,9 +23,10 @@ Everything prints one JSON document on stdout.
     config-restore
         CONFIG_ROLLBACK of the active version while it has a previous one.
     seq-send --peer B64 --channel C --seconds S [--size N] [--nonce X]
-    seq-recv --peer B64 --channel C --timeout T --nonce X
+    seq-recv --peer B64 --channel C --timeout T --nonce X [--stall S]
         Sequence-numbered messages over the established session with the peer
         (ATTACH); the receiver checks none is lost, duplicated or reordered.
+        --stall: hold the session S seconds without reading first (a stalled reader).
     cycles HOST --peer B64 --count N [--port P]
         N CONNECT + close cycles to the peer (sessions of the kernel on both sides).
     efault HOST --peer B64 [--port P]
@@ -378,6 +379,7 @@ def cmd_seq_recv(a: argparse.Namespace) -> int:
     total = None
     with Device() as dev:
         sess = attach_peer(dev, key_arg(a.peer))
+        time.sleep(a.stall)
         deadline = time.monotonic() + a.timeout
         seen_max = -1
         while total is None:
@@ -671,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channel", type=int, default=9)
     p.add_argument("--timeout", type=float, required=True)
     p.add_argument("--nonce", required=True)
+    p.add_argument("--stall", type=float, default=0.0)
     p.set_defaults(func=cmd_seq_recv)
 
     p = sub.add_parser("cycles")

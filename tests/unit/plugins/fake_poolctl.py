@@ -8,7 +8,7 @@ import stat
 import sys
 from pathlib import Path
 
-SCRIPT = r'''#!{python}
+SCRIPT = r"""#!{python}
 import json, os, sys
 here = {here!r}
 args = sys.argv[1:]
@@ -38,7 +38,7 @@ if "raw" in answer:
     sys.stdout.write(answer["raw"])
 else:
     json.dump(answer["json"], sys.stdout)
-'''
+"""
 
 
 class FakePoolctl:

@@ -15,24 +15,24 @@ def enc(**kw: object) -> bytearray:
 
 def test_round_trip_layout() -> None:
     h = Header(
-        type=PacketType.DATA,
-        flags=Flag.ENCRYPTED | Flag.PRIORITY,
+        type=PacketType.HEARTBEAT,
+        flags=Flag.ENCRYPTED | Flag.TELEMETRY,
         seq=0x0102030405060708,
         ack=0x1112131415161718,
         session_id=bytes(range(16)),
         timestamp=0x2122232425262728,
-        payload_len=0x3132,
+        payload_len=60,
         channel=0x41,
         mac=b"\xee" * 32,
     )
     raw = h.encode()
     assert len(raw) == wire.HEADER_LEN
-    assert raw[0] == 0x13 and raw[1] == 0 and raw[2:4] == b"\x00\x05"
+    assert raw[0] == 0x15 and raw[1] == 0 and raw[2:4] == b"\x00\x41"
     assert raw[4:12] == bytes.fromhex("0102030405060708")
     assert raw[12:20] == bytes.fromhex("1112131415161718")
     assert raw[20:36] == bytes(range(16))
     assert raw[36:44] == bytes.fromhex("2122232425262728")
-    assert raw[44:46] == b"\x31\x32" and raw[46] == 0x41 and raw[47] == 0
+    assert raw[44:46] == b"\x00\x3c" and raw[46] == 0x41 and raw[47] == 0
     assert raw[48:80] == b"\xee" * 32
     assert Header.decode(raw) == h
     assert h.encode_unmacced()[48:] == bytes(32)
@@ -45,7 +45,7 @@ def test_round_trip_layout() -> None:
         (lambda r: r.__setitem__(0, 0x03), "version"),
         (lambda r: r.__setitem__(1, 1), "reserved byte 1"),
         (lambda r: r.__setitem__(47, 1), "reserved byte 47"),
-        (lambda r: r.__setitem__(0, 0x1C), "type"),
+        (lambda r: r.__setitem__(0, 0x1D), "type"),
         (lambda r: r.__setitem__(2, 0x04), "flags"),
         (lambda r: r.__setitem__(slice(44, 46), b"\x00\x0f"), "payload length"),
     ],
@@ -79,7 +79,7 @@ def test_truncated_header() -> None:
         (PacketType.CONFIG, Flag.ENCRYPTED, [100], [84]),
         (PacketType.ROLLBACK, Flag.ENCRYPTED, [88], [72]),
         (PacketType.DATA, Flag.ENCRYPTED, [16, 17, 65535], [0, 15]),
-        (PacketType.JOURNAL, Flag.ENCRYPTED, [16, 1000], [15]),
+        (PacketType.WINDOW, Flag.ENCRYPTED, [32], [16, 31, 33]),
     ],
 )
 def test_payload_lengths(ptype: int, flags: int, good: list[int], bad: list[int]) -> None:
@@ -88,6 +88,30 @@ def test_payload_lengths(ptype: int, flags: int, good: list[int], bad: list[int]
     for n in bad:
         with pytest.raises(MalformedError, match="payload length"):
             Header(type=ptype, flags=flags, payload_len=n).encode()
+
+
+def test_reserved_types_and_flags_are_refused() -> None:
+    """Only ENCRYPTED, and TELEMETRY on a HEARTBEAT, have a meaning; DISCOVER and JOURNAL none."""
+    for ptype in (PacketType.DISCOVER, PacketType.JOURNAL):
+        with pytest.raises(MalformedError, match="reserved"):
+            Header(type=ptype, flags=Flag.ENCRYPTED, payload_len=16).encode()
+    for flag in Flag:
+        if flag in (Flag.NONE, Flag.ENCRYPTED):
+            continue
+        with pytest.raises(MalformedError, match="reserved bits"):
+            Header(type=PacketType.DATA, flags=Flag.ENCRYPTED | flag, payload_len=16).encode()
+    Header(type=PacketType.HEARTBEAT, flags=Flag.ENCRYPTED | Flag.TELEMETRY, payload_len=60).encode()
+    with pytest.raises(MalformedError, match="reserved bits"):
+        Header(type=PacketType.HEARTBEAT, flags=Flag.ENCRYPTED | Flag.PRIORITY, payload_len=60).encode()
+
+
+def test_window_codec() -> None:
+    w = wire.Window(consumed=(1 << 40) + 5, window=wire.FLOW_WINDOW)
+    assert wire.Window.decode(w.encode()) == w
+    with pytest.raises(wire.WireError, match="reserved"):
+        wire.Window.decode(w.encode()[:12] + b"\x00\x00\x00\x01")
+    with pytest.raises(wire.WireError, match="above"):
+        wire.Window.decode(w.encode()[:8] + (wire.FLOW_MAX_WINDOW + 1).to_bytes(4, "big") + bytes(4))
 
 
 def test_shapes() -> None:

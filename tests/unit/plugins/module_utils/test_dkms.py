@@ -30,8 +30,20 @@ BASE = {
 
 
 def test_source_files_skip_build_outputs_and_hidden(tmp_path):
-    make_tree(tmp_path, {**BASE, "main.o": b"obj", "pool.ko": b"ko", ".main.o.cmd": b"c", "pool.mod.c": b"m",
-                         "Module.symvers": b"", "modules.order": b"", ".git/config": b"x", "main.c~": b"old"})
+    make_tree(
+        tmp_path,
+        {
+            **BASE,
+            "main.o": b"obj",
+            "pool.ko": b"ko",
+            ".main.o.cmd": b"c",
+            "pool.mod.c": b"m",
+            "Module.symvers": b"",
+            "modules.order": b"",
+            ".git/config": b"x",
+            "main.c~": b"old",
+        },
+    )
     assert dkms.source_files(tmp_path) == ["Kbuild", "VERSION", "dkms.conf", "main.c", "uapi/pool.h"]
 
 
@@ -202,8 +214,11 @@ serial=23CE28983465D693A2DAB57ECA2C04A9C99A82EA
 
 def test_parse_openssl_x509_and_signature_ok():
     facts = dkms.parse_openssl_x509(OPENSSL)
-    assert facts == {"subject_cn": "pool.ops module signing (node1)", "issuer_cn": "pool.ops module signing (node1)",
-                     "serial": "23ce28983465d693a2dab57eca2c04a9c99a82ea"}
+    assert facts == {
+        "subject_cn": "pool.ops module signing (node1)",
+        "issuer_cn": "pool.ops module signing (node1)",
+        "serial": "23ce28983465d693a2dab57eca2c04a9c99a82ea",
+    }
     sig_key = "23:CE:28:98:34:65:D6:93:A2:DA:B5:7E:CA:2C:04:A9:C9:9A:82:EA"
     assert dkms.signature_ok("pool.ops module signing (node1)", sig_key, facts)
     assert not dkms.signature_ok("Debian Secure Boot CA", sig_key, facts)

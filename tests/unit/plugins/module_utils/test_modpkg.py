@@ -34,8 +34,9 @@ def test_kernel_release_with_a_slash_is_refused():
 
 
 def test_control_round_trip():
-    text = modpkg.render_control("pool", KERNEL, "0.1.0+ab", "amd64", "pool.ops fleet\nmodule signing", "0A:1B",
-                                 "ADD5EE", 263)
+    text = modpkg.render_control(
+        "pool", KERNEL, "0.1.0+ab", "amd64", "pool.ops fleet\nmodule signing", "0A:1B", "ADD5EE", 263
+    )
     fields = modpkg.parse_fields(text)
     assert fields["Package"] == "pool-modules-" + KERNEL
     assert fields["Pool-Signer"] == "pool.ops fleet module signing"  # one line, whatever the CN held
@@ -65,4 +66,7 @@ def test_parse_query_keeps_installed_and_half_installed_packages():
         "pool-modules-6.12.1-amd64\t0.1.0+cc\tiU \n"
         "garbage line\n"
     )
-    assert modpkg.parse_query(out) == {"pool-modules-6.1.0-27-amd64": "0.1.0+aa", "pool-modules-6.12.1-amd64": "0.1.0+cc"}
+    assert modpkg.parse_query(out) == {
+        "pool-modules-6.1.0-27-amd64": "0.1.0+aa",
+        "pool-modules-6.12.1-amd64": "0.1.0+cc",
+    }

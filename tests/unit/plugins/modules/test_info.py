@@ -11,12 +11,29 @@ PUB = "q" * 43 + "="
 PEER = "r" * 43 + "="
 
 FIXTURE = {
-    "identity show": {"json": {"public_key": PUB, "address": "00010001:" + "00000000:" * 6 + "12345678",
-                               "org_id": 0, "segment_id": 0, "set": True}},
+    "identity show": {
+        "json": {
+            "public_key": PUB,
+            "address": "00010001:" + "00000000:" * 6 + "12345678",
+            "org_id": 0,
+            "segment_id": 0,
+            "set": True,
+        }
+    },
     "peers list": {"json": {"peers": [{"name": "node2", "public_key": PEER, "endpoint": "10.253.0.12:9253"}]}},
-    "sessions": {"json": {"sessions": [
-        {"index": 1, "state": "ESTABLISHED", "peer_public_key": PEER, "heartbeats_sent": 4, "heartbeats_recv": 3},
-    ]}},
+    "sessions": {
+        "json": {
+            "sessions": [
+                {
+                    "index": 1,
+                    "state": "ESTABLISHED",
+                    "peer_public_key": PEER,
+                    "heartbeats_sent": 4,
+                    "heartbeats_recv": 3,
+                },
+            ]
+        }
+    },
     "config show": {"json": {"version": 3, "hash": "ab" * 32, "tentative": False}},
     "journal show": {"json": {"head_hash": "cd" * 32, "next_seq": 12, "entries": []}},
     "stats": {"json": {"listening": 1, "listen_port": 9253, "sessions_active": 1}},
@@ -108,8 +125,7 @@ def test_poolctl_failure_is_one_clear_line(sysfs, tmp_path, fake, capsys):
     fake.set_fixture(dict(FIXTURE, sessions={"rc": 1, "stderr": "poolctl: sessions: permission denied on /dev/pool"}))
     code, res = run_module(info.main, {"poolctl_path": str(fake.path)}, capsys)
     assert code == 1 and res["failed"]
-    assert res["msg"] == ("poolctl --json sessions failed (exit 1): "
-                          "poolctl: sessions: permission denied on /dev/pool")
+    assert res["msg"] == ("poolctl --json sessions failed (exit 1): poolctl: sessions: permission denied on /dev/pool")
 
 
 def test_poolctl_failure_ignored(sysfs, tmp_path, fake, capsys):

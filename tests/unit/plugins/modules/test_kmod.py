@@ -25,10 +25,26 @@ class FakeModule:
 
     def __init__(self, params=None, check_mode=False, answers=None):
         self.params = dict(
-            name="pool", state="loaded", src=None, remote_src=True, kernels=["running"], install_headers=False,
-            params={}, autoload=True, sign=True, signing_key=None, signing_cert=None, signing_key_content=None,
-            signing_cert_content=None, signing_dir="/nonexistent", signing_cn=None, enroll_mok=False,
-            mok_password=None, service="poold", remove_stale=True, packages=None,
+            name="pool",
+            state="loaded",
+            src=None,
+            remote_src=True,
+            kernels=["running"],
+            install_headers=False,
+            params={},
+            autoload=True,
+            sign=True,
+            signing_key=None,
+            signing_cert=None,
+            signing_key_content=None,
+            signing_cert_content=None,
+            signing_dir="/nonexistent",
+            signing_cn=None,
+            enroll_mok=False,
+            mok_password=None,
+            service="poold",
+            remove_stale=True,
+            packages=None,
         )
         self.params.update(params or {})
         self.check_mode = check_mode
@@ -62,7 +78,8 @@ def make(params=None, check_mode=False, answers=None):
 
 def test_missing_headers_message_names_the_package():
     assert kmod_host.missing_headers_message("6.1.0-x-amd64") == (
-        "kernel headers for 6.1.0-x-amd64 missing: install linux-headers-6.1.0-x-amd64 (or set install_headers: true)")
+        "kernel headers for 6.1.0-x-amd64 missing: install linux-headers-6.1.0-x-amd64 (or set install_headers: true)"
+    )
 
 
 def test_missing_headers_fail_without_install(monkeypatch):
@@ -114,9 +131,11 @@ def test_check_signature_rejects_others(signer, sig_key):
 
 
 def test_installed_ok_reads_modinfo(monkeypatch):
-    answers = {"/usr/bin/modinfo -F version": (0, "0.1.0+abc\n", ""),
-               "/usr/bin/modinfo -F signer": (0, SIGNER + "\n", ""),
-               "/usr/bin/modinfo -F sig_key": (0, SIG_KEY + "\n", "")}
+    answers = {
+        "/usr/bin/modinfo -F version": (0, "0.1.0+abc\n", ""),
+        "/usr/bin/modinfo -F signer": (0, SIGNER + "\n", ""),
+        "/usr/bin/modinfo -F sig_key": (0, SIG_KEY + "\n", ""),
+    }
     _module, k = make(answers=answers)
     k.modinfo_bin = "/usr/bin/modinfo"
     monkeypatch.setattr(k, "installed_module", lambda kernel: "/lib/modules/x/updates/dkms/pool.ko")
@@ -334,7 +353,9 @@ def test_remove_stale_only_touches_managed_versions(tmp_path, monkeypatch):
     entries = dkms.parse_status(
         "pool/0.1.0+old, 6.1.0-9-amd64, x86_64: installed\n"
         "pool/0.0.1+other, 6.1.0-9-amd64, x86_64: built\n"
-        "pool/0.1.0+new: added\n", "pool")
+        "pool/0.1.0+new: added\n",
+        "pool",
+    )
     module, k = make()
     k.dkms_bin = "/usr/sbin/dkms"
     k.remove_stale("0.1.0+new", ["6.1.0-9-amd64"], entries)
@@ -351,12 +372,14 @@ def test_remove_stale_keeps_versions_other_kernels_use(tmp_path, monkeypatch):
     (tmp_path / "pool-0.1.0+old").mkdir()
     (tmp_path / "pool-0.1.0+old" / dkms.MANAGED_MARKER).write_text("x")
     entries = dkms.parse_status(
-        "pool/0.1.0+old, 6.1.0-9-amd64, x86_64: installed\n"
-        "pool/0.1.0+old, 6.1.0-8-amd64, x86_64: installed\n", "pool")
+        "pool/0.1.0+old, 6.1.0-9-amd64, x86_64: installed\npool/0.1.0+old, 6.1.0-8-amd64, x86_64: installed\n", "pool"
+    )
     module, k = make()
     k.dkms_bin = "/usr/sbin/dkms"
     k.remove_stale("0.1.0+new", ["6.1.0-9-amd64"], entries)
-    assert [" ".join(call[0]) for call in module.calls] == ["/usr/sbin/dkms remove -m pool -v 0.1.0+old -k 6.1.0-9-amd64"]
+    assert [" ".join(call[0]) for call in module.calls] == [
+        "/usr/sbin/dkms remove -m pool -v 0.1.0+old -k 6.1.0-9-amd64"
+    ]
     assert (tmp_path / "pool-0.1.0+old").exists()
 
 
@@ -399,7 +422,9 @@ def test_packages_need_the_fleet_certificate():
 def test_packages_need_one_for_the_running_kernel(monkeypatch, tmp_path):
     _module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64"])
     k.running = "6.1.0-10-amd64"
-    with pytest.raises(kmod_host.KmodError, match=re.escape("no package among packages is for the running kernel 6.1.0-10")):
+    with pytest.raises(
+        kmod_host.KmodError, match=re.escape("no package among packages is for the running kernel 6.1.0-10")
+    ):
         k.present_packages()
 
 
@@ -426,11 +451,21 @@ def test_packages_of_another_module_are_refused(monkeypatch, tmp_path):
 
 def test_packages_install_only_what_is_not_installed(monkeypatch, tmp_path):
     query = "pool-modules-6.1.0-9-amd64\t0.1.0+abc\tii \npool-modules-6.12.1-amd64\t0.1.0+old\tii \n"
-    module, k = package_mode(monkeypatch, tmp_path, ["6.1.0-9-amd64", "6.12.1-amd64"],
-                             answers={"/usr/bin/dpkg-query": (0, query, "")}, params={"state": "present"})
+    module, k = package_mode(
+        monkeypatch,
+        tmp_path,
+        ["6.1.0-9-amd64", "6.12.1-amd64"],
+        answers={"/usr/bin/dpkg-query": (0, query, "")},
+        params={"state": "present"},
+    )
     monkeypatch.setattr(k, "dkms_status", list)
-    monkeypatch.setattr(k, "installed_ok", lambda version, kernel, facts: kernel == "6.1.0-9-amd64" or bool(
-        [c for c in module.calls if "--install" in c[0]]))
+    monkeypatch.setattr(
+        k,
+        "installed_ok",
+        lambda version, kernel, facts: (
+            kernel == "6.1.0-9-amd64" or bool([c for c in module.calls if "--install" in c[0]])
+        ),
+    )
     monkeypatch.setattr(k, "write_file", lambda path, content: False)
     monkeypatch.setattr(k, "drop_file", lambda path: False)
     monkeypatch.setattr(k, "installed_module", lambda kernel: None)
@@ -455,4 +490,6 @@ def test_dkms_mode_removes_the_packages_of_its_kernels():
     module, k = make(answers={"/usr/bin/dpkg-query": (0, query, "")})
     k.remove_packages(["6.1.0-9-amd64"])
     assert k.result["removed_packages"] == ["pool-modules-6.1.0-9-amd64"]
-    assert [c[0] for c in module.calls if "--purge" in c[0]] == [["/usr/bin/dpkg", "--purge", "pool-modules-6.1.0-9-amd64"]]
+    assert [c[0] for c in module.calls if "--purge" in c[0]] == [
+        ["/usr/bin/dpkg", "--purge", "pool-modules-6.1.0-9-amd64"]
+    ]

@@ -18,9 +18,19 @@ FACTS = dkms.parse_openssl_x509(
 class FakeModule:
     def __init__(self, params=None, answers=None):
         self.params = dict(
-            name="pool", src="/src.tar", remote_src=True, kernels=["6.1.0-9-amd64"], install_headers=False,
-            dest="/nonexistent", keep=2, signing_key=None, signing_cert=None, signing_key_content=None,
-            signing_cert_content=None, signing_dir="/nonexistent", signing_cn="pool.ops fleet module signing",
+            name="pool",
+            src="/src.tar",
+            remote_src=True,
+            kernels=["6.1.0-9-amd64"],
+            install_headers=False,
+            dest="/nonexistent",
+            keep=2,
+            signing_key=None,
+            signing_cert=None,
+            signing_key_content=None,
+            signing_cert_content=None,
+            signing_dir="/nonexistent",
+            signing_cn="pool.ops fleet module signing",
         )
         self.params.update(params or {})
         self.check_mode = False
