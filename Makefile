@@ -11,13 +11,17 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 # The lab's default name; helpers and CI may run their own with POOL_LAB_NAME=...
 export POOL_LAB_NAME ?= lab
 
-.PHONY: help bootstrap demo test unit kmod sanity lint molecule bench lab-image lab-up lab-down collection clean
+.PHONY: help bootstrap demo test unit kmod sanity lint molecule bench lab-image lab-up lab-down collection clean \
+	debug-kernel test-debug soak
 
 help:
 	@echo "make demo   - bootstrap, boot the three-VM lab, run playbooks/site.yml against it"
 	@echo "make test   - bootstrap, then every test: unit, kmod builds, sanity, lint, molecule (one shared lab)"
 	@echo "make bench  - benchmarks in the lab (figures and ratios against a same-run baseline)"
 	@echo "make lab-up / lab-down - boot or destroy the lab alone"
+	@echo "make debug-kernel - build Debian 12's kernel with KASAN, lockdep, kmemleak (once, cached)"
+	@echo "make test-debug - the transport tests on a lab running that kernel"
+	@echo "make soak   - one session of 16 GiB across the ring counters' wrap, then 30 min of rekeys"
 
 $(STAMP): requirements.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -65,6 +69,15 @@ molecule: bootstrap collection
 
 bench: bootstrap collection
 	scripts/bench.sh
+
+debug-kernel: bootstrap
+	scripts/build-debug-kernel.sh
+
+test-debug: bootstrap collection
+	scripts/test-debug.sh
+
+soak: bootstrap collection
+	scripts/soak.sh
 
 clean:
 	rm -rf .cache build dist .pytest_cache .ruff_cache

@@ -312,8 +312,41 @@ def recipe_hash(packages: Iterable[str], script: str) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
+# POOL_LAB_KERNEL=debug: the image runs the debug kernel `make debug-kernel` built
+# (scripts/build-debug-kernel.sh: KASAN, lockdep, kmemleak) instead of Debian's.
+KERNELS = ("debian", "debug")
+DEBIAN_KERNEL_PACKAGES = ("linux-image-amd64", "linux-headers-amd64")
+
+
+def lab_kernel() -> str:
+    kernel = os.environ.get("POOL_LAB_KERNEL", "debian") or "debian"
+    if kernel not in KERNELS:
+        raise LabError(f"bad POOL_LAB_KERNEL {kernel!r}: use one of {', '.join(KERNELS)}")
+    return kernel
+
+
+def debug_kernel_debs() -> list[str]:
+    """The newest debug kernel build's image and headers packages (absolute paths)."""
+    builds = sorted(
+        (p.parent for p in (cache_root() / "debug-kernel").glob("*/manifest.json")),
+        key=lambda d: (d / "manifest.json").stat().st_mtime,
+    )
+    if not builds:
+        raise LabError("POOL_LAB_KERNEL=debug, but no debug kernel is built: run `make debug-kernel` first")
+    debs = sorted(str(p) for p in builds[-1].glob("linux-*.deb"))
+    if len(debs) != 2:
+        raise LabError(f"debug kernel build {builds[-1]} holds {len(debs)} packages, expected image and headers")
+    return debs
+
+
+def image_packages() -> list[str]:
+    if lab_kernel() == "debian":
+        return list(PACKAGES)
+    return [p for p in PACKAGES if p not in DEBIAN_KERNEL_PACKAGES] + debug_kernel_debs()
+
+
 def current_recipe_hash() -> str:
-    return recipe_hash(PACKAGES, CUSTOMIZE.read_text())
+    return recipe_hash(image_packages(), CUSTOMIZE.read_text())
 
 
 def image_dir(digest: str | None = None) -> Path:
@@ -391,6 +424,7 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
     """Build the base image unless the one for the current recipe is cached."""
     digest = current_recipe_hash()
     final = image_dir(digest)
+    packages = image_packages()
     if image_ready(final) and not force:
         return final
     mmdebstrap = need("mmdebstrap")
@@ -402,7 +436,7 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
         if sudo is None:
             raise LabError("building the lab image needs root (mmdebstrap --mode=root): run `image` as root")
         print("pool_lab: building the image as root through sudo", file=sys.stderr)
-        cmd = [sudo, "env", f"XDG_CACHE_HOME={cache_root().parent}", sys.executable, str(Path(__file__).resolve())]
+        cmd = [sudo, "env", f"XDG_CACHE_HOME={cache_root().parent}", f"POOL_LAB_KERNEL={lab_kernel()}", sys.executable, str(Path(__file__).resolve())]
         if subprocess.run([*cmd, "image", *(["--force"] if force else [])]).returncode != 0 or not image_ready(final):
             raise LabError("building the lab image through sudo failed (see above)")
         return final
@@ -424,7 +458,9 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
                 "--mode=root",
                 "--variant=apt",
                 "--format=directory",
-                "--include=" + ",".join(PACKAGES),
+                # .deb paths (the debug kernel) go one per option: mmdebstrap splits lists
+                "--include=" + ",".join(p for p in packages if not p.startswith("/")),
+                *(f"--include={p}" for p in packages if p.startswith("/")),
                 '--aptopt=Acquire::Check-Valid-Until "false"',
                 '--aptopt=APT::Install-Recommends "false"',
                 f"--customize-hook=copy-in {CUSTOMIZE} /tmp",
@@ -462,7 +498,7 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
             manifest = {
                 "recipe": digest,
                 "kernel": kver,
-                "packages": list(PACKAGES),
+                "packages": packages,
                 "mirrors": mirrors,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "build_seconds": round(time.monotonic() - t0, 1),
@@ -747,6 +783,20 @@ def ssh_base(rd: Path, port: int) -> list[str]:
         "-o", f"UserKnownHostsFile={rd / 'known_hosts'}", "-o", "StrictHostKeyChecking=accept-new",
         "-o", "LogLevel=ERROR", f"{SSH_USER}@127.0.0.1",
     ]  # fmt: skip
+
+
+def ssh_node(name: str, command: list[str]) -> int:
+    """`pool_lab.py ssh NODE CMD...`: CMD on the VM as root (a shell without one)."""
+    rd = run_dir()
+    st = State.load(rd)
+    if st is None:
+        raise LabError(f"lab {lab_name()!r} is not up: run up first")
+    found = [n for n in st.nodes if n.name == name]
+    if not found:
+        raise LabError(f"lab {lab_name()!r} has no node {name!r} ({', '.join(n.name for n in st.nodes)})")
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return subprocess.run([*ssh_base(rd, found[0].port), *command]).returncode
 
 
 def ssh_answers(rd: Path, node: Node) -> bool:
@@ -1203,6 +1253,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("reset", help="power-cycle one VM (QEMU system_reset) and wait until it answers SSH")
     p.add_argument("node", help="the VM's name (node1..nodeN)")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "900")))
+    p = sub.add_parser("ssh", help="run a command on one VM as root; its exit status is this one's")
+    p.add_argument("node", help="the VM's name (node1..nodeN)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command (none: a shell)")
     args = ap.parse_args(argv)
     # SIGTERM (a CI timeout, molecule interrupted) cleans up like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -1227,6 +1280,8 @@ def main(argv: list[str] | None = None) -> int:
             print(args.inventory.resolve())
         elif args.cmd == "reset":
             reset(args.node, args.timeout)
+        elif args.cmd == "ssh":
+            return ssh_node(args.node, args.command)
     except LabError as e:
         print(f"pool_lab: {e}", file=sys.stderr)
         if e.detail:

@@ -215,14 +215,15 @@ def trusted(node: Node, name: str, key: str, endpoint: str | None = None):
 
 
 @contextlib.contextmanager
-def tunables(nodes: list[Node], **kw: int):
+def tunables(nodes: list[Node], confirm_ms: int = 600_000, **kw: int):
     """Change tunables through a tentative CONFIG_APPLY (the kernel rolls it back by
-    itself after 10 minutes if this process dies), rolled back explicitly after."""
+    itself after confirm_ms, 10 minutes by default, if this process dies), rolled back
+    explicitly after."""
     args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in kw.items())
     done = []
     try:
         for n in nodes:
-            doc = n.probe(f"config-set {args} --confirm-ms 600000")
+            doc = n.probe(f"config-set {args} --confirm-ms {confirm_ms}")
             for k, v in kw.items():
                 assert doc[k] == v, f"{n.name}: {k} is {doc[k]} after CONFIG_APPLY, wanted {v}"
             done.append(n)
