@@ -9,7 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POOL_LAB_KERNEL=debug POOL_LAB_NAME="${POOL_DEBUG_LAB:-debug}"
-scripts/build-debug-kernel.sh >/dev/null
+debug_dir="$(scripts/build-debug-kernel.sh)"
+# The fleet builder (this controller, site.yml's default package mode) builds pool.ko against
+# the debug kernel's headers, which are in no archive: install them here from the build.
+release="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["release"])' "$debug_dir/manifest.json")"
+if [ ! -e "/lib/modules/$release/build" ]; then
+	dpkg -i "$debug_dir"/linux-headers-*.deb >/dev/null
+fi
 inventory=.cache/debug-lab/hosts.yml
 mkdir -p .cache/debug-lab
 start=$SECONDS

@@ -99,7 +99,8 @@ class DecryptError(TransportError):
 
 
 class BadPlaintextError(TransportError):
-    """An authenticated plaintext of the wrong size for its type (dropped, MALFORMED)."""
+    """An authenticated packet that cannot be used (dropped, MALFORMED): another session's
+    id, or a plaintext of the wrong size for its type (framing makes the latter impossible)."""
 
     code = ErrorCode.MALFORMED
 

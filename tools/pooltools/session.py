@@ -84,7 +84,7 @@ class Session:
         """Check and decrypt; TransportError (drop it) or MalformedError (close) otherwise."""
         if not hdr.flags & Flag.ENCRYPTED:
             raise wire.MalformedError("flags", f"unencrypted {PacketType(hdr.type).name} after the handshake")
-        pt = noise.unprotect(self.recv_keys, hdr, payload, self.window)
+        pt = noise.unprotect(self.recv_keys, hdr, payload, self.window, self.session_id)
         ptype = PacketType(hdr.type)
         want = wire.PLAINTEXT_LEN.get(ptype)
         if want is not None and len(pt) != want:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import wire
-from .errors import BadHmacError, DecryptError, RekeyError, ReplayError
+from .errors import BadHmacError, BadPlaintextError, DecryptError, RekeyError, ReplayError
 from .primitives import (
     REPLAY_WINDOW,
     DirectionKeys,
@@ -81,12 +81,17 @@ def protect(
     return seal_packet(keys.mac, hdr, ct)
 
 
-def unprotect(keys: DirectionKeys, hdr: Header, payload: bytes, window: ReplayWindow) -> bytes:
-    """Plaintext of a transport packet: HMAC -> replay window -> decrypt; updates the window."""
+def unprotect(
+    keys: DirectionKeys, hdr: Header, payload: bytes, window: ReplayWindow, session_id: bytes | None = None
+) -> bytes:
+    """Plaintext of a transport packet: HMAC -> session id (when given) -> replay window ->
+    decrypt; updates the window."""
     if not check_mac(keys.mac, hdr, payload):
         raise BadHmacError(f"seq {hdr.seq}: header HMAC does not verify")
     if not hdr.flags & Flag.ENCRYPTED:
         raise BadHmacError(f"seq {hdr.seq}: ENCRYPTED flag missing")
+    if session_id is not None and hdr.session_id != session_id:
+        raise BadPlaintextError(f"seq {hdr.seq}: session id {hdr.session_id.hex()} is not this session's")
     if not window.check(hdr.seq):
         raise ReplayError(f"seq {hdr.seq}: replayed or outside the window (top {window.top})")
     pt = aead_decrypt(keys.key, nonce_for(keys.mac, hdr.seq), payload, b"")

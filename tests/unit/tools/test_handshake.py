@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -326,6 +327,31 @@ def test_bad_confirm_in_ack(parties: dict) -> None:
     forged = noise.seal_packet(res.mk, hdr, body)  # valid header MAC, broken confirm
     with pytest.raises(noise.AuthFailError):
         ini.on_ack(*noise.split_packet(forged))
+
+
+def test_rewritten_rid_in_ack_is_refused(parties: dict) -> None:
+    """Both session ids are in the transcript: an on-path rewrite of the ACK's rid (with the
+    header MAC recomputed, which anyone knowing S_r can do) fails the confirm tag."""
+    res: noise.Responder = parties["res"]
+    ini = noise.Initiator(parties["s_i"], parties["S_r"], clock=parties["clock"])
+    ini.on_challenge(*noise.split_packet(res.on_init(*noise.split_packet(ini.create_init()), IP, PORT)))
+    ack, _ = res.on_response(*noise.split_packet(ini.create_response()), IP, PORT)
+    hdr, body = noise.split_packet(ack)
+    rid = bytes([hdr.rid[0] ^ 0x80]) + hdr.rid[1:]
+    forged = noise.seal_packet(res.mk, dataclasses.replace(hdr, session_id=hdr.iid + rid), body)
+    with pytest.raises(noise.AuthFailError):
+        ini.on_ack(*noise.split_packet(forged))
+
+
+def test_transport_packet_with_another_session_id_is_dropped(parties: dict) -> None:
+    a, b = sessions(parties)
+    hdr, body = noise.split_packet(a.seal(PacketType.DATA, b"payload"))
+    other = dataclasses.replace(hdr, session_id=bytes(16))
+    with pytest.raises(noise.BadPlaintextError, match="session id") as e:
+        b.open(*noise.split_packet(noise.seal_packet(a.send_keys.mac, other, body)))
+    assert e.value.code == ErrorCode.MALFORMED
+    # dropped before the replay window: the true packet with that sequence still gets in
+    assert b.open(hdr, body).plaintext == b"payload"
 
 
 def test_handshake_close_is_reported(parties: dict) -> None:
