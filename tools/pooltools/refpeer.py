@@ -282,6 +282,12 @@ class PeerSession:
                     self.stats.close_reason = "peer dead: nothing valid for 3 heartbeat intervals"
                     self._finish(self.stats.close_reason)
                     return
+                if self.s.rekey_overdue():
+                    await self.close(ErrorCode.REKEY_FAIL, "rekey not completed in time")
+                    return
+                if self.s.keys_expired(self.cfg.rekey_seconds, self.cfg.rekey_packets):
+                    await self.close(ErrorCode.KEY_EXPIRED, "keys past their hard limit")
+                    return
                 if self.s.rekey_due(self.cfg.rekey_seconds, self.cfg.rekey_packets):
                     await self.rekey()
                 if now >= next_hb:

@@ -17,6 +17,12 @@ from . import noise, wire
 from .flow import FlowControl
 from .wire import Flag, Header, PacketType
 
+# docs/protocol.md section 5: a rekey completes within 15 s; send keys are never used past
+# rekey_seconds + 60 s or rekey_packets + 2^20 packets.
+REKEY_TIMEOUT_S = 15
+REJECT_AFTER_EXTRA_S = 60
+REJECT_AFTER_EXTRA_PACKETS = 1 << 20
+
 
 @dataclass(frozen=True)
 class Received:
@@ -53,6 +59,7 @@ class Session:
         self.packets_on_keys = 0
         self.keys_since = clock()
         self.flow = FlowControl()
+        self.rekey_since: int | None = None  # clock() when the rekey in flight began
 
     @property
     def highest_recv(self) -> int:
@@ -106,9 +113,16 @@ class Session:
             self.recv_keys = action.new_recv
         return out
 
+    def _track_rekey(self) -> None:
+        if self.rekeyer.state == noise.RekeyState.IDLE:
+            self.rekey_since = None
+        elif self.rekey_since is None:
+            self.rekey_since = self.clock()
+
     def start_rekey(self) -> list[bytes]:
         """Packets to send to start a rekey (none if one is in flight)."""
         msg = self.rekeyer.start()
+        self._track_rekey()
         return [self.seal(PacketType.REKEY, msg.encode())] if msg else []
 
     def on_rekey(self, plaintext: bytes) -> list[bytes]:
@@ -117,7 +131,21 @@ class Session:
             msg = wire.Rekey.decode(plaintext)
         except wire.WireError as exc:
             raise noise.RekeyError(str(exc)) from None
-        return self._apply(self.rekeyer.on_rekey(msg))
+        out = self._apply(self.rekeyer.on_rekey(msg))
+        self._track_rekey()
+        return out
+
+    def rekey_overdue(self) -> bool:
+        """A rekey in flight for longer than REKEY_TIMEOUT_S: the session closes (REKEY_FAIL)."""
+        return self.rekey_since is not None and self.clock() - self.rekey_since > REKEY_TIMEOUT_S * 1e9
+
+    def keys_expired(self, rekey_seconds: float, rekey_packets: int) -> bool:
+        """The send keys are past their hard limit (section 5): send nothing but CLOSE KEY_EXPIRED."""
+        age = (self.clock() - self.keys_since) / 1e9
+        return (
+            age >= rekey_seconds + REJECT_AFTER_EXTRA_S
+            or self.packets_on_keys >= rekey_packets + REJECT_AFTER_EXTRA_PACKETS
+        )
 
     def rekey_due(self, rekey_seconds: float, rekey_packets: int) -> bool:
         if self.rekeyer.state != noise.RekeyState.IDLE:

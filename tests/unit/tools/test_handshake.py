@@ -571,3 +571,20 @@ def test_cookie_rotation_after_long_idle(parties: dict) -> None:
     res.on_init(*noise.split_packet(ini.create_init()), IP, PORT)
     assert first not in res.cookies
     assert res.cookie_rotated == T0 + 240 * 10**9
+
+
+def test_rekey_timeout_and_hard_key_limits(parties: dict) -> None:
+    now = [10**18]
+    ri, rr = run(parties)
+    a, b = Session(ri, clock=lambda: now[0]), Session(rr, clock=lambda: now[0])
+    assert a.start_rekey() and a.rekey_since == now[0]
+    now[0] += 15 * 10**9
+    assert not a.rekey_overdue()
+    now[0] += 1
+    assert a.rekey_overdue()  # the REPLY never came
+    assert not b.keys_expired(3600, 1 << 30)
+    now[0] += (3600 + 60) * 10**9
+    assert b.keys_expired(3600, 1 << 30)
+    c = Session(rr, clock=lambda: now[0])
+    c.packets_on_keys = (1 << 30) + (1 << 20)
+    assert c.keys_expired(3600, 1 << 30)
