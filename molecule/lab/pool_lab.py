@@ -436,7 +436,14 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
         if sudo is None:
             raise LabError("building the lab image needs root (mmdebstrap --mode=root): run `image` as root")
         print("pool_lab: building the image as root through sudo", file=sys.stderr)
-        cmd = [sudo, "env", f"XDG_CACHE_HOME={cache_root().parent}", f"POOL_LAB_KERNEL={lab_kernel()}", sys.executable, str(Path(__file__).resolve())]
+        cmd = [
+            sudo,
+            "env",
+            f"XDG_CACHE_HOME={cache_root().parent}",
+            f"POOL_LAB_KERNEL={lab_kernel()}",
+            sys.executable,
+            str(Path(__file__).resolve()),
+        ]
         if subprocess.run([*cmd, "image", *(["--force"] if force else [])]).returncode != 0 or not image_ready(final):
             raise LabError("building the lab image through sudo failed (see above)")
         return final

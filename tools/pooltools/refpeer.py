@@ -51,6 +51,8 @@ class Config:
     window: int = wire.FLOW_WINDOW
     # seconds the application waits before each message it reads (a slow receiver)
     read_delay: float = 0.0
+    # a broken peer, for tests: REKEY packets are read and ignored, never answered
+    ignore_rekey: bool = False
 
 
 class PeerError(Exception):
@@ -245,6 +247,8 @@ class PeerSession:
                 if st.rtt_ns:
                     st.jitter_ns += (abs(rtt - st.rtt_ns) - st.jitter_ns) // 8
                 st.rtt_ns = rtt
+        elif t == PacketType.REKEY and self.cfg.ignore_rekey:
+            log.debug("recv: REKEY ignored (--ignore-rekey)")
         elif t == PacketType.REKEY and not self._closing:
             before = self.s.epoch
             try:
@@ -655,6 +659,7 @@ def _cfg(args: argparse.Namespace) -> Config:
         channel=args.channel,
         window=args.window,
         read_delay=args.read_delay,
+        ignore_rekey=args.ignore_rekey,
     )
 
 
@@ -746,6 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--read-delay", type=float, default=0.0, help="wait this long before reading each message (slow receiver)"
+        )
+        p.add_argument(
+            "--ignore-rekey", action="store_true", help="act as a broken peer that never answers a REKEY (tests)"
         )
 
     g = sub.add_parser("genkey", help="write a new private key file (0600), print the public key")

@@ -49,7 +49,7 @@ def _send_queue(node, peer_ip: str) -> int:
     return best
 
 
-def test_soak(lab: Lab) -> None:
+def test_soak(lab: Lab) -> None:  # noqa: F811 - the fixture imported above
     n1, n2 = lab.n1, lab.n2
     seconds = int(REKEY_MINUTES * 60)
     nonce = uuid.uuid4().hex[:7]

@@ -450,6 +450,36 @@ def _one_session(node: Node, index: int) -> dict:
     return found[0]
 
 
+def test_rekey_never_answered_closes_the_session(lab: Lab, tmp_path: Path) -> None:
+    """A rekey must complete within 15 s (docs/protocol.md section 5): a peer that never
+    answers pool.ko's REKEY INIT is closed with REKEY_FAIL, where the session used to stay
+    "rekeying" on its old keys for ever."""
+    n2 = lab.n2
+    ref, env = _host_refpeer()
+    keyf = tmp_path / "mute.key"
+    key = subprocess.run(
+        [*ref, "genkey", str(keyf)], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    before = n2.journal_next()
+    with trusted(n2, "ktest-mute", key), tunables([n2], rekey_seconds=5), forward_to(n2, PORT) as fwd:
+        t0 = time.monotonic()
+        r = subprocess.run(
+            [*ref, "connect", "127.0.0.1", str(fwd), "--key", str(keyf), "--peer-key", n2.key, "--ignore-rekey"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        elapsed = time.monotonic() - t0
+    print(f"\nrefpeer after {elapsed:.0f} s: {r.stdout.strip()}\n{r.stderr[-800:]}")
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["close_code_received"] == 7, f"not closed with REKEY_FAIL: {doc}"  # ErrorCode.REKEY_FAIL
+    assert elapsed < 90, f"the session lasted {elapsed:.0f} s with an unanswered rekey"
+    j = n2.journal_from(before)
+    assert any(e["code_name"] == "rekey_fail" and "not completed in time" in e["detail"] for e in j), j[-10:]
+
+
 # ---- 4. the reference peer and pool.ko, both directions ---------------------------------
 
 
