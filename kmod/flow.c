@@ -88,6 +88,19 @@ bool pool_flow_rx_data(struct pool_session *s, u32 len)
 }
 
 /*
+ * Queues the WINDOW, unless the session is closing: its teardown cancels
+ * window_work once, after setting closing under the same lock, so a work
+ * queued later (a process reading what was left, or ACCEPTing a session
+ * that closed in the accept queue) would outlive the session.
+ */
+static void pool_flow_grant_locked(struct pool_session *s)
+{
+	lockdep_assert_held(&s->lock);
+	if (!s->closing)
+		queue_delayed_work(pool_node.wq, &s->window_work, 0);
+}
+
+/*
  * The process took a message of len bytes off the receive queue. A new
  * WINDOW goes out once a quarter of the window was consumed since the last,
  * not for every message.
@@ -98,7 +111,7 @@ void pool_flow_consumed_locked(struct pool_session *s, u32 len)
 	s->flow.rx_consumed += pool_flow_cost(len);
 	if (s->flow.rx_consumed + s->flow.rx_window >=
 	    s->flow.rx_limit + s->flow.rx_window / 4)
-		queue_delayed_work(pool_node.wq, &s->window_work, 0);
+		pool_flow_grant_locked(s);
 }
 
 /* A process holds the session now (ACCEPT, ATTACH, CONNECT): the full window. */
@@ -107,7 +120,7 @@ void pool_flow_open(struct pool_session *s)
 	spin_lock_bh(&s->lock);
 	if (s->flow.rx_window < POOL_FLOW_WINDOW) {
 		s->flow.rx_window = POOL_FLOW_WINDOW;
-		queue_delayed_work(pool_node.wq, &s->window_work, 0);
+		pool_flow_grant_locked(s);
 	}
 	spin_unlock_bh(&s->lock);
 }
@@ -139,6 +152,6 @@ void pool_window_work(struct work_struct *w)
 	ret = pool_send_locked(s, POOL_PKT_WINDOW, 0, 0, pt, sizeof(pt));
 	mutex_unlock(&s->tx_lock);
 	/* the ring's control reserve is full: the peer gets it a little later */
-	if (ret == -ENOBUFS)
+	if (ret == -ENOBUFS && !READ_ONCE(s->closing))
 		queue_delayed_work(pool_node.wq, &s->window_work, HZ / 20 ?: 1);
 }
