@@ -36,7 +36,9 @@ abi_pkg="$(apt-cache depends linux-headers-amd64 | sed -n 's/^ *Depends: \(linux
 version="$(apt-cache show "$abi_pkg" | sed -n 's/^Version: //p' | head -1)"
 apt-cache show "linux-source-6.1=$version" >/dev/null 2>&1 || die "linux-source-6.1 $version is not in the archive"
 
-key="$( { echo "$version"; cat "$0" "$conf_dir/config.fragment" "$conf_dir/modules.txt"; } | sha256sum | cut -c1-16)"
+# Bump when the build steps below change what comes out of them.
+recipe=1
+key="$( { echo "$version $recipe"; cat "$conf_dir/config.fragment" "$conf_dir/modules.txt"; } | sha256sum | cut -c1-16)"
 out="$cache/$key"
 if [ -f "$out/manifest.json" ]; then
 	echo "$out"
@@ -62,12 +64,14 @@ cd "$src"
 # Debian's config names Debian's signing certificates, which are not in the source package.
 scripts/config --set-str SYSTEM_TRUSTED_KEYS "" --set-str SYSTEM_REVOCATION_KEYS "" \
 	--set-str MODULE_SIG_KEY "certs/signing_key.pem" --set-str BUILD_SALT "pool-debug"
-make olddefconfig >>"$log" 2>&1
-make LSMOD="$conf_dir/modules.txt" localmodconfig >>"$log" 2>&1 </dev/null
 # Each fragment line is CONFIG_X=y|m|n or CONFIG_X="string"; merge_config applies them and
 # olddefconfig resolves what they imply.
-scripts/kconfig/merge_config.sh -m .config "$conf_dir/config.fragment" >>"$log" 2>&1
-make olddefconfig >>"$log" 2>&1
+{
+	make olddefconfig
+	make LSMOD="$conf_dir/modules.txt" localmodconfig </dev/null
+	scripts/kconfig/merge_config.sh -m .config "$conf_dir/config.fragment"
+	make olddefconfig
+} >>"$log" 2>&1
 missing=""
 while IFS= read -r line; do
 	case "$line" in ''|'#'*) continue ;; esac
@@ -87,7 +91,10 @@ $(tail -30 "$log")"
 seconds=$(( $(date +%s) - start ))
 mkdir -p "$out.tmp"
 mv "$work"/linux-image-*pooldebug*.deb "$work"/linux-headers-*pooldebug*.deb "$out.tmp/"
-image_deb="$(cd "$out.tmp" && ls linux-image-*.deb | grep -v -- -dbg_ | head -1)"
+image_deb=""
+for deb in "$out.tmp"/linux-image-*.deb; do
+	case "$deb" in *-dbg_*) ;; *) image_deb="${deb##*/}" ;; esac
+done
 release="$(cat "$src/include/config/kernel.release")"
 cp "$src/.config" "$out.tmp/config"
 cat >"$out.tmp/manifest.json" <<EOF

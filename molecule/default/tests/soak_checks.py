@@ -21,7 +21,8 @@ import statistics
 import time
 import uuid
 
-from test_transport import (  # noqa: F401 - lab is the module fixture the tests take
+# lab is the module fixture test_soak takes: imported to be found, not called
+from test_transport import (  # noqa: F401  # pylint: disable=unused-import
     POOL_TEST,
     PORT,
     PROBE,
