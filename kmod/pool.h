@@ -72,7 +72,8 @@ static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
 #define POOL_FLOW_WINDOW	(4U << 20)
 #define POOL_FLOW_MAX_WINDOW	(1U << 30)
 /*
- * Keys: a rekey in flight must complete within POOL_REKEY_TIMEOUT; keys are
+ * Keys: a rekey in flight must complete within POOL_REKEY_TIMEOUT of the
+ * peer acknowledging our REKEY; keys are
  * never used to send past rekey_seconds + POOL_REJECT_AFTER_EXTRA_S or
  * rekey_packets + POOL_REJECT_AFTER_EXTRA_PACKETS (the session closes with
  * KEY_EXPIRED).
@@ -270,6 +271,8 @@ struct pool_session {
 	u8			rekey_public[32];
 	u64			rekey_started;	/* boottime s of the current keys */
 	unsigned long		rekey_deadline;	/* jiffies: the rekey in flight ends by then */
+	u64			rekey_sent_seq;	/* sequence of our REKEY in flight */
+	u64			peer_acked;	/* highest acknowledgment from the peer (rx_work) */
 
 	/* counters (under lock or single writer) */
 	u64			bytes_sent, bytes_recv;

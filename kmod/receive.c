@@ -222,6 +222,8 @@ static bool pool_rx_packet(struct pool_session *s)
 	}
 	pool_replay_mark(s, h->seq);
 	WRITE_ONCE(s->last_rx, jiffies);
+	if (h->ack > s->peer_acked)
+		WRITE_ONCE(s->peer_acked, h->ack);
 	spin_lock_bh(&s->lock);
 	s->packets_recv++;
 	s->bytes_recv += POOL_HDR_LEN + plen;

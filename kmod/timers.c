@@ -196,6 +196,35 @@ static void pool_rekey_done(struct pool_session *s, u32 epoch)
 	pool_rekey_schedule(s);
 }
 
+/*
+ * Our REKEY (INIT, or the REPLY that awaits a SWITCH) just went into the
+ * ring as sequence tx_seq: the peer must complete the exchange within
+ * POOL_REKEY_TIMEOUT of acknowledging it.
+ */
+static void pool_rekey_arm_timeout(struct pool_session *s)
+{
+	lockdep_assert_held(&s->tx_lock);
+	s->rekey_sent_seq = s->tx_seq;
+	s->rekey_deadline = jiffies + POOL_REKEY_TIMEOUT;
+}
+
+/*
+ * A rekey in flight past its deadline. One the peer has not acknowledged
+ * yet may still sit in a congested path's buffers (ours or the network's),
+ * so its clock restarts instead: what fails is a peer that read our REKEY
+ * and did not answer.
+ */
+static bool pool_rekey_timed_out(struct pool_session *s)
+{
+	lockdep_assert_held(&s->tx_lock);
+	if (s->rekey_state == POOL_RK_IDLE || !time_after(jiffies, s->rekey_deadline))
+		return false;
+	if (READ_ONCE(s->peer_acked) >= s->rekey_sent_seq)
+		return true;
+	s->rekey_deadline = jiffies + POOL_REKEY_TIMEOUT;
+	return false;
+}
+
 /* Starts a rekey if due and none is in flight. */
 void pool_rekey_start(struct pool_session *s)
 {
@@ -215,22 +244,20 @@ void pool_rekey_start(struct pool_session *s)
 		return;	/* ring full of control packets: next time */
 	}
 	s->rekey_state = POOL_RK_INIT_SENT;
-	s->rekey_deadline = jiffies + POOL_REKEY_TIMEOUT;
+	pool_rekey_arm_timeout(s);
 }
 
 void pool_rekey_work(struct work_struct *w)
 {
 	struct pool_session *s = container_of(to_delayed_work(w),
 					      struct pool_session, rekey_work);
-
 	bool timed_out;
 
 	if (READ_ONCE(s->closing))
 		return;
 	mutex_lock(&s->tx_lock);
 	/* a rekey the peer never completes must not leave the keys in use for ever */
-	timed_out = s->rekey_state != POOL_RK_IDLE &&
-		    time_after(jiffies, s->rekey_deadline);
+	timed_out = pool_rekey_timed_out(s);
 	if (!timed_out) {
 		pool_rekey_start(s);
 		if (!s->tx_dead)
@@ -341,7 +368,7 @@ int pool_rekey_rx(struct pool_session *s, const u8 *pt, size_t len)
 		s->rx_next_valid = true;
 		s->rekey_epoch = epoch;
 		s->rekey_state = POOL_RK_AWAIT_SWITCH;
-		s->rekey_deadline = jiffies + POOL_REKEY_TIMEOUT;
+		pool_rekey_arm_timeout(s);
 		break;
 	case POOL_REKEY_REPLY:
 		if (s->rekey_state != POOL_RK_INIT_SENT || epoch != s->rekey_epoch)

@@ -60,6 +60,8 @@ class Session:
         self.keys_since = clock()
         self.flow = FlowControl()
         self.rekey_since: int | None = None  # clock() when the rekey in flight began
+        self.rekey_sent_seq = 0  # sequence of our REKEY in flight
+        self.peer_acked = 0  # highest acknowledgment the peer sent
 
     @property
     def highest_recv(self) -> int:
@@ -92,6 +94,7 @@ class Session:
         if not hdr.flags & Flag.ENCRYPTED:
             raise wire.MalformedError("flags", f"unencrypted {PacketType(hdr.type).name} after the handshake")
         pt = noise.unprotect(self.recv_keys, hdr, payload, self.window, self.session_id)
+        self.peer_acked = max(self.peer_acked, hdr.ack)
         ptype = PacketType(hdr.type)
         want = wire.PLAINTEXT_LEN.get(ptype)
         if want is not None and len(pt) != want:
@@ -113,17 +116,19 @@ class Session:
             self.recv_keys = action.new_recv
         return out
 
-    def _track_rekey(self) -> None:
+    def _track_rekey(self, sent: bool) -> None:
         if self.rekeyer.state == noise.RekeyState.IDLE:
             self.rekey_since = None
-        elif self.rekey_since is None:
+        elif sent:  # our INIT, or the REPLY that awaits a SWITCH: its clock starts
             self.rekey_since = self.clock()
+            self.rekey_sent_seq = self.send_seq
 
     def start_rekey(self) -> list[bytes]:
         """Packets to send to start a rekey (none if one is in flight)."""
         msg = self.rekeyer.start()
-        self._track_rekey()
-        return [self.seal(PacketType.REKEY, msg.encode())] if msg else []
+        out = [self.seal(PacketType.REKEY, msg.encode())] if msg else []
+        self._track_rekey(bool(out))
+        return out
 
     def on_rekey(self, plaintext: bytes) -> list[bytes]:
         """Packets to send in answer to a REKEY plaintext; RekeyError closes the session."""
@@ -132,12 +137,19 @@ class Session:
         except wire.WireError as exc:
             raise noise.RekeyError(str(exc)) from None
         out = self._apply(self.rekeyer.on_rekey(msg))
-        self._track_rekey()
+        self._track_rekey(bool(out))
         return out
 
     def rekey_overdue(self) -> bool:
-        """A rekey in flight for longer than REKEY_TIMEOUT_S: the session closes (REKEY_FAIL)."""
-        return self.rekey_since is not None and self.clock() - self.rekey_since > REKEY_TIMEOUT_S * 1e9
+        """Our REKEY unanswered REKEY_TIMEOUT_S after the peer acknowledged it: the session
+        closes (REKEY_FAIL). Before the peer acknowledged it, the clock restarts (our REKEY may
+        still be in a congested path's buffers)."""
+        if self.rekey_since is None or self.clock() - self.rekey_since <= REKEY_TIMEOUT_S * 1e9:
+            return False
+        if self.peer_acked >= self.rekey_sent_seq:
+            return True
+        self.rekey_since = self.clock()
+        return False
 
     def keys_expired(self, rekey_seconds: float, rekey_packets: int) -> bool:
         """The send keys are past their hard limit (section 5): send nothing but CLOSE KEY_EXPIRED."""

@@ -577,10 +577,14 @@ def test_rekey_timeout_and_hard_key_limits(parties: dict) -> None:
     now = [10**18]
     ri, rr = run(parties)
     a, b = Session(ri, clock=lambda: now[0]), Session(rr, clock=lambda: now[0])
-    assert a.start_rekey() and a.rekey_since == now[0]
-    now[0] += 15 * 10**9
-    assert not a.rekey_overdue()
-    now[0] += 1
+    init = a.start_rekey()
+    assert init and a.rekey_since == now[0]
+    now[0] += 15 * 10**9 + 1
+    assert not a.rekey_overdue()  # b has not acknowledged the INIT: still on its way
+    b.open(*noise.split_packet(init[0]))  # b reads the INIT and ignores it (a broken peer)
+    a.open(*noise.split_packet(b.seal(PacketType.HEARTBEAT, wire.Telemetry().encode(), flags=wire.Flag.TELEMETRY)))
+    assert not a.rekey_overdue()  # acknowledged now: 15 s from here
+    now[0] += 15 * 10**9 + 1
     assert a.rekey_overdue()  # the REPLY never came
     assert not b.keys_expired(3600, 1 << 30)
     now[0] += (3600 + 60) * 10**9
