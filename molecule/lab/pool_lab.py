@@ -465,9 +465,17 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
                 "--mode=root",
                 "--variant=apt",
                 "--format=directory",
-                # .deb paths (the debug kernel) go one per option: mmdebstrap splits lists
                 "--include=" + ",".join(p for p in packages if not p.startswith("/")),
-                *(f"--include={p}" for p in packages if p.startswith("/")),
+                # local .deb files (the debug kernel): installed with dpkg inside the tree
+                # before the lab's own customisation, which then sees their kernel
+                *(f"--customize-hook=copy-in {p} /tmp" for p in packages if p.startswith("/")),
+                *(
+                    [
+                        '--customize-hook=chroot "$1" sh -c "dpkg -i /tmp/*.deb && rm -f /tmp/*.deb"',
+                    ]
+                    if any(p.startswith("/") for p in packages)
+                    else []
+                ),
                 '--aptopt=Acquire::Check-Valid-Until "false"',
                 '--aptopt=APT::Install-Recommends "false"',
                 f"--customize-hook=copy-in {CUSTOMIZE} /tmp",
