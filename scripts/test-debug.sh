@@ -24,9 +24,11 @@ python3 molecule/lab/pool_lab.py up --inventory "$inventory"
 ansible-playbook -i "$inventory" playbooks/site.yml
 echo "test-debug: lab up and rolled out in $((SECONDS - start)) s"
 
+# The slab test counts objects per cache, which KASAN's quarantine of freed objects inflates:
+# on this kernel kmemleak (below) answers its question instead.
 status=0
 python3 -m pytest --ansible-inventory "$inventory" --connection ansible -p no:cacheprovider -q -rfE \
-	molecule/default/tests/test_transport.py ${POOL_DEBUG_TESTS:+-k "$POOL_DEBUG_TESTS"} || status=1
+	molecule/default/tests/test_transport.py -k "${POOL_DEBUG_TESTS:-not slab}" || status=1
 
 nodes="$(python3 -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1]))
 print(" ".join(d["all"]["children"]["pool_nodes"]["hosts"]))' "$inventory")"
