@@ -75,8 +75,8 @@ static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
  * Keys: a rekey in flight must complete within POOL_REKEY_TIMEOUT of the
  * peer acknowledging our REKEY; keys are
  * never used to send past rekey_seconds + POOL_REJECT_AFTER_EXTRA_S or
- * rekey_packets + POOL_REJECT_AFTER_EXTRA_PACKETS (the session closes with
- * KEY_EXPIRED).
+ * rekey_packets + POOL_REJECT_AFTER_EXTRA_PACKETS, the larger tunables of
+ * install time and now (the session closes with KEY_EXPIRED).
  */
 #define POOL_REKEY_TIMEOUT	(15 * HZ)
 #define POOL_REJECT_AFTER_EXTRA_S	60
@@ -241,8 +241,9 @@ struct pool_session {
 	struct pool_dir		tx;
 	u64			tx_seq;		/* last sequence used */
 	u64			tx_since_rekey;
-	/* the send keys' hard limits, fixed when they were installed */
-	u64			tx_reject_boot_s, tx_reject_packets;
+	/* the send keys: installed at (boottime s), under these tunables */
+	u64			tx_keys_boot_s;
+	u64			tx_keys_rekey_seconds, tx_keys_rekey_packets;
 	u8			*tx_buf;	/* payload scratch, 64 KiB, linear */
 	u8			*ring;		/* bytes waiting for the socket */
 	u32			ring_prod, ring_cons;	/* free running, ring_lock */
@@ -384,6 +385,7 @@ void pool_hb_work(struct work_struct *w);
 void pool_rekey_work(struct work_struct *w);
 void pool_rekey_start(struct pool_session *s);
 void pool_tx_limits_reset(struct pool_session *s);
+bool pool_tx_keys_expired(struct pool_session *s);
 int pool_rekey_rx(struct pool_session *s, const u8 *pt, size_t len);
 void pool_heartbeat_rx(struct pool_session *s, const struct pool_hdr *h, const u8 *pt);
 void pool_ack_rx(struct pool_session *s, const u8 *pt);

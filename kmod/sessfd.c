@@ -69,9 +69,7 @@ static int pool_seal(struct pool_session *s, u8 type, u16 flags, u8 channel,
 	lockdep_assert_held(&s->tx_lock);
 
 	/* keys past their hard limit send nothing but the CLOSE that says so */
-	if (type != POOL_PKT_CLOSE &&
-	    (s->tx_since_rekey >= s->tx_reject_packets ||
-	     ktime_get_boottime_seconds() >= s->tx_reject_boot_s)) {
+	if (type != POOL_PKT_CLOSE && pool_tx_keys_expired(s)) {
 		if (!READ_ONCE(s->closing)) {
 			pool_fail(POOL_STAT_MALFORMED, POOL_ERR_KEY_EXPIRED,
 				  s->peer_key, "keys past their hard limit");

@@ -298,16 +298,33 @@ static int pool_rekey_keys(struct pool_session *s, const u8 secret[32],
 	return ret;
 }
 
-/* New send keys and their hard limits (fixed now: a later rekey_* change applies to the next keys). */
+/* New send keys: their age, use and the tunables they were installed under. */
 void pool_tx_limits_reset(struct pool_session *s)
 {
 	lockdep_assert_held(&s->tx_lock);
 	s->tx_since_rekey = 0;
-	s->tx_reject_boot_s = ktime_get_boottime_seconds() +
-			      READ_ONCE(pool_node.params.rekey_seconds) +
-			      POOL_REJECT_AFTER_EXTRA_S;
-	s->tx_reject_packets = READ_ONCE(pool_node.params.rekey_packets) +
-			       POOL_REJECT_AFTER_EXTRA_PACKETS;
+	s->tx_keys_boot_s = ktime_get_boottime_seconds();
+	s->tx_keys_rekey_seconds = READ_ONCE(pool_node.params.rekey_seconds);
+	s->tx_keys_rekey_packets = READ_ONCE(pool_node.params.rekey_packets);
+}
+
+/*
+ * The send keys' hard limit: rekey_seconds + 60 s, rekey_packets + 2^20,
+ * with the larger of the tunables in force when the keys were installed and
+ * now. Lowering them must not expire keys at once (their rekey starts now
+ * and needs a round trip); raising them postpones the rekey and the limit.
+ */
+bool pool_tx_keys_expired(struct pool_session *s)
+{
+	u64 secs = max_t(u64, s->tx_keys_rekey_seconds,
+			 READ_ONCE(pool_node.params.rekey_seconds));
+	u64 pkts = max_t(u64, s->tx_keys_rekey_packets,
+			 READ_ONCE(pool_node.params.rekey_packets));
+
+	lockdep_assert_held(&s->tx_lock);
+	return s->tx_since_rekey >= pkts + POOL_REJECT_AFTER_EXTRA_PACKETS ||
+	       ktime_get_boottime_seconds() >=
+	       s->tx_keys_boot_s + secs + POOL_REJECT_AFTER_EXTRA_S;
 }
 
 static void pool_tx_switch(struct pool_session *s, struct pool_dir *tx)
