@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make soak`: sessions of any length (molecule/default/tests/soak_checks.py): 16 GiB over one
 # session across the ring counters' wrap with SHA-256 compared, and 30 minutes of sequenced
-# traffic both ways with rekey_seconds 5, at the same time. The lab is POOL_SOAK_LAB (default
+# traffic both ways with rekey_seconds 5, at the same time, over a node1 link held below the
+# sender's speed (POOL_SOAK_RATE) so the ring stays full. The lab is POOL_SOAK_LAB (default
 # "soak"); one already up (rolled out with site.yml) is used as it is and left running,
 # otherwise it is booted, rolled out and torn down after. POOL_SOAK_BYTES and
 # POOL_SOAK_REKEY_MINUTES shorten a trial run. Not part of `make test`.

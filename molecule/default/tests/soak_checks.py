@@ -5,9 +5,10 @@ One run, two loads at once, with `rekey_seconds` at its minimum (5) on node1 and
 
 - POOL_SOAK_BYTES (default 16 GiB) over one node1-initiated session, node1 -> node2, with
   SHA-256 compared at node2. The ring's free-running 32-bit counters wrap every 4 GiB, so
-  16 GiB crosses the wrap four times. node1's send queue toward node2 is sampled every 15 s
-  (`ss`, the session's TCP socket): a send queue that stays high means the path, not the
-  sender, is the bottleneck, so pool.ko's ring stayed full across the wraps.
+  16 GiB crosses the wrap four times. node1's link toward node2 is held to POOL_SOAK_RATE
+  (tc tbf, default 26mbit, below what the sender manages under emulation), so the path is
+  slower than the sender and pool.ko's ring stays full behind the TCP socket. node1's send
+  queue toward node2 is sampled every 15 s (`ss`, the session's TCP socket) to show it did.
 - sequence-numbered messages both ways over the node pair's poold session for
   POOL_SOAK_REKEY_MINUTES (default 30): none lost, duplicated or reordered across the
   rekeys every 5 s.
@@ -15,6 +16,7 @@ One run, two loads at once, with `rekey_seconds` at its minimum (5) on node1 and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -37,6 +39,20 @@ from test_transport import (  # noqa: F401  # pylint: disable=unused-import
 SOAK_BYTES = int(os.environ.get("POOL_SOAK_BYTES", str(16 << 30)))
 REKEY_MINUTES = float(os.environ.get("POOL_SOAK_REKEY_MINUTES", "30"))
 SAMPLE_SECONDS = 15
+# 26 Mbit/s = 3.25 MB/s: 16 GiB in about 90 minutes; the sender manages about 4.5 MB/s
+RATE = os.environ.get("POOL_SOAK_RATE", "26mbit")
+
+
+@contextlib.contextmanager
+def rate_limited(node, peer_ip: str, rate: str):
+    """node's egress toward peer_ip held to rate (tc tbf on the interface the route uses)."""
+    route = node.run(f"ip -o route get {peer_ip}").stdout.split()
+    dev = route[route.index("dev") + 1]
+    node.ok(f"tc qdisc replace dev {dev} root tbf rate {rate} burst 64kb latency 200ms")
+    try:
+        yield dev
+    finally:
+        node.run(f"tc qdisc del dev {dev} root")
 
 
 def _send_queue(node, peer_ip: str) -> int:
@@ -55,7 +71,10 @@ def test_soak(lab: Lab) -> None:  # noqa: F811 - the fixture imported above
     seconds = int(REKEY_MINUTES * 60)
     nonce = uuid.uuid4().hex[:7]
     epochs_before = {n.name: n.live_with(p.key)[0]["epoch"] for n, p in ((n1, n2), (n2, n1))}
-    with tunables([n1, n2], rekey_seconds=5, confirm_ms=4 * 3600 * 1000):
+    with (
+        tunables([n1, n2], rekey_seconds=5, confirm_ms=4 * 3600 * 1000),
+        rate_limited(n1, n2.ipv4, RATE),
+    ):
         t0 = time.monotonic()
         # 1. the stream of sequence numbers, both ways, over the poold session
         recv2 = _bg(
@@ -103,6 +122,7 @@ def test_soak(lab: Lab) -> None:  # noqa: F811 - the fixture imported above
     d1 = json.loads(r1.stdout.strip().splitlines()[-1])
     figures = {
         "bulk_bytes": SOAK_BYTES,
+        "path_rate": RATE,
         "bulk_seconds": res.get("seconds"),
         "bulk_mbit_s": res.get("throughput_mbit_s"),
         "sha256_ok": res.get("sha256_ok"),

@@ -457,9 +457,7 @@ def test_rekey_never_answered_closes_the_session(lab: Lab, tmp_path: Path) -> No
     n2 = lab.n2
     ref, env = _host_refpeer()
     keyf = tmp_path / "mute.key"
-    key = subprocess.run(
-        [*ref, "genkey", str(keyf)], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    key = _host_refpeer_key(ref, env, keyf)
     before = n2.journal_next()
     with trusted(n2, "ktest-mute", key), tunables([n2], rekey_seconds=5), forward_to(n2, PORT) as fwd:
         t0 = time.monotonic()
@@ -549,6 +547,13 @@ def _host_refpeer():
     return [sys.executable, "-m", "pooltools.refpeer"], env
 
 
+def _host_refpeer_key(ref: list[str], env: dict, keyf: Path) -> str:
+    """A new static key for the host's reference peer, written to keyf; its public key."""
+    return subprocess.run(
+        [*ref, "genkey", str(keyf)], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -592,9 +597,7 @@ def test_refpeer_interop_on_host(lab: Lab, tmp_path: Path) -> None:
     n2 = lab.n2
     ref, env = _host_refpeer()
     keyf = tmp_path / "host.key"
-    key = subprocess.run(
-        [*ref, "genkey", str(keyf)], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    key = _host_refpeer_key(ref, env, keyf)
     port = _free_port()
     with trusted(n2, "ktest-host", key, f"10.0.2.2:{port}"):
         # pool.ko (node2) -> refpeer (host)
@@ -684,9 +687,7 @@ def test_fuzz_no_oops_session_survives(lab: Lab, tmp_path: Path) -> None:
     n1, n2 = lab.n1, lab.n2
     ref, env = _host_refpeer()
     keyf = tmp_path / "fuzz.key"
-    key = subprocess.run(
-        [*ref, "genkey", str(keyf)], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    key = _host_refpeer_key(ref, env, keyf)
     s2 = n2.live_with(n1.key)[0]
     bad_before = n2.kernel_problems()
     _files, size_before = _persisted_journal(n2)
