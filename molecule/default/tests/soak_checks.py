@@ -36,6 +36,7 @@ from test_transport import (  # noqa: F401  # pylint: disable=unused-import
     tunables,
 )
 
+testinfra_hosts = ["node1"]  # one run: the test drives node1 and node2 itself
 SOAK_BYTES = int(os.environ.get("POOL_SOAK_BYTES", str(16 << 30)))
 REKEY_MINUTES = float(os.environ.get("POOL_SOAK_REKEY_MINUTES", "30"))
 SAMPLE_SECONDS = 15
