@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import select
+import time
 from dataclasses import dataclass
 
 from pooltools import uapi
@@ -207,10 +208,18 @@ class Session:
         msg = uapi.PoolMsg(ptr=ctypes.addressof(buf), len=len(data), channel=channel, flags=0)
         _ioctl(self.fd, uapi.POOL_SESS_IOC_SEND, msg, what)
 
-    def wait_readable(self, timeout: float | None) -> bool:
+    def _poll(self, events: int, timeout: float | None) -> bool:
         p = select.poll()
-        p.register(self.fd, select.POLLIN | select.POLLHUP)
+        p.register(self.fd, events | select.POLLHUP)
         return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """A message is queued on some channel (poll cannot tell which), or the session ended."""
+        return self._poll(select.POLLIN, timeout)
+
+    def wait_writable(self, timeout: float | None) -> bool:
+        """A message of any size can be sent without blocking, or the session ended."""
+        return self._poll(select.POLLOUT, timeout)
 
     def recv(self, channel: int = uapi.POOL_CHANNEL_ANY, timeout: float | None = None) -> tuple[int, bytes] | None:
         """(channel, message); None once the peer has closed and the queue is empty.
@@ -219,9 +228,19 @@ class Session:
         """
         what = f"receive on session {self.index}"
         buf = ctypes.create_string_buffer(uapi.POOL_MAX_MESSAGE)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waited = False
         while True:
-            if timeout is not None and not self.wait_readable(timeout):
-                raise PoolError(what, f"nothing received within {timeout:g} s", EXIT_TIMEOUT)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if waited:
+                    # poll said readable but our channel had nothing: messages of other
+                    # channels are queued, so poll would answer at once again
+                    time.sleep(min(0.02, max(0.0, left)))
+                    left = deadline - time.monotonic()
+                if (waited and left <= 0) or not self.wait_readable(max(0.0, left)):
+                    raise PoolError(what, f"nothing received within {timeout:g} s", EXIT_TIMEOUT)
+                waited = True
             msg = uapi.PoolMsg(ptr=ctypes.addressof(buf), len=len(buf), channel=channel, flags=0)
             if timeout is not None:
                 msg.flags = uapi.POOL_MSG_DONTWAIT

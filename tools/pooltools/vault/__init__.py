@@ -1,0 +1,1 @@
+"""pool_vault: a file vault over POOL sessions (docs/vault.md)."""
