@@ -29,31 +29,36 @@ class PoolctlError(CommandError):
     """A poolctl command failed; str() is one line for ``fail_json(msg=...)``."""
 
 
-def find_poolctl(module, path=None):
-    """Absolute path of poolctl, or None when it is not installed.
+def find_tool(module, name, path=None):
+    """Absolute path of a POOL tool (poolctl, pool_vault, ...), or None when it is not installed.
 
-    ``path`` (the modules' ``poolctl_path`` option) wins when given; it must
+    ``path`` (the modules' ``<tool>_path`` option) wins when given; it must
     then exist and be executable, otherwise PoolctlError says so.
     """
     if path:
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
         raise PoolctlError(
-            "poolctl_path %s is not an executable file: install the POOL tools "
-            "(role pool.ops.node) or fix poolctl_path" % path
+            "%s_path %s is not an executable file: install the POOL tools "
+            "(role pool.ops.node) or fix %s_path" % (name, path, name)
         )
-    return module.get_bin_path("poolctl", required=False, opt_dirs=POOLCTL_DIRS)
+    return module.get_bin_path(name, required=False, opt_dirs=POOLCTL_DIRS)
+
+
+def find_poolctl(module, path=None):
+    """Absolute path of poolctl, or None when it is not installed (see find_tool)."""
+    return find_tool(module, "poolctl", path)
 
 
 def run_json(module, poolctl, args, data=None):
-    """Run ``poolctl --json ARGS`` and return the parsed JSON document.
+    """Run ``poolctl --json ARGS`` (or another POOL tool's) and return the parsed JSON document.
 
-    Raises PoolctlError with poolctl's own one-line error (stderr) when it
+    Raises PoolctlError with the tool's own one-line error (stderr) when it
     exits non-zero, and a clear message when stdout is not one JSON document.
     """
     cmd = [poolctl, "--json", *args]
     rc, out, err = module.run_command(cmd, data=data, binary_data=data is not None, environ_update=dict(C_LOCALE))
-    what = "poolctl --json %s" % " ".join(args)
+    what = "%s --json %s" % (os.path.basename(poolctl), " ".join(args))
     if rc != 0:
         why = last_line(err) or last_line(out) or "no error message"
         raise PoolctlError("%s failed (exit %d): %s" % (what, rc, why), rc=rc, stdout=out, stderr=err)

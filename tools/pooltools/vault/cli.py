@@ -143,32 +143,42 @@ def _acl_locked(path: Path) -> Any:
     return os.fdopen(fd)
 
 
-def cmd_enroll(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
-    g = aclmod.grant(args.key, args.name, args.scope, args.prefix)
+def _change(args: argparse.Namespace, change: Callable[[aclmod.Acl], tuple[aclmod.Acl, aclmod.Grant | None]]) -> int:
+    """Apply change to the ACL under its lock (with --check, only say what it would do)."""
     with _acl_locked(args.acl):
         acl = aclmod.load(args.acl)
-        new = aclmod.enrolled(acl, g)
-        if new is not acl:
+        new, who = change(acl)
+        if new is not acl and not args.check:
             aclmod.save(args.acl, new)
-    doc = {"changed": new is not acl, "acl_version": new.version, "peer": g.__dict__}
-    _emit(
-        args,
-        doc,
-        f"{'enrolled' if doc['changed'] else 'already enrolled'}: {g.name} ({g.scope}"
-        f"{', under ' + g.prefix if g.prefix else ''}), ACL version {new.version}",
-    )
+    key = who.key if who else None
+    before = next((g for g in acl.peers if g.key == key), None)
+    after = next((g for g in new.peers if g.key == key), None)
+    doc = {
+        "changed": new is not acl,
+        "check": args.check,
+        "acl_version": new.version,
+        "before": before.__dict__ if before else None,
+        "after": after.__dict__ if after else None,
+        "peers": sorted(g.name for g in new.peers),
+    }
+    verb = "would change" if args.check and doc["changed"] else "changed" if doc["changed"] else "unchanged"
+    g = after or before
+    what = f"{g.name} ({g.scope}{', under ' + g.prefix if g.prefix else ''})" if g else "no such peer"
+    _emit(args, doc, f"{verb}: {what}, ACL version {new.version}")
     return 0
+
+
+def cmd_enroll(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
+    g = aclmod.grant(args.key, args.name, args.scope, args.prefix)
+    return _change(args, lambda acl: (aclmod.enrolled(acl, g), g))
 
 
 def cmd_revoke(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
-    with _acl_locked(args.acl):
-        acl = aclmod.load(args.acl)
-        new = aclmod.revoked(acl, args.peer)
-        if new is not acl:
-            aclmod.save(args.acl, new)
-    doc = {"changed": new is not acl, "acl_version": new.version}
-    _emit(args, doc, f"{'revoked' if doc['changed'] else 'not enrolled'}: {args.peer}, ACL version {new.version}")
-    return 0
+    def revoke(acl: aclmod.Acl) -> tuple[aclmod.Acl, aclmod.Grant | None]:
+        who = next((g for g in acl.peers if args.peer in (g.key, g.name)), None)
+        return aclmod.revoked(acl, args.peer), who
+
+    return _change(args, revoke)
 
 
 def cmd_peers(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
@@ -332,10 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", required=True, help="a name for the peer")
     sp.add_argument("--scope", required=True, choices=aclmod.SCOPES)
     sp.add_argument("--prefix", default="", help="the only part of the vault the peer reaches")
+    sp.add_argument("--check", action="store_true", help="say what would change, change nothing")
     sp.set_defaults(func=cmd_enroll)
     sp = sub.add_parser("revoke", help="remove a peer from the ACL (its conversations end)")
     acl_arg(sp)
     sp.add_argument("peer", help="the peer's public key or name")
+    sp.add_argument("--check", action="store_true", help="say what would change, change nothing")
     sp.set_defaults(func=cmd_revoke)
     sp = sub.add_parser("peers", help="list the enrolled peers")
     acl_arg(sp)
