@@ -744,6 +744,13 @@ def q(s: object) -> str:
     return json.dumps(s) if isinstance(s, str) else str(s)
 
 
+LAB_VAULT = "node2"
+LAB_VAULT_PEERS = [
+    {"name": "node1", "scope": "read-write"},
+    {"name": "node3", "scope": "read", "prefix": "shared"},
+]
+
+
 def render_inventory(st: State, rd: Path) -> str:
     key = rd / "id_ed25519"
     known = rd / "known_hosts"
@@ -780,6 +787,13 @@ def render_inventory(st: State, rd: Path) -> str:
             f"          pool_node_peers: {json.dumps(sorted(n.neighbours))}",
             f"          pool_node_peer_addresses: {json.dumps({p: v['ipv4'] for p, v in n.neighbours.items()})}",
         ]
+    # The shared lab's vault (role pool.ops.vault, docs/vault.md): node2 serves, both others
+    # reach it directly; node1 reads and writes, node3 reads what is under shared/.
+    names = {n.name for n in st.nodes}
+    grants = [g for g in LAB_VAULT_PEERS if g["name"] in names]
+    if LAB_VAULT in names and grants:
+        lines += ["    pool_vaults:", "      hosts:", f"        {LAB_VAULT}:", "          pool_vault_peers:"]
+        lines += [f"            - {json.dumps(g)}" for g in grants]
     lines += [
         "  vars:",
         f"    pool_lab_name: {q(st.name)}",

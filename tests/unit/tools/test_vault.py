@@ -356,10 +356,14 @@ def test_malformed_requests_get_the_documented_error(env: Env, msg: bytes, code:
     assert c.status()["ok"]  # and the conversation goes on
 
 
-def test_a_stray_block_is_dropped_silently(env: Env) -> None:
+def test_blocks_without_a_push_are_refused_once(env: Env) -> None:
+    """As after a server restart in the middle of a push: the client hears of it at once."""
     c = env.client()
-    c.link.send(wire.block(0, b"stray"))
-    assert c.status()["ok"]
+    for i in range(3):
+        c.link.send(wire.block(i, b"stray"))
+    e = refused("bad_request", c._reply)
+    assert "no push in progress" in e.detail
+    assert c.status()["ok"]  # the other two were dropped, the conversation goes on
 
 
 # ---- many peers, limits

@@ -11,7 +11,7 @@
 
 The client opens a session of its own to the vault node (CONNECT; the vault's endpoint from
 the trust store or --endpoint), or with --attach uses the one poold holds. Every command
-prints JSON with --json. Exit status: 0 done, 2 bad arguments or request, 4 not enrolled,
+prints JSON with --json. Exit status: 0 done, 2 bad arguments or path, 4 not enrolled,
 revoked or denied, 5 not found, 6 conflict, 7 timeout, 8 busy, 9 a hash did not match,
 10 the vault cannot be reached or ended the session, 1 anything else.
 """
@@ -58,7 +58,7 @@ DEFAULT_STATUS = Path("/run/pool-vault/status.json")
 LOCK_DIR = Path("/run/lock")
 
 EXIT_FOR_ERROR = {
-    "bad_request": EXIT_USAGE,
+    "bad_request": EXIT_FAILURE,
     "bad_path": EXIT_USAGE,
     "too_large": EXIT_USAGE,
     "unknown_op": EXIT_USAGE,

@@ -119,6 +119,8 @@ class Conversation:
         self.grant: aclmod.Grant | None = None
         self.revoked = threading.Event()
         self.on_revoke = on_revoke
+        # after a refused push, its remaining blocks are dropped without a word
+        self.dropping_blocks = False
 
     def run(self) -> None:
         with self.vault.lock:
@@ -156,7 +158,11 @@ class Conversation:
         try:
             m = wire.decode(msg)
             if m.kind == Kind.BLOCK:
-                return  # of a push that failed: dropped until the next request
+                if self.dropping_blocks:
+                    return  # of a push that failed: dropped until the next request
+                self.dropping_blocks = True
+                raise VaultError(Err.BAD_REQUEST, f"block {m.index} arrived with no push in progress")
+            self.dropping_blocks = False
             if m.kind != Kind.REQUEST:
                 raise VaultError(Err.BAD_REQUEST, f"a client sends REQUEST and BLOCK messages, not {m.kind.name}")
             op = wire.member(m.header, "op", str)
@@ -167,8 +173,10 @@ class Conversation:
             self.grant = self.current_grant()
             handler(m.header, self.grant)
         except VaultError as exc:
+            self.dropping_blocks = True
             self.refuse(exc)
         except OSError as exc:
+            self.dropping_blocks = True
             code = Err.BAD_PATH if exc.errno in NAME_ERRNOS else Err.IO_ERROR
             self.refuse(
                 VaultError(code, f"{exc.strerror or exc}" + (f": {exc.filename}" if code == Err.IO_ERROR else ""))
