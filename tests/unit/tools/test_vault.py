@@ -512,3 +512,50 @@ def test_acl_enroll_revoke_versions_and_atomic_file(tmp_path: Path) -> None:
 def test_bad_acl_files_are_refused_naming_the_problem(doc: str, why: str) -> None:
     with pytest.raises(aclmod.AclError, match=why.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
         aclmod.parse(doc)
+
+
+# ---- the server's sessions
+
+
+def test_server_attaches_held_sessions_and_never_keeps_one_alive(tmp_path: Path, monkeypatch) -> None:
+    from pooltools.fakedevice import FakeDevice
+    from pooltools.vault.server import Server
+
+    dev = FakeDevice()
+    monkeypatch.setattr(Server, "_converse", lambda self, index, conv: None)  # no thread: decisions only
+    env = Env(tmp_path)
+    server = Server(env.vault, tmp_path / "acl.json", lambda: dev, status_path=None)
+    held = dev.inbound(WRITER)
+    poold_fd = dev.accept()  # poold holds it
+    queued = dev.inbound(READER)  # still in the accept queue: nobody holds it
+    server.discover()
+    assert list(server.attached) == [held.index] and held.fds == 2
+    assert queued.fds == 0 and queued.index in dev._sessions
+    server.discover()  # nothing changes while poold holds it too
+    assert held.fds == 2 and held.index in dev._sessions
+    poold_fd.close()  # poold lets go: the vault's descriptor would be the last
+    server.discover()
+    assert held.index not in dev._sessions and f"close {held.index}" in dev.mutations
+
+
+def test_status_file_and_acl_follow(tmp_path: Path) -> None:
+    from pooltools.fakedevice import FakeDevice
+    from pooltools.vault.server import Server
+
+    acl_path = tmp_path / "acl.json"
+    env = Env(tmp_path)
+    aclmod.save(acl_path, env.acl)
+    status = tmp_path / "status.json"
+    server = Server(env.vault, acl_path, FakeDevice, status_path=status)
+    r = env.client(READER)
+    assert r.status()["ok"]
+    aclmod.save(acl_path, aclmod.revoked(env.acl, "reader"))
+    server.reload_acl()
+    refused("revoked", r._reply)
+    assert env.vault.acl.version == 2
+    acl_path.write_text("{broken")
+    server.reload_acl()  # a broken file is logged, the ACL in use stays
+    assert env.vault.acl.version == 2
+    server.write_status()
+    doc = json.loads(status.read_text())
+    assert doc["acl_version"] == 2 and doc["refusals"]["revoked"] == 1 and doc["requests"]["status"] == 1

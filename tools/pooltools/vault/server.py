@@ -358,20 +358,31 @@ class Server:
         log.info("ACL version %d in use (%d peers)", acl.version, len(acl.peers))
 
     def discover(self) -> None:
+        """Attach the sessions someone holds; let go of those only the vault still holds.
+
+        The vault never keeps a session alive: a session ends when its last descriptor closes,
+        and the vault's must not be that last one (a client's own session, poold's after a
+        restart). Sessions nobody holds yet (in the accept queue) are poold's to take first.
+        """
         try:
-            live = {s.index: bytes(s.peer_public_key) for s in self.dev.sessions() if s.state in LIVE}
+            live = {s.index: s for s in self.dev.sessions() if s.state in LIVE}
         except PoolError as exc:
             log.warning("cannot list sessions: %s", exc)
             return
-        for index, key in live.items():
-            if index in self.attached:
+        for index in list(self.attached):
+            info = live.get(index)
+            if info is not None and info.fds <= 1:  # ours is the only descriptor left
+                with contextlib.suppress(PoolError):
+                    self.dev.close_session(index)
+        for index, info in live.items():
+            if index in self.attached or info.fds < 1:
                 continue
             try:
                 session = self.dev.attach(index)
             except PoolError as exc:
                 log.debug("session %d not attached: %s", index, exc)
                 continue
-            conv = Conversation(self.vault, SessionLink(session), key, self._closer(index))
+            conv = Conversation(self.vault, SessionLink(session), bytes(info.peer_public_key), self._closer(index))
             self.attached[index] = conv
             threading.Thread(target=self._converse, args=(index, conv), name=f"session-{index}", daemon=True).start()
 
