@@ -195,8 +195,13 @@ def test_never_enrolled_and_revoked_peers_are_refused(vault: VaultLab) -> None:
         # and from then on: the key is not in the ACL, as if never enrolled
         vault.refused(n3, "status", EXIT_PERMISSION, "not_enrolled")
         vault.refused(n3, f"pull {path} {WORK}/slow", EXIT_PERMISSION, "not_enrolled")
-        refusals = json.loads(n2.ok("cat /run/pool-vault/status.json"))["refusals"]
-        assert refusals.get("not_enrolled", 0) >= 2 and refusals.get("revoked", 0) >= 1, refusals
+        deadline = time.monotonic() + 30  # the server writes its status file every 5 s
+        while True:
+            refusals = json.loads(n2.ok("cat /run/pool-vault/status.json"))["refusals"]
+            if refusals.get("not_enrolled", 0) >= 2 and refusals.get("revoked", 0) >= 1:
+                break
+            assert time.monotonic() < deadline, f"refusals not counted: {refusals}"
+            time.sleep(2)
     finally:
         n2.ok(
             f"echo {shlex.quote(acl)} > /etc/pool/vault-acl.json.new && mv /etc/pool/vault-acl.json.new /etc/pool/vault-acl.json"

@@ -265,7 +265,10 @@ def cmd_push(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
-    dest = Path(args.local or args.path.rsplit("/", 1)[-1])
+    name = args.path.rsplit("/", 1)[-1]
+    dest = Path(args.local or name)
+    if dest.is_dir():
+        dest = dest / name
     c = _client(args, factory)
     doc = c.pull(args.path, dest, args.version, args.block_size)
     doc = {k: v for k, v in doc.items() if k != "ok"} | {"local": str(dest)}
