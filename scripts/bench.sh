@@ -6,14 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POOL_LAB_NAME="${POOL_BENCH_LAB:-bench}"
+inventory=.cache/bench/hosts.yml
+mkdir -p .cache/bench
 if python3 molecule/lab/pool_lab.py status >/dev/null 2>&1; then
 	echo "bench: lab '$POOL_LAB_NAME' is up: measuring it as it is"
+	python3 molecule/lab/pool_lab.py inventory --inventory "$inventory" >/dev/null
 else
-	inventory=.cache/bench/hosts.yml
-	mkdir -p .cache/bench
 	trap 'python3 molecule/lab/pool_lab.py down >/dev/null 2>&1 || true' EXIT
 	python3 molecule/lab/pool_lab.py up --inventory "$inventory"
 	ansible-playbook -i "$inventory" playbooks/site.yml
 fi
 python3 scripts/bench.py "$@"
 python3 scripts/bench_config.py
+python3 scripts/bench_vault.py --inventory "$inventory"

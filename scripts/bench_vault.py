@@ -76,10 +76,7 @@ def vault_transfers(lab: Lab, size: int, timeout: float, run_id: str) -> tuple[f
         or lab.ssh("node1", f"cmp {WORK}/data {WORK}/back && echo same").strip() != "same"
     ):
         raise BenchError("the pulled file differs from the pushed one")
-    lab.ssh(
-        "node2",
-        f"pool_vault delete {path} --force --vault node1 >/dev/null 2>&1 || true; rm -f /var/lib/pool-vault/files/{path}",
-    )
+    lab.ssh("node1", f"pool_vault delete {path} --force --vault node2 >/dev/null")
     lab.ssh("node1", f"rm -rf {WORK}")
     return size / (1 << 20) / push_s, size / (1 << 20) / pull_s
 
