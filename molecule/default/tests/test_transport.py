@@ -966,6 +966,56 @@ def test_rollback_deadline_survives_a_clock_step_back(lab: Lab) -> None:
     lab.round_trip()
 
 
+def test_failed_automatic_rollback_is_retried_and_shown(lab: Lab) -> None:
+    """An automatic rollback that fails is journaled once and retried until it succeeds; meanwhile
+    CONFIG_GET shows the version tentative with its deadline passed. The restore is made to fail
+    for real: the version to restore trusts a key that has meanwhile become node2's own identity
+    (pool.ko refuses to trust itself); once node2 has its own key back, the retry succeeds."""
+    n2 = lab.n2
+    stranger = f"{WORK}/stranger.key"
+    other = pub(n2, "stranger")
+    start = n2.poolctl("config", "show")
+    assert not start["tentative"], start
+    n2.ok("systemctl stop poold")  # poold would put node2's identity back by itself
+    try:
+        trusting = n2.probe(f"config-set --add-peer {other} --confirm-ms 0")
+        dropped = n2.probe(f"config-set --drop-peer {other} --confirm-ms 6000")
+        assert dropped["tentative"] and dropped["version"] == trusting["version"] + 1, dropped
+        nxt = n2.journal_next()
+        n2.poolctl("identity", "load", "--key-file", stranger)
+        deadline = time.monotonic() + 60
+        while not any("automatic rollback failed" in e["detail"] for e in n2.journal_from(nxt)):
+            assert time.monotonic() < deadline, f"no failed rollback journaled: {n2.journal_from(nxt)}"
+            time.sleep(1)
+        shown = n2.poolctl("config", "show")
+        wall = int(n2.ok("date +%s%N"))
+        assert shown["version"] == dropped["version"] and shown["tentative"], shown
+        assert 0 < shown["deadline_ns"] < wall, f"deadline not shown as passed: {shown}, now {wall}"
+        time.sleep(3)  # retried every second: still failing, still journaled once
+        failures = [e for e in n2.journal_from(nxt) if "automatic rollback failed" in e["detail"]]
+        assert len(failures) == 1, failures
+        n2.poolctl("identity", "load", "--key-file", "/etc/pool/private.key")
+        deadline = time.monotonic() + 30
+        while (now := n2.poolctl("config", "show"))["tentative"]:
+            assert time.monotonic() < deadline, f"the retry did not restore the version: {now}"
+            time.sleep(1)
+        assert now["version"] == trusting["version"], now
+        rolled = [e for e in n2.journal_from(nxt) if e["type"] == "rollback"]
+        assert any(
+            f"{dropped['version']} -> {trusting['version']}" in e["detail"] and "not confirmed" in e["detail"]
+            for e in rolled
+        ), rolled
+    finally:
+        n2.poolctl("identity", "load", "--key-file", "/etc/pool/private.key")
+        for _ in range(4):  # back through the test's versions, kernel-side, as the clock test does
+            if n2.poolctl("config", "show")["version"] == start["version"]:
+                break
+            n2.probe("config-restore")
+        n2.ok("systemctl start poold")
+    lab.wait_converged()
+    lab.round_trip()
+
+
 # ---- 7. rmmod with live sessions, a half-open handshake, an idle listener (last) -------
 
 

@@ -16,7 +16,7 @@ Everything prints one JSON document on stdout.
           stale      an INIT whose timestamp is 120 s old
           badpuzzle  a RESPONSE whose puzzle solution is wrong
     config-set [--rekey-seconds N] [--puzzle-difficulty N] [--heartbeat-seconds N]
-               [--confirm-ms MS]
+               [--confirm-ms MS] [--add-peer B64] [--drop-peer B64]
         CONFIG_APPLY of the active configuration with these tunables changed and
         the trust store unchanged; tentative (the kernel rolls it back by itself
         after MS) unless --confirm-ms 0.
@@ -49,6 +49,7 @@ Everything prints one JSON document on stdout.
 from __future__ import annotations
 
 import argparse
+import base64
 import ctypes
 import hashlib
 import ipaddress
@@ -251,13 +252,19 @@ def cmd_half_open(a: argparse.Namespace) -> int:
 # ---- configuration (CONFIG_APPLY / CONFIG_ROLLBACK) --------------------------
 
 
-def apply_tunables(dev: Any, confirm_ms: int, **tunables: int | None) -> Any:
+def apply_tunables(
+    dev: Any, confirm_ms: int, add_peer: bytes = b"", drop_peer: bytes = b"", **tunables: int | None
+) -> Any:
     """CONFIG_APPLY of the active configuration with `tunables` changed (None: unchanged) and the
-    trust store as it is; returns the configuration that is active afterwards."""
+    trust store as it is, plus add_peer (named "ktest-extra") and minus drop_peer; returns the
+    configuration that is active afterwards."""
     from pooltools import uapi
 
     cur = dev.config_get()
-    peers = dev.peers()
+    peers = [p for p in dev.peers() if bytes(p.public_key) != drop_peer]
+    if add_peer:
+        peers.append(uapi.PoolPeer(name=b"ktest-extra"))
+        ctypes.memmove(peers[-1].public_key, add_peer, 32)
     arr = (uapi.PoolPeer * max(1, len(peers)))()
     for i, p in enumerate(peers):
         q = uapi.PoolPeer()
@@ -288,6 +295,8 @@ def cmd_config_set(a: argparse.Namespace) -> int:
         new = apply_tunables(
             dev,
             a.confirm_ms,
+            add_peer=base64.b64decode(a.add_peer) if a.add_peer else b"",
+            drop_peer=base64.b64decode(a.drop_peer) if a.drop_peer else b"",
             heartbeat_seconds=a.heartbeat_seconds,
             rekey_seconds=a.rekey_seconds,
             puzzle_difficulty=a.puzzle_difficulty,
@@ -654,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--puzzle-difficulty", type=int)
     p.add_argument("--heartbeat-seconds", type=int)
     p.add_argument("--confirm-ms", type=int, default=600000)
+    p.add_argument("--add-peer", help="a public key (base64) the new version trusts too")
+    p.add_argument("--drop-peer", help="a public key (base64) the new version no longer trusts")
     p.set_defaults(func=cmd_config_set)
 
     p = sub.add_parser("config-restore")
