@@ -183,11 +183,11 @@ def test_never_enrolled_and_revoked_peers_are_refused(vault: VaultLab) -> None:
             f"mkdir -p {WORK}; ({VAULT} --json pull {path} {WORK}/slow --vault node2 > {WORK}/slow.out 2>&1;"
             f" echo $? > {WORK}/slow.rc) > /dev/null 2>&1 & echo $! > {WORK}/slow.pid"
         )
-        n3.ok(f"sleep 3; kill -STOP $(pgrep -f 'pool_vault --json pull {path}')")
+        n3.ok(f"sleep 3; kill -STOP $(pgrep -P $(cat {WORK}/slow.pid))")  # the pool_vault under the subshell
         doc = json.loads(n2.ok(f"{VAULT} --json revoke node3"))
         assert doc["changed"] and doc["peers"] == ["node1"]
         time.sleep(3)  # the server follows the file (it checks every half second)
-        n3.ok(f"kill -CONT $(pgrep -f 'pool_vault --json pull {path}') || true")
+        n3.ok(f"kill -CONT $(pgrep -P $(cat {WORK}/slow.pid)) || true")
         n3.ok(f"for i in $(seq 120); do test -s {WORK}/slow.rc && exit 0; sleep 1; done; exit 1", 200)
         rc = int(n3.ok(f"cat {WORK}/slow.rc"))
         print(f"\nthe revoked pull: exit {rc}: {n3.ok(f'cat {WORK}/slow.out').strip()[-300:]}")
