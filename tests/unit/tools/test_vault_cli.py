@@ -152,3 +152,29 @@ def test_enroll_revoke_peers_on_the_vault_node(tmp_path: Path, capsys) -> None:
     acl.write_text("{")
     code, doc = run("peers")
     assert code == EXIT_USAGE and "not JSON" in doc["error"]["why"]
+
+
+def test_connect_is_retried_when_the_listener_resets_it(env: Env, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Many clients at once from one node meet the listener's half-open cap: reset, then retried."""
+    import errno
+
+    from pooltools.device import PoolError
+
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    resets = iter([True, True, False])
+
+    class Busy(Node):
+        def connect(self, *a, **kw):
+            if next(resets):
+                raise PoolError("connect", "connection reset by peer", 10, errno.ECONNRESET)
+            return super().connect(*a, **kw)
+
+    code = cli.main(["--json", "status", "--vault", "vaultnode"], device_factory=lambda: Busy(env, WRITER))
+    assert code == 0, capsys.readouterr()
+
+    class Refusing(Node):
+        def connect(self, *a, **kw):
+            raise PoolError("connect", "no key for that peer", 5, errno.ENOKEY)
+
+    code = cli.main(["--json", "status", "--vault", "vaultnode"], device_factory=lambda: Refusing(env, WRITER))
+    assert code == 5  # not retried

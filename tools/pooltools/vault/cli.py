@@ -19,12 +19,15 @@ revoked or denied, 5 not found, 6 conflict, 7 timeout, 8 busy, 9 a hash did not 
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import json
 import logging
 import os
+import random
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -240,8 +243,26 @@ def _link(args: argparse.Namespace, factory: Callable[[], Any]) -> SessionLink:
         addr, port = bytes(peer.endpoint_addr), peer.endpoint_port
     else:
         raise CliError(f"vault {args.vault}", "the trust store has no endpoint for it: give --endpoint", EXIT_USAGE)
-    timeout_ms = int(min(args.timeout, 60) * 1000)
-    return SessionLink(dev.connect(key, addr, port, wire.CHANNEL, timeout_ms))
+    return SessionLink(_connect(dev, key, addr, port, min(args.timeout, 60)))
+
+
+# A listener admits a few half-open handshakes per source address (docs/protocol.md) and resets
+# the others: many clients starting at once on one node meet that cap, and try again.
+CONNECT_RETRY_ERRNOS = (errno.ECONNRESET, errno.EAGAIN)
+
+
+def _connect(dev: Any, key: bytes, addr: bytes, port: int, budget: float) -> Any:
+    deadline = time.monotonic() + budget
+    delay = 0.2
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return dev.connect(key, addr, port, wire.CHANNEL, int(max(left, 1) * 1000))
+        except PoolError as exc:
+            if exc.errno not in CONNECT_RETRY_ERRNOS or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 2.0)
 
 
 def _client(args: argparse.Namespace, factory: Callable[[], Any]) -> VaultClient:
