@@ -1007,7 +1007,7 @@ def test_failed_automatic_rollback_is_retried_and_shown(lab: Lab) -> None:
         ), rolled
     finally:
         n2.poolctl("identity", "load", "--key-file", "/etc/pool/private.key")
-        for _ in range(4):  # back through the test's versions, kernel-side, as the clock test does
+        for _attempt in range(4):  # back through the test's versions, kernel-side, as the clock test does
             if n2.poolctl("config", "show")["version"] == start["version"]:
                 break
             n2.probe("config-restore")
