@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pooltools import uapi
 from pooltools.journal import Entry
+from pooltools.netaddr import parse_endpoint
 
 DEVICE_PATH = "/dev/pool"
 
@@ -489,3 +490,25 @@ def stats_dict(s: uapi.PoolStats) -> dict[str, int]:
             name = f"stat_{i}"
         out[name] = s.value[i]
     return out
+
+
+LIVE_STATES = (uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
+
+
+def live_sessions(dev: Device, key: bytes) -> list[int]:
+    """Indexes of the sessions with the peer of this key that carry traffic, oldest first."""
+    return sorted(s.index for s in dev.sessions() if bytes(s.peer_public_key) == key and s.state in LIVE_STATES)
+
+
+def peer_endpoint(peer: uapi.PoolPeer, endpoint: str | None = None) -> tuple[bytes, int] | None:
+    """(address, port) to reach peer: `endpoint` ("addr:port", "[v6]:port") when given, else its
+    trust-store endpoint; None when it has neither."""
+    if endpoint:
+        try:
+            ep = parse_endpoint(endpoint)
+        except ValueError as exc:
+            raise PoolError(f"endpoint {endpoint!r}", str(exc), EXIT_USAGE) from None
+        return ep.addr, ep.port
+    if peer.endpoint_port:
+        return bytes(peer.endpoint_addr), peer.endpoint_port
+    return None

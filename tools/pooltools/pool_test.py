@@ -35,8 +35,9 @@ from pooltools.device import (
     EXIT_VERIFY,
     Device,
     PoolError,
+    live_sessions,
+    peer_endpoint,
 )
-from pooltools.netaddr import parse_endpoint
 
 PROG = "pool_test"
 MAGIC = b"POOLTEST1 "
@@ -282,25 +283,16 @@ def _pool_session(args: argparse.Namespace, dev: Any, wait: bool) -> Any:
         return dev.accept(uapi.POOL_ACCEPT_FOREVER)
     if getattr(args, "connect", None):
         peer = resolve_peer(dev, args.connect)
-        if args.endpoint:
-            ep = parse_endpoint(args.endpoint)
-            addr, port = ep.addr, ep.port
-        elif peer.endpoint_port:
-            addr, port = bytes(peer.endpoint_addr), peer.endpoint_port
-        else:
+        target = peer_endpoint(peer, args.endpoint)
+        if target is None:
             raise PoolError("connect", "peer has no endpoint: give --endpoint", EXIT_USAGE)
-        return dev.connect(bytes(peer.public_key), addr, port, args.channel, 10000)
+        return dev.connect(bytes(peer.public_key), *target, args.channel, 10000)
     peer = resolve_peer(dev, args.peer)
     key = bytes(peer.public_key)
     while True:
-        live = [
-            s.index
-            for s in dev.sessions()
-            if bytes(s.peer_public_key) == key
-            and s.state in (uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
-        ]
+        live = live_sessions(dev, key)
         if live:
-            return dev.attach(min(live))
+            return dev.attach(live[0])
         if not wait:
             raise PoolError(f"peer {args.peer}", "no established session (is poold running?)", EXIT_NOT_FOUND)
         time.sleep(0.5)

@@ -27,6 +27,7 @@ from pooltools.device import (
     EXIT_VERIFY,
     Device,
     PoolError,
+    live_sessions,
 )
 from pooltools.keys import decode_key, encode_key
 from pooltools.netaddr import format_endpoint, parse_endpoint
@@ -90,17 +91,12 @@ def _session_for(dev: Any, args: argparse.Namespace) -> Any:
     if args.index is not None:
         return dev.attach(args.index)
     peer = resolve_peer(dev, args.peer)
-    key = bytes(peer.public_key)
-    live = [
-        s
-        for s in dev.sessions()
-        if bytes(s.peer_public_key) == key and s.state in (uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
-    ]
+    live = live_sessions(dev, bytes(peer.public_key))
     if not live:
         raise PoolError(
             f"peer {args.peer}", "no established session (is poold running? poolctl sessions)", EXIT_NOT_FOUND
         )
-    return dev.attach(min(s.index for s in live))
+    return dev.attach(live[0])
 
 
 def _u64(text: str) -> int:

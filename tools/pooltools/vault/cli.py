@@ -46,13 +46,14 @@ from pooltools.device import (
     EXIT_VERIFY,
     Device,
     PoolError,
+    live_sessions,
+    peer_endpoint,
 )
-from pooltools.netaddr import parse_endpoint
 from pooltools.vault import acl as aclmod
 from pooltools.vault import wire
 from pooltools.vault.client import RemoteError, TransferError, VaultClient
 from pooltools.vault.link import LinkClosed, LinkTimeout, SessionLink
-from pooltools.vault.server import LIVE, Limits, Server, Vault
+from pooltools.vault.server import Limits, Server, Vault
 from pooltools.vault.store import Store
 
 PROG = "pool_vault"
@@ -228,7 +229,7 @@ def _link(args: argparse.Namespace, factory: Callable[[], Any]) -> SessionLink:
     peer = resolve_peer(dev, args.vault)
     key = bytes(peer.public_key)
     if args.attach:
-        live = sorted(s.index for s in dev.sessions() if bytes(s.peer_public_key) == key and s.state in LIVE)
+        live = live_sessions(dev, key)
         if not live:
             raise CliError(f"vault {args.vault}", "no established session (is poold running?)", EXIT_NOT_FOUND)
         session = dev.attach(live[0])
@@ -236,14 +237,10 @@ def _link(args: argparse.Namespace, factory: Callable[[], Any]) -> SessionLink:
         lock = os.open(LOCK_DIR / f"pool-vault-session-{live[0]}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         fcntl.flock(lock, fcntl.LOCK_EX)
         return SessionLink(session)
-    if args.endpoint:
-        ep = parse_endpoint(args.endpoint)
-        addr, port = ep.addr, ep.port
-    elif peer.endpoint_port:
-        addr, port = bytes(peer.endpoint_addr), peer.endpoint_port
-    else:
+    target = peer_endpoint(peer, args.endpoint)
+    if target is None:
         raise CliError(f"vault {args.vault}", "the trust store has no endpoint for it: give --endpoint", EXIT_USAGE)
-    return SessionLink(_connect(dev, key, addr, port, min(args.timeout, 60)))
+    return SessionLink(_connect(dev, key, *target, min(args.timeout, 60)))
 
 
 # A listener admits a few half-open handshakes per source address (docs/protocol.md) and resets

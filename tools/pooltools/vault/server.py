@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pooltools import __version__, uapi
-from pooltools.device import PoolError
+from pooltools import __version__
+from pooltools.device import LIVE_STATES, PoolError
 from pooltools.fsutil import atomic_write
 from pooltools.keys import encode_key
 from pooltools.vault import acl as aclmod
@@ -34,7 +34,6 @@ from pooltools.vault.wire import Err, Kind, VaultError
 
 log = logging.getLogger("pool_vault")
 
-LIVE = (uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
 MAX_SIZE = 1 << 53  # JSON numbers are exact up to here
 # errors the filesystem gives for a name it cannot hold
 NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
@@ -365,7 +364,7 @@ class Server:
         restart). Sessions nobody holds yet (in the accept queue) are poold's to take first.
         """
         try:
-            live = {s.index: s for s in self.dev.sessions() if s.state in LIVE}
+            live = {s.index: s for s in self.dev.sessions() if s.state in LIVE_STATES}
         except PoolError as exc:
             log.warning("cannot list sessions: %s", exc)
             return
