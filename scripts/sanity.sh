@@ -26,7 +26,7 @@ python_version="${SANITY_PYTHON:-3.11}"
 venv="${SANITY_VENV:-$root/.cache/sanity-venv}"
 core="$(grep -E '^ansible-core==' "$root/requirements.txt" || true)"
 [ -n "$core" ] || { echo "sanity: no ansible-core pin in requirements.txt" >&2; exit 1; }
-if [ "$("$venv/bin/ansible-test" --version 2>/dev/null | awk '{print $2}')" != "${core#ansible-core==}" ]; then
+if [ "$("$venv/bin/ansible-test" --version 2>/dev/null | awk '{print $NF}')" != "${core#ansible-core==}" ]; then
 	rm -rf "$venv"
 	"python$python_version" -m venv "$venv" ||
 		{ echo "sanity: cannot create $venv: install python3-venv" >&2; exit 1; }
