@@ -19,6 +19,7 @@ revoked or denied, 5 not found, 6 conflict, 7 timeout, 8 busy, 9 a hash did not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import fcntl
 import json
@@ -148,8 +149,9 @@ def _acl_locked(path: Path) -> Any:
 
 
 def _change(args: argparse.Namespace, change: Callable[[aclmod.Acl], tuple[aclmod.Acl, aclmod.Grant | None]]) -> int:
-    """Apply change to the ACL under its lock (with --check, only say what it would do)."""
-    with _acl_locked(args.acl):
+    """Apply change to the ACL under its lock (with --check, only say what it would do, and
+    touch nothing: not even the lock file)."""
+    with contextlib.nullcontext() if args.check else _acl_locked(args.acl):
         acl = aclmod.load(args.acl)
         new, who = change(acl)
         if new is not acl and not args.check:
