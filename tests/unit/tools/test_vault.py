@@ -40,7 +40,7 @@ class Env:
                 aclmod.grant(encode_key(READER), "reader", "read", "shared"),
             ),
         )
-        self.vault = Vault(self.store, self.acl, limits or Limits(max_file_size=1 << 20, idle_timeout=5.0))
+        self.vault = Vault(self.store, self.acl, limits or Limits(idle_timeout=5.0))
         self.threads: list[threading.Thread] = []
 
     def client(self, key: bytes = WRITER, depth: int = 64) -> VaultClient:
@@ -370,7 +370,7 @@ def test_blocks_without_a_push_are_refused_once(env: Env) -> None:
 
 
 def test_stalled_push_holds_only_itself_and_times_out(tmp_path: Path) -> None:
-    env = Env(tmp_path, limits=Limits(max_file_size=1 << 20, max_transfers_per_peer=1, idle_timeout=0.5))
+    env = Env(tmp_path, limits=Limits(max_transfers_per_peer=1, idle_timeout=0.5))
     data = os.urandom(4 * BS)
     stalled = _push_blocks(env, WRITER, "slow", data, upto=1)
     _wait(lambda: env.vault.active, "transfer open")
@@ -384,7 +384,7 @@ def test_stalled_push_holds_only_itself_and_times_out(tmp_path: Path) -> None:
 
 
 def test_a_pull_nobody_reads_is_ended_without_holding_others(tmp_path: Path) -> None:
-    env = Env(tmp_path, limits=Limits(max_file_size=1 << 20, idle_timeout=0.5))
+    env = Env(tmp_path, limits=Limits(idle_timeout=0.5))
     data = os.urandom(64 * BS)
     pusher = env.client()
     pusher.push(env.file("p", data), "p", block_size=BS)

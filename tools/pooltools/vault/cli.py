@@ -201,7 +201,7 @@ def cmd_peers(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
 def cmd_serve(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     store = Store(args.dir, args.keep, args.max_file_size)
-    limits = Limits(args.max_file_size, args.max_transfers_per_peer, args.idle_timeout)
+    limits = Limits(args.max_transfers_per_peer, args.idle_timeout)
     vault = Vault(store, aclmod.load(args.acl), limits)
     server = Server(vault, args.acl, factory, args.status_file)
     signal.signal(signal.SIGTERM, lambda *_: server.stop.set())

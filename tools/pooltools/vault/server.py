@@ -41,7 +41,6 @@ NAME_ERRNOS = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
 
 @dataclass(frozen=True)
 class Limits:
-    max_file_size: int = 4 << 30
     max_transfers_per_peer: int = 32
     idle_timeout: float = 120.0
 
@@ -101,7 +100,7 @@ class Vault:
 
     def limits_doc(self) -> dict[str, Any]:
         return {
-            "max_file_size": self.limits.max_file_size,
+            "max_file_size": self.store.max_file_size,
             "max_transfers_per_peer": self.limits.max_transfers_per_peer,
             "keep_versions": self.store.keep_versions,
             "block_size_min": wire.BLOCK_SIZE_MIN,
@@ -288,10 +287,7 @@ class Conversation:
         bs = wire.int_member(header, "block_size", wire.BLOCK_SIZE_MIN, wire.BLOCK_SIZE_MAX, wire.BLOCK_SIZE_MAX)
         force = wire.member(header, "force", bool, False)
         store = self.vault.store
-        if size > self.vault.limits.max_file_size:
-            raise VaultError(
-                Err.TOO_LARGE, f"{size} bytes is over the vault's limit of {self.vault.limits.max_file_size}"
-            )
+        store.check_size(size)  # before any block moves
         store.expect_base(p, base, force)  # refuse a conflict before any block moves
         with self.vault.transfer_slot(self.key_text):
             up = store.begin_push(self.peer_key, p, size, digest, base, bs)

@@ -258,9 +258,12 @@ class Store:
 
     # ---- pushes
 
-    def begin_push(self, peer_key: bytes, path: str, size: int, sha256: str, base: str, block_size: int) -> Upload:
+    def check_size(self, size: int) -> None:
         if size > self.max_file_size:
             raise VaultError(Err.TOO_LARGE, f"{size} bytes is over the vault's limit of {self.max_file_size}")
+
+    def begin_push(self, peer_key: bytes, path: str, size: int, sha256: str, base: str, block_size: int) -> Upload:
+        self.check_size(size)
         ident = hashlib.sha256(json.dumps([peer_key.hex(), path, size, sha256, base, block_size]).encode()).hexdigest()
         return Upload(self, ident, path, size, sha256, base, block_size)
 
