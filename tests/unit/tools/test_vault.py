@@ -559,3 +559,18 @@ def test_status_file_and_acl_follow(tmp_path: Path) -> None:
     server.write_status()
     doc = json.loads(status.read_text())
     assert doc["acl_version"] == 2 and doc["refusals"]["revoked"] == 1 and doc["requests"]["status"] == 1
+
+
+def test_a_malformed_message_during_a_push_is_a_transfer_error(tmp_path: Path) -> None:
+    near, far = MemoryLink.pair()
+    data = os.urandom(3 * BS)
+
+    def server() -> None:
+        far.recv(5)
+        far.send(wire.ok(have=0))
+        far.send(b"\x01")  # too short to be a vault message
+
+    threading.Thread(target=server, daemon=True).start()
+    (tmp_path / "f").write_bytes(data)
+    with pytest.raises(TransferError, match="malformed"):
+        VaultClient(near, timeout=5).push(tmp_path / "f", "f", block_size=BS)

@@ -42,6 +42,10 @@ class VaultClient:
             raise TransferError(f"the vault answered nothing within {self.timeout:g} s") from None
         if msg is None:
             raise TransferError("the vault ended the session")
+        return self._decode(msg)
+
+    @staticmethod
+    def _decode(msg: bytes) -> wire.Message:
         try:
             return wire.decode(msg)
         except VaultError as exc:
@@ -131,7 +135,7 @@ class VaultClient:
             return
         if msg is None:
             raise TransferError("the vault ended the session during the push")
-        m = wire.decode(msg)
+        m = self._decode(msg)
         self._checked(m.header)
         raise TransferError("the vault replied in the middle of the push")
 
