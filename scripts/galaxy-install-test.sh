@@ -56,7 +56,7 @@ for f in MANIFEST.json FILES.json meta/runtime.yml playbooks/site.yml \
 	roles/kmod/tasks/main.yml roles/node/tasks/main.yml roles/node/meta/argument_specs.yml \
 	plugins/modules/info.py plugins/modules/identity.py plugins/modules/kmod.py \
 	plugins/module_utils/poolctl.py kmod/dkms.conf kmod/Kbuild kmod/uapi/pool.h \
-	tools/pyproject.toml tools/systemd/poold.service tools/pooltools/poolctl.py; do
+	tools/pyproject.toml tools/systemd/poold.service tools/pooltools/poolctl/cli.py; do
 	[ -e "$installed/$f" ] || missing+=("$f")
 done
 [ "${#missing[@]}" -eq 0 ] ||

@@ -17,8 +17,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-from pooltools import address, noise, wire  # noqa: E402
-from pooltools.x25519 import clamp  # noqa: E402
+from pooltools.protocol import address, noise, wire  # noqa: E402
+from pooltools.protocol.x25519 import clamp  # noqa: E402
 
 
 def fixed(label: str, n: int = 32) -> bytes:

@@ -77,7 +77,7 @@ PACKAGES = (
     "strace",
     "tcpdump",
     "jq",
-    # The transport tests' reference peer and probes (pooltools.refpeer) use it for AEAD and
+    # The transport tests' reference peer and probes (pooltools.testing.refpeer) use it for AEAD and
     # X25519; installing it in every test run would cost minutes of dpkg under emulation.
     "python3-cryptography",
 )

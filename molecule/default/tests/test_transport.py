@@ -6,7 +6,7 @@ converge left them (temporary peers removed, tunables rolled back); the
 destructive one (rmmod) comes last and reloads the module and poold.
 
 Helpers: transport_probe.py (beside this file) is copied to the nodes; the
-tools are the node role's (/opt/pool: poolctl, pool_test, pooltools.refpeer).
+tools are the node role's (/opt/pool: poolctl, pool_test, pooltools.testing.refpeer).
 The reference peer needs `cryptography`, which the lab image lacks:
 python3-cryptography is installed from Debian's archive on first use.
 
@@ -97,7 +97,7 @@ class Node:
         return self.json(f"{self.py} {PROBE} {args}", timeout)
 
     def refpeer(self, args: str) -> str:
-        return f"{self.py} -m pooltools.refpeer {args}"
+        return f"{self.py} -m pooltools.testing.refpeer {args}"
 
     def stats(self) -> dict:
         return self.poolctl("stats")["stats"]
@@ -184,7 +184,7 @@ def lab(host) -> Lab:
         # test keys of the reference peer / hostile initiators, made on the node
         for k in ("ref", "stranger", "replay"):
             if n.run(f"test -s {WORK}/{k}.key").rc != 0:
-                n.ok(f"{n.py} -m pooltools.refpeer genkey {WORK}/{k}.key")
+                n.ok(f"{n.py} -m pooltools.testing.refpeer genkey {WORK}/{k}.key")
     lab = Lab(n1, n2)
     lab.wait_converged()
     yield lab
@@ -201,8 +201,8 @@ def pub(node: Node, name: str) -> str:
 
 def _pub(node: Node, name: str) -> str:
     return node.ok(
-        f"{node.py} -c 'import sys; from pooltools.refpeer import load_private; from pooltools.x25519 import public_key;"
-        f" from pooltools.keys import encode_key; print(encode_key(public_key(load_private(sys.argv[1]))))'"
+        f"{node.py} -c 'import sys; from pooltools.testing.refpeer import load_private; from pooltools.protocol.x25519 import public_key;"
+        f" from pooltools.protocol.keys import encode_key; print(encode_key(public_key(load_private(sys.argv[1]))))'"
         f" {WORK}/{name}.key"
     ).strip()
 
@@ -540,11 +540,11 @@ def _host_refpeer():
     sys.path.insert(0, str(REPO / "tools"))
     try:
         import cryptography  # noqa: F401
-        import pooltools.refpeer  # noqa: F401
+        import pooltools.testing.refpeer  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the controller cannot run the reference peer: {exc}")
     env = dict(os.environ, PYTHONPATH=str(REPO / "tools"))
-    return [sys.executable, "-m", "pooltools.refpeer"], env
+    return [sys.executable, "-m", "pooltools.testing.refpeer"], env
 
 
 def _host_refpeer_key(ref: list[str], env: dict, keyf: Path) -> str:

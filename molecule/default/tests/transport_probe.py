@@ -68,13 +68,13 @@ def emit(doc: dict[str, Any]) -> None:
 
 
 def key_arg(text: str) -> bytes:
-    from pooltools.keys import decode_key
+    from pooltools.protocol.keys import decode_key
 
     return decode_key(text)
 
 
 def read_key_file(path: str) -> bytes:
-    from pooltools.keys import decode_key
+    from pooltools.protocol.keys import decode_key
 
     with open(path, "rb") as fh:
         data = fh.read()
@@ -116,7 +116,7 @@ class Conn:
 
     def read_packet(self) -> tuple[str, Any, bytes]:
         """('packet', hdr, payload) | ('eof', None, b'') | ('reset'|'timeout', None, b'')."""
-        from pooltools.wire import HEADER_LEN, Header
+        from pooltools.protocol.wire import HEADER_LEN, Header
 
         try:
             raw = self._exact(HEADER_LEN)
@@ -143,7 +143,7 @@ class Conn:
 
 def outcome(conn: Conn) -> dict[str, Any]:
     """What the responder did after our last packet: ACK, a handshake CLOSE, or a closed connection."""
-    from pooltools.wire import PacketType, decode_close
+    from pooltools.protocol.wire import PacketType, decode_close
 
     kind, hdr, body = conn.read_packet()
     if kind != "packet":
@@ -164,7 +164,7 @@ def handshake_to_challenge(conn: Conn, ini: Any) -> tuple[bytes, Any]:
 
 
 def cmd_probe(a: argparse.Namespace) -> int:
-    from pooltools import noise
+    from pooltools.protocol import noise
 
     peer = key_arg(a.peer_key)
     secret = read_key_file(a.key)
@@ -211,7 +211,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
         kind, _hdr, body = conn.read_packet()
         if kind != "packet":
             raise SystemExit(f"probe: replayed INIT got no CHALLENGE: {kind}")
-        from pooltools import wire
+        from pooltools.protocol import wire
 
         ch2 = wire.Challenge.decode(body)
         doc["same_seed"] = ch2.seed == ch.seed
@@ -258,7 +258,7 @@ def apply_tunables(
     """CONFIG_APPLY of the active configuration with `tunables` changed (None: unchanged) and the
     trust store as it is, plus add_peer (named "ktest-extra") and minus drop_peer; returns the
     configuration that is active afterwards."""
-    from pooltools import uapi
+    from pooltools.kernel import uapi
 
     cur = dev.config_get()
     peers = [p for p in dev.peers() if bytes(p.public_key) != drop_peer]
@@ -288,8 +288,8 @@ def apply_tunables(
 
 
 def cmd_config_set(a: argparse.Namespace) -> int:
-    from pooltools import uapi
-    from pooltools.device import Device
+    from pooltools.kernel import uapi
+    from pooltools.kernel.device import Device
 
     with Device() as dev:
         new = apply_tunables(
@@ -316,8 +316,8 @@ def cmd_config_set(a: argparse.Namespace) -> int:
 
 
 def cmd_config_restore(a: argparse.Namespace) -> int:
-    from pooltools import uapi
-    from pooltools.device import Device
+    from pooltools.kernel import uapi
+    from pooltools.kernel.device import Device
 
     with Device() as dev:
         cur = dev.config_get()
@@ -345,7 +345,7 @@ SEQ = struct.Struct(">8sQ")  # nonce, counter
 
 
 def attach_peer(dev: Any, key: bytes, timeout: float = 60.0) -> Any:
-    from pooltools import uapi
+    from pooltools.kernel import uapi
 
     deadline = time.monotonic() + timeout
     live = (uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
@@ -359,7 +359,7 @@ def attach_peer(dev: Any, key: bytes, timeout: float = 60.0) -> Any:
 
 
 def cmd_seq_send(a: argparse.Namespace) -> int:
-    from pooltools.device import Device
+    from pooltools.kernel.device import Device
 
     nonce = a.nonce.encode()[:8].ljust(8, b"\0")
     pad = os.urandom(max(0, a.size - SEQ.size))
@@ -379,7 +379,7 @@ def cmd_seq_send(a: argparse.Namespace) -> int:
 
 
 def cmd_seq_recv(a: argparse.Namespace) -> int:
-    from pooltools.device import Device
+    from pooltools.kernel.device import Device
 
     nonce = a.nonce.encode()[:8].ljust(8, b"\0")
     expect = 0
@@ -448,7 +448,7 @@ def cmd_seq_recv(a: argparse.Namespace) -> int:
 
 
 def cmd_cycles(a: argparse.Namespace) -> int:
-    from pooltools.device import Device, PoolError
+    from pooltools.kernel.device import Device, PoolError
 
     key = key_arg(a.peer)
     addr = mapped(a.host)
@@ -505,8 +505,8 @@ def open_fds() -> set[str]:
 
 
 def cmd_efault(a: argparse.Namespace) -> int:
-    from pooltools import uapi
-    from pooltools.device import Device
+    from pooltools.kernel import uapi
+    from pooltools.kernel.device import Device
 
     key = key_arg(a.peer)
     doc: dict[str, Any] = {}
@@ -576,8 +576,8 @@ def cmd_slow_writer(a: argparse.Namespace) -> int:
     import mmap
     import threading
 
-    from pooltools import uapi
-    from pooltools.device import Device
+    from pooltools.kernel import uapi
+    from pooltools.kernel.device import Device
 
     key = key_arg(a.peer)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -612,9 +612,9 @@ def cmd_slow_writer(a: argparse.Namespace) -> int:
 
 
 def cmd_peer_del_strict(_a: argparse.Namespace) -> int:
-    from pooltools import uapi
-    from pooltools.device import Device, make_peer
-    from pooltools.x25519 import public_key
+    from pooltools.kernel import uapi
+    from pooltools.kernel.device import Device, make_peer
+    from pooltools.protocol.x25519 import public_key
 
     key = public_key(os.urandom(32))
     doc: dict[str, Any] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import jinja2
 import pytest
 from ansible_collections.pool.ops.plugins.filter.endpoint import endpoint_at
-from pooltools import conf
+from pooltools.config import conf
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "roles" / "node" / "templates" / "pool.conf.j2"

@@ -6,7 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from pooltools import conf
+from pooltools.config import conf
 
 K1 = base64.b64encode(bytes(range(1, 33))).decode()
 K2 = base64.b64encode(bytes(range(2, 34))).decode()

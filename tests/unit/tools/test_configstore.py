@@ -1,4 +1,4 @@
-"""Configuration documents and the version store (pooltools.configstore, docs/protocol.md section 7)."""
+"""Configuration documents and the version store (pooltools.config.store, docs/protocol.md section 7)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pooltools import configstore as cs
-from pooltools import x25519
-from pooltools.keys import encode_key
+from pooltools.config import store as cs
+from pooltools.protocol import x25519
+from pooltools.protocol.keys import encode_key
 
 K1 = encode_key(x25519.public_key(bytes(range(1, 33))))
 K2 = encode_key(x25519.public_key(bytes(range(2, 34))))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pooltools import wire
-from pooltools.flow import FlowControl, FlowViolationError
+from pooltools.protocol import wire
+from pooltools.protocol.flow import FlowControl, FlowViolationError
 
 
 def test_sender_stops_at_the_initial_window_and_resumes_on_window() -> None:

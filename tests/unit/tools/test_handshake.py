@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("cryptography")
 
-from pooltools import noise, wire
-from pooltools.session import Session
-from pooltools.wire import ErrorCode, PacketType
+from pooltools.protocol import noise, wire
+from pooltools.protocol.session import Session
+from pooltools.protocol.wire import ErrorCode, PacketType
 
 VECTORS = Path(__file__).resolve().parents[3] / "tests" / "vectors"
 T0 = 1_764_000_000_000_000_000
@@ -119,7 +119,7 @@ def test_rekey_and_journal_and_address_vectors() -> None:
         bytes.fromhex(j["detail_hex"]),
     )
     assert h.hex() == j["hash"]
-    from pooltools.address import pool_address
+    from pooltools.protocol.address import pool_address
 
     a = json.loads((VECTORS / "address.json").read_text())
     assert pool_address(bytes.fromhex(a["public_key"]), a["org_id"], a["segment_id"]).hex() == a["address"]
@@ -202,7 +202,7 @@ def test_replayed_init(parties: dict) -> None:
 def test_replayed_response_costs_no_dh(parties: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Step 3 refuses a RESPONSE whose puzzle was answered before doing any DH; one the
     responder has forgotten (SPENT_MAX later seeds) is still refused, at step 5."""
-    from pooltools import handshake
+    from pooltools.protocol import handshake
 
     res: noise.Responder = parties["res"]
     ini = noise.Initiator(parties["s_i"], parties["S_r"], clock=parties["clock"])

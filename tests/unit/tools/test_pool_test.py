@@ -8,7 +8,8 @@ import socket
 import threading
 
 import pytest
-from pooltools import pool_test, uapi
+from pooltools.kernel import uapi
+from pooltools.testing import pool_test
 
 
 class LoopSession:
@@ -128,7 +129,7 @@ def test_usage_and_missing_module(tmp_path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_attach_to_poold_session_with_fake_device(capsys: pytest.CaptureFixture[str]) -> None:
-    from pooltools.fakedevice import FakeDevice
+    from pooltools.kernel.fakedevice import FakeDevice
 
     dev = FakeDevice()
     key = bytes([0xDE]) + bytes(31)

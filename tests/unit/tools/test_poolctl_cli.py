@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from pooltools import poolctl, uapi, x25519
-from pooltools.device import PoolError
-from pooltools.fakedevice import FakeDevice
-from pooltools.keys import encode_key
+from pooltools.kernel import uapi
+from pooltools.kernel.device import PoolError
+from pooltools.kernel.fakedevice import FakeDevice
+from pooltools.poolctl import cli as poolctl
+from pooltools.protocol import x25519
+from pooltools.protocol.keys import encode_key
 
 PRIV = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
 PUB = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
@@ -461,7 +463,7 @@ def test_journal_verify_detects_tampering(dev: FakeDevice, capsys: pytest.Captur
 
 
 def test_journal_verify_file(tmp_path: Path, dev: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
-    from pooltools.journal import JournalFile
+    from pooltools.kernel.journal import JournalFile
 
     _node_with_peer(dev)
     jf = JournalFile(tmp_path / "journal.jsonl")
@@ -479,7 +481,7 @@ def test_journal_verify_file(tmp_path: Path, dev: FakeDevice, capsys: pytest.Cap
 
 def test_journal_verify_rotated_files(tmp_path: Path, dev: FakeDevice, capsys: pytest.CaptureFixture[str]) -> None:
     """poold's rotated journal, oldest first, verifies as one chain; out of order it does not."""
-    from pooltools.journal import JournalFile
+    from pooltools.kernel.journal import JournalFile
 
     _node_with_peer(dev)
     for i in range(60):

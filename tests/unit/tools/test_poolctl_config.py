@@ -7,10 +7,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from pooltools import configstore as cs
-from pooltools import poolctl, poolctl_config, uapi, x25519
-from pooltools.fakedevice import FakeDevice
-from pooltools.keys import encode_key
+from pooltools.config import store as cs
+from pooltools.config import versions as poolctl_config
+from pooltools.kernel import uapi
+from pooltools.kernel.fakedevice import FakeDevice
+from pooltools.poolctl import cli as poolctl
+from pooltools.protocol import x25519
+from pooltools.protocol.keys import encode_key
 
 PRIV = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
 PUB = x25519.public_key(PRIV)
@@ -185,7 +188,7 @@ def test_restore_at_boot(dev, state, tmp_path, capsys) -> None:
 
 def test_poold_restores_the_confirmed_version_after_a_module_reload(tmp_path, capsys) -> None:
     """The hook in Poold.apply(): pool.ko at version 0 gets the last confirmed version back."""
-    from pooltools import poold
+    from pooltools.poold import daemon as poold
 
     key = tmp_path / "private.key"
     key.write_text(encode_key(PRIV) + "\n")

@@ -8,7 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from pooltools import device, fakedevice, fsutil, keyfile
+from pooltools.common import fsutil, keyfile
+from pooltools.kernel import device, fakedevice
 
 
 def _public(cls: type) -> dict[str, inspect.Signature]:

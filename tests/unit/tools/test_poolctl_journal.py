@@ -6,8 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pooltools import journal as jr
-from pooltools import uapi
+from pooltools.kernel import journal as jr
+from pooltools.kernel import uapi
 
 VECTOR = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "journal.json").read_text())
 

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from pooltools import journal as jr
-from pooltools import poold, sdnotify, uapi
-from pooltools.fakedevice import FakeDevice
-from pooltools.keys import encode_key
+from pooltools.common import sdnotify
+from pooltools.kernel import journal as jr
+from pooltools.kernel import uapi
+from pooltools.kernel.fakedevice import FakeDevice
+from pooltools.poold import daemon as poold
+from pooltools.protocol.keys import encode_key
 
 PRIV = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
 PUB = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
@@ -307,7 +309,7 @@ def _poold(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     tools = str(Path(__file__).resolve().parents[3] / "tools")
     e = {**os.environ, "PYTHONPATH": tools, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "pooltools.poold", *args], capture_output=True, text=True, env=e, timeout=60
+        [sys.executable, "-m", "pooltools.poold.daemon", *args], capture_output=True, text=True, env=e, timeout=60
     )
 
 
@@ -381,7 +383,7 @@ def test_one_rejected_peer_does_not_block_the_rest(node: Path, monkeypatch: pyte
 
     def picky(key: bytes, *a: object) -> object:
         if key == LOW:
-            from pooltools.device import raise_errno
+            from pooltools.kernel.device import raise_errno
 
             raise_errno("add peer", errno.EINVAL)
         return real_add(key, *a)
@@ -421,7 +423,7 @@ def test_device_denied_exits_for_a_restart(node: Path, monkeypatch: pytest.Monke
     """/dev/pool appeared after start but the unit's device rule denies it: exit 3 for systemd to restart."""
     import signal
 
-    from pooltools.device import raise_errno
+    from pooltools.kernel.device import raise_errno
 
     conf_path = write_conf(node, PEERS)
 
@@ -453,7 +455,7 @@ def version_doc(tmp_path: Path, name: str, peers: dict[str, tuple[bytes, str | N
 
 
 def poolctl_run(dev: FakeDevice, node: Path, *argv: str) -> dict:
-    from pooltools import poolctl
+    from pooltools.poolctl import cli as poolctl
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -590,7 +592,7 @@ def test_module_reload_under_a_running_poold_restores_the_confirmed_version(node
 def test_boot_with_a_corrupted_confirmed_version_uses_the_one_confirmed_before(
     node: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pooltools import configstore as cs
+    from pooltools.config import store as cs
 
     write_conf(node, PEERS)
     dev = FakeDevice()
@@ -621,7 +623,7 @@ def test_boot_with_a_corrupted_confirmed_version_uses_the_one_confirmed_before(
 def test_boot_with_every_confirmed_version_unusable_keeps_pool_conf(
     node: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pooltools import configstore as cs
+    from pooltools.config import store as cs
 
     write_conf(node, PEERS)
     dev = FakeDevice()

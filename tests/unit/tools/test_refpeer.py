@@ -15,9 +15,10 @@ import pytest
 
 pytest.importorskip("cryptography")
 
-from pooltools import noise, refpeer
-from pooltools.fuzz import Fuzzer
-from pooltools.keys import encode_key
+from pooltools.protocol import noise
+from pooltools.protocol.keys import encode_key
+from pooltools.testing import refpeer
+from pooltools.testing.fuzz import Fuzzer
 
 TOOLS = Path(__file__).resolve().parents[3] / "tools"
 
@@ -175,7 +176,11 @@ def test_cli_connect_serve(tmp_path: Path) -> None:
 
     def run(*args: str) -> str:
         return subprocess.run(
-            [sys.executable, "-m", "pooltools.refpeer", *args], env=env, check=True, capture_output=True, text=True
+            [sys.executable, "-m", "pooltools.testing.refpeer", *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
 
     pub_a, pub_b = run("genkey", str(a)), run("genkey", str(b))
@@ -183,7 +188,7 @@ def test_cli_connect_serve(tmp_path: Path) -> None:
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(300_000))
     srv = subprocess.Popen(
-        [sys.executable, "-m", "pooltools.refpeer", "serve", "--port", "0", "--key", str(b), "--trust", pub_a,
+        [sys.executable, "-m", "pooltools.testing.refpeer", "serve", "--port", "0", "--key", str(b), "--trust", pub_a,
          "--once", "--difficulty", "8", "--out", str(tmp_path / "recv.bin")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -207,17 +212,17 @@ def test_cli_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.key"
     bad.write_text("not a key\n")
     p = subprocess.run(
-        [sys.executable, "-m", "pooltools.refpeer", "connect", "127.0.0.1", "1", "--key", str(bad), "--peer-key", "x"],
+        [sys.executable, "-m", "pooltools.testing.refpeer", "connect", "127.0.0.1", "1", "--key", str(bad), "--peer-key", "x"],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert p.returncode == 1
     assert p.stderr.startswith("refpeer: connect: key file") and p.stderr.count("\n") == 1
     assert encode_key(bytes(range(32)))  # keeps the import honest
     key = tmp_path / "good.key"
-    subprocess.run([sys.executable, "-m", "pooltools.refpeer", "genkey", str(key)], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "pooltools.testing.refpeer", "genkey", str(key)], env=env, check=True,
                    capture_output=True)  # fmt: skip
     p = subprocess.run(
-        [sys.executable, "-m", "pooltools.refpeer", "serve", "--port", "0", "--key", str(key),
+        [sys.executable, "-m", "pooltools.testing.refpeer", "serve", "--port", "0", "--key", str(key),
          "--trust", encode_key(bytes(range(32))), "--difficulty", "21"],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -31,7 +31,7 @@ def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_stdlib_modules_without_cryptography() -> None:
     p = run(
-        "from pooltools import x25519, keys, address, wire, noise, session\n"
+        "from pooltools.protocol import x25519, keys, address, wire, noise, session\n"
         "k = x25519.generate_private(); pub = x25519.public_key(k)\n"
         "assert keys.decode_key(keys.encode_key(pub)) == pub\n"
         "print(address.format_address(address.pool_address(pub)))\n"
@@ -45,7 +45,7 @@ def test_stdlib_modules_without_cryptography() -> None:
 
 def test_refpeer_says_what_is_missing() -> None:
     p = run(
-        "from pooltools import refpeer\n"
+        "from pooltools.testing import refpeer\n"
         "sys.exit(refpeer.main(['connect', '127.0.0.1', '9', '--key', '/dev/null', '--peer-key', sys.argv[1]]))\n",
         "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=",
     )

@@ -1,7 +1,7 @@
 """The ctypes binding matches kmod/uapi/pool.h: sizes, offsets, ioctl numbers, constants.
 
 A C program compiled against the header prints every value; the test compares
-them with pooltools.uapi. Skipped only when no C compiler is installed.
+them with pooltools.kernel.uapi. Skipped only when no C compiler is installed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pooltools import uapi
+from pooltools.kernel import uapi
 
 REPO = Path(__file__).resolve().parents[3]
 HEADER = REPO / "kmod" / "uapi" / "pool.h"

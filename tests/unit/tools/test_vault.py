@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pooltools.keys import encode_key
+from pooltools.protocol.keys import encode_key
 from pooltools.vault import acl as aclmod
 from pooltools.vault import wire
 from pooltools.vault.client import RemoteError, TransferError, VaultClient
@@ -518,7 +518,7 @@ def test_bad_acl_files_are_refused_naming_the_problem(doc: str, why: str) -> Non
 
 
 def test_server_attaches_held_sessions_and_never_keeps_one_alive(tmp_path: Path, monkeypatch) -> None:
-    from pooltools.fakedevice import FakeDevice
+    from pooltools.kernel.fakedevice import FakeDevice
     from pooltools.vault.server import Server
 
     dev = FakeDevice()
@@ -539,7 +539,7 @@ def test_server_attaches_held_sessions_and_never_keeps_one_alive(tmp_path: Path,
 
 
 def test_status_file_and_acl_follow(tmp_path: Path) -> None:
-    from pooltools.fakedevice import FakeDevice
+    from pooltools.kernel.fakedevice import FakeDevice
     from pooltools.vault.server import Server
 
     acl_path = tmp_path / "acl.json"

@@ -10,9 +10,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from pooltools.device import EXIT_EXISTS, EXIT_NOT_FOUND, EXIT_PERMISSION, EXIT_USAGE
-from pooltools.fakedevice import FakeDevice
-from pooltools.keys import encode_key
+from pooltools.kernel.device import EXIT_EXISTS, EXIT_NOT_FOUND, EXIT_PERMISSION, EXIT_USAGE
+from pooltools.kernel.fakedevice import FakeDevice
+from pooltools.protocol.keys import encode_key
 from pooltools.vault import cli
 from pooltools.vault.link import MemoryLink
 from pooltools.vault.server import Conversation
@@ -34,7 +34,7 @@ class SessionOverLink:
         self.link.send(data)
 
     def recv(self, channel: int, timeout: float | None = None):
-        from pooltools.device import EXIT_TIMEOUT, PoolError
+        from pooltools.kernel.device import EXIT_TIMEOUT, PoolError
         from pooltools.vault.link import LinkTimeout
 
         try:
@@ -158,7 +158,7 @@ def test_connect_is_retried_when_the_listener_resets_it(env: Env, tmp_path: Path
     """Many clients at once from one node meet the listener's half-open cap: reset, then retried."""
     import errno
 
-    from pooltools.device import PoolError
+    from pooltools.kernel.device import PoolError
 
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
     resets = iter([True, True, False])

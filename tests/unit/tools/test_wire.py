@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pooltools import wire
-from pooltools.wire import Flag, Header, MalformedError, PacketType
+from pooltools.protocol import wire
+from pooltools.protocol.wire import Flag, Header, MalformedError, PacketType
 
 
 def enc(**kw: object) -> bytearray:

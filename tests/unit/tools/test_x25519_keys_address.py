@@ -8,7 +8,7 @@ import struct
 import zlib
 
 import pytest
-from pooltools import address, keys, x25519
+from pooltools.protocol import address, keys, x25519
 
 # RFC 7748 section 5.2
 RFC5_2 = [

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pooltools.fsutil import atomic_write
-from pooltools.keys import decode_key, encode_key
+from pooltools.common.fsutil import atomic_write
+from pooltools.protocol.keys import decode_key, encode_key
 from pooltools.vault import paths
 from pooltools.vault.wire import VaultError
 

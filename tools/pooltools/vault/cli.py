@@ -33,8 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pooltools import __version__, sdnotify
-from pooltools.device import (
+from pooltools import __version__
+from pooltools.common import sdnotify
+from pooltools.kernel.device import (
     DEVICE_PATH,
     EXIT_BUSY,
     EXIT_EXISTS,
@@ -49,6 +50,7 @@ from pooltools.device import (
     PoolError,
     live_sessions,
     peer_endpoint,
+    resolve_peer,
 )
 from pooltools.vault import acl as aclmod
 from pooltools.vault import wire
@@ -223,7 +225,6 @@ def cmd_serve(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
 
 
 def _link(args: argparse.Namespace, factory: Callable[[], Any]) -> SessionLink:
-    from pooltools.poolctl import resolve_peer
 
     if not args.vault:
         raise CliError("vault", "name the vault node: --vault PEER (or POOL_VAULT)", EXIT_USAGE)

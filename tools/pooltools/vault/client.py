@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pooltools.fsutil import fsync_dir
+from pooltools.common.fsutil import fsync_dir
 from pooltools.vault import wire
 from pooltools.vault.link import Link, LinkTimeout
 from pooltools.vault.store import sha256_file

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from pooltools.device import EXIT_TIMEOUT, PoolError
+from pooltools.kernel.device import EXIT_TIMEOUT, PoolError
 from pooltools.vault.wire import CHANNEL
 
 

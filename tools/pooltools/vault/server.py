@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pooltools import __version__
-from pooltools.device import LIVE_STATES, PoolError
-from pooltools.fsutil import atomic_write
-from pooltools.keys import encode_key
+from pooltools.common.fsutil import atomic_write
+from pooltools.kernel.device import LIVE_STATES, PoolError
+from pooltools.protocol.keys import encode_key
 from pooltools.vault import acl as aclmod
 from pooltools.vault import paths, wire
 from pooltools.vault.link import Link, LinkClosed, LinkTimeout, SessionLink

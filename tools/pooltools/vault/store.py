@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pooltools.fsutil import atomic_write, fsync_dir
+from pooltools.common.fsutil import atomic_write, fsync_dir
 from pooltools.vault import paths
 from pooltools.vault.wire import Err, VaultError, block_length, blocks_of
 

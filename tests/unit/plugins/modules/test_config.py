@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from ansible_collections.pool.ops.plugins.modules import config as config_module
 from ansible_collections.pool.ops.tests.unit.plugins.fake_poolctl import run_module
-from pooltools import uapi, x25519
-from pooltools.fakedevice import FakeDevice
-from pooltools.keys import encode_key
+from pooltools.kernel import uapi
+from pooltools.kernel.fakedevice import FakeDevice
+from pooltools.protocol import x25519
+from pooltools.protocol.keys import encode_key
 
 TOOLS = Path(__file__).resolve().parents[4] / "tools"
 PRIV = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
@@ -24,7 +25,7 @@ WRONG = x25519.public_key(bytes(range(2, 34)))
 SCRIPT = r"""#!{python}
 import json, os, pickle, sys
 sys.path.insert(0, {tools!r})
-from pooltools import poolctl
+from pooltools.poolctl import cli as poolctl
 here = {here!r}
 with open(os.path.join(here, "calls.log"), "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")

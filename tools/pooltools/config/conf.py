@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pooltools.keys import decode_key
-from pooltools.netaddr import Endpoint, parse_endpoint
+from pooltools.kernel.netaddr import Endpoint, parse_endpoint
+from pooltools.protocol.keys import decode_key
 
 DEFAULT_PATH = "/etc/pool/pool.conf"
 DEFAULT_STATE_DIR = "/var/lib/pool"

@@ -16,9 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pooltools import uapi
-from pooltools.address import pool_address
-from pooltools.device import (
+from pooltools.kernel import uapi
+from pooltools.kernel.device import (
     ACCEPT_ERRORS,
     CONFIG_ERRORS,
     CONNECT_ERRORS,
@@ -34,9 +33,10 @@ from pooltools.device import (
     make_peer,
     raise_errno,
 )
-from pooltools.journal import ZERO_HASH, ZERO_KEY, Entry, entry_hash
-from pooltools.primitives import MAX_DIFFICULTY
-from pooltools.x25519 import public_key as x25519_public
+from pooltools.kernel.journal import ZERO_HASH, ZERO_KEY, Entry, entry_hash
+from pooltools.protocol.address import pool_address
+from pooltools.protocol.primitives import MAX_DIFFICULTY
+from pooltools.protocol.x25519 import public_key as x25519_public
 
 CONFIG_HISTORY = 8  # kmod/config.c POOL_CONFIG_HISTORY: versions ROLLBACK walks back through
 

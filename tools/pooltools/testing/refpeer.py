@@ -1,9 +1,9 @@
 """POOL/1 reference peer on asyncio and ``cryptography`` (docs/protocol.md).
 
-    python3 -m pooltools.refpeer genkey FILE
-    python3 -m pooltools.refpeer connect HOST PORT --key FILE --peer-key B64 [--send FILE [--expect-echo] | --echo]
-    python3 -m pooltools.refpeer serve --port P --key FILE --trust B64 [B64...] [--echo | --send FILE] [--once]
-    python3 -m pooltools.refpeer fuzz HOST PORT --count N --key FILE --peer-key B64
+    python3 -m pooltools.testing.refpeer genkey FILE
+    python3 -m pooltools.testing.refpeer connect HOST PORT --key FILE --peer-key B64 [--send FILE [--expect-echo] | --echo]
+    python3 -m pooltools.testing.refpeer serve --port P --key FILE --trust B64 [B64...] [--echo | --send FILE] [--once]
+    python3 -m pooltools.testing.refpeer fuzz HOST PORT --count N --key FILE --peer-key B64
 
 It handshakes in either direction (as initiator or responder), exchanges DATA,
 answers HEARTBEATs with ACK and sends its own, rekeys (either side starting,
@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import noise, wire
-from .flow import FlowViolationError
-from .keys import decode_key, encode_key
-from .session import Session
-from .wire import ErrorCode, Flag, Header, PacketType
+from pooltools.protocol import noise, wire
+from pooltools.protocol.flow import FlowViolationError
+from pooltools.protocol.keys import decode_key, encode_key
+from pooltools.protocol.session import Session
+from pooltools.protocol.wire import ErrorCode, Flag, Header, PacketType
 
 PROG = "refpeer"
-log = logging.getLogger("pooltools.refpeer")
+log = logging.getLogger("pooltools.testing.refpeer")
 
 
 @dataclass
@@ -530,7 +530,7 @@ async def _collect(peer: PeerSession) -> None:
         pass
 
 
-# ---- the pool_test protocol (tools/pooltools/pool_test.py), so that pool_test runs against the peer ----
+# ---- the pool_test protocol (tools/pooltools/testing/pool_test.py), so that pool_test runs against the peer ----
 
 POOL_TEST_CHANNEL = 7
 
@@ -720,7 +720,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_genkey(args: argparse.Namespace) -> int:
-    from .x25519 import generate_private, public_key
+    from pooltools.protocol.x25519 import generate_private, public_key
 
     priv = generate_private()
     path = Path(args.file)

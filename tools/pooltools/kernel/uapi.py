@@ -11,6 +11,8 @@ import ctypes
 import enum
 from typing import Self
 
+from pooltools.protocol.wire import ErrorCode
+
 u8 = ctypes.c_uint8
 u16 = ctypes.c_uint16
 u32 = ctypes.c_uint32
@@ -45,30 +47,6 @@ class SessionState(enum.IntEnum):
     REKEYING = 3
     CLOSING = 4
     CLOSED = 5
-
-
-class ErrorCode(enum.IntEnum):
-    NONE = 0x0
-    AUTH_FAIL = 0x1
-    DECRYPT_FAIL = 0x2
-    SEQ_INVALID = 0x3
-    FRAG_TIMEOUT = 0x4
-    MTU_EXCEEDED = 0x5
-    CONFIG_REJECT = 0x6
-    REKEY_FAIL = 0x7
-    JOURNAL_FULL = 0x8
-    OVERLOAD = 0x9
-    VERSION_MISMATCH = 0xA
-    KEY_EXPIRED = 0xB
-    FLOW_VIOLATION = 0xC
-    PEER_DEAD = 0x10
-    LOCAL_CLOSE = 0x11
-    UNKNOWN_PEER = 0x12
-    BAD_PUZZLE = 0x13
-    STALE_TIMESTAMP = 0x14
-    REPLAY = 0x15
-    MALFORMED = 0x16
-    TIMEOUT = 0x17
 
 
 class Stat(enum.IntEnum):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from pooltools import uapi
-from pooltools.address import format_address
-from pooltools.journal import ZERO_KEY, Entry, code_name, type_name
-from pooltools.keys import encode_key
-from pooltools.netaddr import format_endpoint
+from pooltools.kernel import uapi
+from pooltools.kernel.journal import ZERO_KEY, Entry, code_name, type_name
+from pooltools.kernel.netaddr import format_endpoint
+from pooltools.protocol.address import format_address
+from pooltools.protocol.keys import encode_key
 
 
 def key_or_none(raw: bytes) -> str | None:

@@ -1,7 +1,7 @@
 """`poolctl config apply|confirm|rollback|history|diff`: versioned configuration (issue 6).
 
-poolctl.py registers these with register(); `config show` is poolctl's own.
-Documents, canonical form and store: pooltools.configstore and docs/protocol.md
+pooltools.poolctl.cli registers these with register(); `config show` is poolctl's own.
+Documents, canonical form and store: pooltools.config.store and docs/protocol.md
 section 7; the --json documents: docs/poolctl-json.md ("poolctl config").
 
 restore_at_boot() is poold's hook: a freshly loaded pool.ko (configuration
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pooltools import conf, uapi, views
-from pooltools.configstore import (
+from pooltools.config import conf
+from pooltools.config.store import (
     MAX_CONFIRM_SECONDS,
     ConfigInvalid,
     Corrupted,
@@ -36,7 +36,8 @@ from pooltools.configstore import (
     unified_diff,
     validate,
 )
-from pooltools.device import (
+from pooltools.kernel import uapi, views
+from pooltools.kernel.device import (
     EXIT_BUSY,
     EXIT_FAILURE,
     EXIT_NO_MODULE,
@@ -46,8 +47,8 @@ from pooltools.device import (
     PoolError,
     make_peer,
 )
-from pooltools.keys import decode_key
-from pooltools.netaddr import parse_endpoint
+from pooltools.kernel.netaddr import parse_endpoint
+from pooltools.protocol.keys import decode_key
 
 DeviceFactory = Callable[[], Any]
 _DIGITS = re.compile(r"[0-9]+")

@@ -13,25 +13,28 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from pooltools import __version__, keyfile, uapi, views
-from pooltools import journal as jr
-from pooltools.address import format_address, pool_address
-from pooltools.device import (
+from pooltools import __version__
+from pooltools.common import keyfile
+from pooltools.common.cli import Parser, UsageError, parse_key
+from pooltools.kernel import journal as jr
+from pooltools.kernel import uapi, views
+from pooltools.kernel.device import (
     DEVICE_PATH,
     EXIT_FAILURE,
     EXIT_NO_MODULE,
     EXIT_NOT_FOUND,
-    EXIT_USAGE,
     EXIT_VERIFY,
     Device,
     PoolError,
     live_sessions,
+    resolve_peer,
 )
-from pooltools.keys import decode_key, encode_key
-from pooltools.netaddr import format_endpoint, parse_endpoint
-from pooltools.x25519 import public_key as x25519_public
+from pooltools.kernel.netaddr import format_endpoint, parse_endpoint
+from pooltools.protocol.address import format_address, pool_address
+from pooltools.protocol.keys import encode_key
+from pooltools.protocol.x25519 import public_key as x25519_public
 
 PROG = "poolctl"
 MAX_CHANNEL = 255  # pool.ko carries channels 0-255
@@ -41,49 +44,11 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}")
 DeviceFactory = Callable[[], Any]  # returns a Device or a FakeDevice
 
 
-class UsageError(PoolError):
-    def __init__(self, what: str, why: str) -> None:
-        super().__init__(what, why, EXIT_USAGE)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors ("poolctl: usage: ...") and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError("usage", f"{message} (see {self.prog} --help)")
-
-
 # ---- helpers
 
 
 def _names(dev: Any) -> dict[bytes, str]:
     return {bytes(p.public_key): p.name.decode(errors="replace") for p in dev.peers()}
-
-
-def _parse_key(text: str, what: str) -> bytes:
-    try:
-        return decode_key(text)
-    except ValueError as exc:
-        raise UsageError(what, str(exc)) from None
-
-
-def _looks_like_key(ref: str) -> bool:
-    return len(ref.strip()) == 44
-
-
-def resolve_peer(dev: Any, ref: str) -> uapi.PoolPeer:
-    """A trusted peer by name or base64 public key."""
-    peers = dev.peers()
-    if _looks_like_key(ref):
-        key = _parse_key(ref, f"peer {ref}")
-        for p in peers:
-            if bytes(p.public_key) == key:
-                return p
-    else:
-        for p in peers:
-            if p.name.decode(errors="replace") == ref:
-                return p
-    raise PoolError(f"peer {ref}", "not in the trust store (poolctl peers list)", EXIT_NOT_FOUND)
 
 
 def _session_for(dev: Any, args: argparse.Namespace) -> Any:
@@ -217,7 +182,7 @@ def cmd_peers_add(args: argparse.Namespace, out: Output, dev_factory: DeviceFact
     what = f"add peer {args.name}"
     if not NAME_RE.fullmatch(args.name):
         raise UsageError(what, "name must be 1-31 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)")
-    key = _parse_key(args.public_key, what)
+    key = parse_key(args.public_key, what)
     ep = None
     if args.endpoint:
         try:
@@ -757,7 +722,7 @@ def build_parser() -> Parser:
     csub = cp.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     csub.required = True
     add(csub, "show", cmd_config_show, "show the active configuration version (CONFIG_GET)")
-    from pooltools import poolctl_config  # apply, confirm, rollback, history, diff (issue 6)
+    from pooltools.config import versions as poolctl_config  # apply, confirm, rollback, history, diff (issue 6)
 
     poolctl_config.register(csub, add)
     return p

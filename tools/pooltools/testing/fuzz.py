@@ -1,4 +1,4 @@
-"""Bounded malformed-traffic generator for `python3 -m pooltools.refpeer fuzz`.
+"""Bounded malformed-traffic generator for `python3 -m pooltools.testing.refpeer fuzz`.
 
 Sends exactly `count` malformed packets to the one address it is given:
 - on fresh TCP connections: random bytes, truncated headers and payloads,
@@ -25,9 +25,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from . import noise, wire
+from pooltools.protocol import noise, wire
+from pooltools.protocol.wire import Flag, Header, PacketType
+
 from .refpeer import Config, PeerError, PeerSession, _cfg, connect, load_private, log, parse_key
-from .wire import Flag, Header, PacketType
 
 FRESH_CASES = (
     "random_bytes",

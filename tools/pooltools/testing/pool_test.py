@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from pooltools import __version__, uapi
-from pooltools.device import (
+from pooltools import __version__
+from pooltools.common.cli import Parser
+from pooltools.kernel import uapi
+from pooltools.kernel.device import (
     DEVICE_PATH,
     EXIT_FAILURE,
     EXIT_NOT_FOUND,
@@ -37,6 +39,7 @@ from pooltools.device import (
     PoolError,
     live_sessions,
     peer_endpoint,
+    resolve_peer,
 )
 
 PROG = "pool_test"
@@ -275,7 +278,6 @@ def ping(t: Transport, count: int, size: int, timeout: float | None) -> dict[str
 
 
 def _pool_session(args: argparse.Namespace, dev: Any, wait: bool) -> Any:
-    from pooltools.poolctl import resolve_peer
 
     if args.index is not None:
         return dev.attach(args.index)
@@ -418,7 +420,6 @@ def _size(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pooltools.poolctl import Parser  # one-line usage errors, exit 2
 
     p = Parser(prog=PROG, description="Traffic checks and benchmarks over POOL (and plain TCP).")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -7,10 +7,10 @@ import os
 import stat
 from pathlib import Path
 
-from pooltools import x25519
-from pooltools.device import EXIT_EXISTS, EXIT_NOT_FOUND, EXIT_PERMISSION, EXIT_USAGE, PoolError
-from pooltools.fsutil import atomic_write
-from pooltools.keys import decode_key, encode_key
+from pooltools.common.fsutil import atomic_write
+from pooltools.kernel.device import EXIT_EXISTS, EXIT_NOT_FOUND, EXIT_PERMISSION, EXIT_USAGE, PoolError
+from pooltools.protocol import x25519
+from pooltools.protocol.keys import decode_key, encode_key
 
 DEFAULT_KEY_FILE = "/etc/pool/private.key"
 

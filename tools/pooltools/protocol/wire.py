@@ -10,8 +10,6 @@ import enum
 import struct
 from dataclasses import dataclass, field, replace
 
-from . import uapi
-
 __all__ = [
     "ACK_ECHO_LEN",
     "CLOSE_CODE_MAX",
@@ -105,9 +103,30 @@ RESERVED_TYPES = frozenset({PacketType.DISCOVER, PacketType.JOURNAL})
 CLOSE_CODE_MAX = 0xC
 
 
-# CLOSE codes (sent) and local reasons (journaled, never sent): the ABI binding's enum,
-# checked against kmod/uapi/pool.h, serves the wire too.
-ErrorCode = uapi.ErrorCode
+# CLOSE codes (sent) and local reasons (journaled, never sent). kmod/uapi/pool.h carries the
+# same values as POOL_ERR_*; the ABI binding re-exports this enum and its test compares them.
+class ErrorCode(enum.IntEnum):
+    NONE = 0x0
+    AUTH_FAIL = 0x1
+    DECRYPT_FAIL = 0x2
+    SEQ_INVALID = 0x3
+    FRAG_TIMEOUT = 0x4
+    MTU_EXCEEDED = 0x5
+    CONFIG_REJECT = 0x6
+    REKEY_FAIL = 0x7
+    JOURNAL_FULL = 0x8
+    OVERLOAD = 0x9
+    VERSION_MISMATCH = 0xA
+    KEY_EXPIRED = 0xB
+    FLOW_VIOLATION = 0xC
+    PEER_DEAD = 0x10
+    LOCAL_CLOSE = 0x11
+    UNKNOWN_PEER = 0x12
+    BAD_PUZZLE = 0x13
+    STALE_TIMESTAMP = 0x14
+    REPLAY = 0x15
+    MALFORMED = 0x16
+    TIMEOUT = 0x17
 
 
 def code_name(code: int) -> str:

@@ -43,14 +43,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pooltools import __version__, conf, keyfile, sdnotify, uapi
-from pooltools import journal as jr
-from pooltools.configstore import Store, StoreError
-from pooltools.device import DEVICE_PATH, EXIT_NO_MODULE, EXIT_PERMISSION, EXIT_TIMEOUT, EXIT_USAGE, Device, PoolError
-from pooltools.keys import encode_key
-from pooltools.netaddr import Endpoint
-from pooltools.poolctl_config import restore_at_boot
-from pooltools.x25519 import public_key as x25519_public
+from pooltools import __version__
+from pooltools.common import keyfile, sdnotify
+from pooltools.config import conf
+from pooltools.config.store import Store, StoreError
+from pooltools.config.versions import restore_at_boot
+from pooltools.kernel import journal as jr
+from pooltools.kernel import uapi
+from pooltools.kernel.device import (
+    DEVICE_PATH,
+    EXIT_NO_MODULE,
+    EXIT_PERMISSION,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    Device,
+    PoolError,
+)
+from pooltools.kernel.netaddr import Endpoint
+from pooltools.protocol.keys import encode_key
+from pooltools.protocol.x25519 import public_key as x25519_public
 
 log = logging.getLogger("poold")
 

@@ -3,7 +3,7 @@
 Device opens /dev/pool; every method is one ioctl. Failures raise PoolError,
 whose message names the cause ("peer already trusted", "pool.ko not loaded")
 and whose exit_code is the CLI's documented exit status. FakeDevice (in
-pooltools.fakedevice) has the same interface, in memory, for tests.
+pooltools.kernel.fakedevice) has the same interface, in memory, for tests.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import select
 import time
 from dataclasses import dataclass
 
-from pooltools import uapi
-from pooltools.journal import Entry
-from pooltools.netaddr import parse_endpoint
+from pooltools.kernel import uapi
+from pooltools.kernel.journal import Entry
+from pooltools.kernel.netaddr import parse_endpoint
+from pooltools.protocol.keys import decode_key
 
 DEVICE_PATH = "/dev/pool"
 
@@ -498,6 +499,24 @@ LIVE_STATES = (uapi.SessionState.ESTABLISHED, uapi.SessionState.REKEYING)
 def live_sessions(dev: Device, key: bytes) -> list[int]:
     """Indexes of the sessions with the peer of this key that carry traffic, oldest first."""
     return sorted(s.index for s in dev.sessions() if bytes(s.peer_public_key) == key and s.state in LIVE_STATES)
+
+
+def resolve_peer(dev: Device, ref: str) -> uapi.PoolPeer:
+    """A trusted peer by name or base64 public key (44 characters)."""
+    peers = dev.peers()
+    if len(ref.strip()) == 44:
+        try:
+            key = decode_key(ref)
+        except ValueError as exc:
+            raise PoolError(f"peer {ref}", str(exc), EXIT_USAGE) from None
+        for p in peers:
+            if bytes(p.public_key) == key:
+                return p
+    else:
+        for p in peers:
+            if p.name.decode(errors="replace") == ref:
+                return p
+    raise PoolError(f"peer {ref}", "not in the trust store (poolctl peers list)", EXIT_NOT_FOUND)
 
 
 def peer_endpoint(peer: uapi.PoolPeer, endpoint: str | None = None) -> tuple[bytes, int] | None:

@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pooltools.fsutil import atomic_write, fsync_dir
-from pooltools.keys import decode_key, encode_key
-from pooltools.netaddr import format_endpoint, parse_endpoint
-from pooltools.primitives import MAX_DIFFICULTY
-from pooltools.x25519 import x25519
+from pooltools.common.fsutil import atomic_write, fsync_dir
+from pooltools.kernel.netaddr import format_endpoint, parse_endpoint
+from pooltools.protocol.keys import decode_key, encode_key
+from pooltools.protocol.primitives import MAX_DIFFICULTY
+from pooltools.protocol.x25519 import x25519
 
 KEEP_VERSIONS = 50
 KEEP_CONFIRMED = 4  # earlier confirmed versions remembered (and kept) as fallbacks

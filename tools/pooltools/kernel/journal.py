@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pooltools import uapi
+from pooltools.kernel import uapi
 
 ZERO_HASH = bytes(32)
 ZERO_KEY = bytes(32)

@@ -1,0 +1,1 @@
+"""poolctl: the command line door to pool.ko."""

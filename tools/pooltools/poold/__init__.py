@@ -1,0 +1,1 @@
+"""poold: keeps a node's POOL state in pool.ko."""
