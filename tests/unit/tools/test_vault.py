@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pooltools.common.link import LinkTimeout, MemoryLink
 from pooltools.protocol.keys import encode_key
 from pooltools.vault import acl as aclmod
 from pooltools.vault import wire
 from pooltools.vault.client import RemoteError, TransferError, VaultClient
-from pooltools.vault.link import LinkTimeout, MemoryLink
 from pooltools.vault.server import Conversation, Limits, Vault
 from pooltools.vault.store import Store
 

@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from pooltools.common.link import MemoryLink
 from pooltools.kernel.device import EXIT_EXISTS, EXIT_NOT_FOUND, EXIT_PERMISSION, EXIT_USAGE
 from pooltools.kernel.fakedevice import FakeDevice
 from pooltools.protocol.keys import encode_key
 from pooltools.vault import cli
-from pooltools.vault.link import MemoryLink
 from pooltools.vault.server import Conversation
 from test_vault import READER, WRITER, Env
 
@@ -34,8 +34,8 @@ class SessionOverLink:
         self.link.send(data)
 
     def recv(self, channel: int, timeout: float | None = None):
+        from pooltools.common.link import LinkTimeout
         from pooltools.kernel.device import EXIT_TIMEOUT, PoolError
-        from pooltools.vault.link import LinkTimeout
 
         try:
             data = self.link.recv(timeout)

@@ -35,6 +35,7 @@ from typing import Any
 
 from pooltools import __version__
 from pooltools.common import sdnotify
+from pooltools.common.link import LinkClosed, LinkTimeout, SessionLink
 from pooltools.kernel.device import (
     DEVICE_PATH,
     EXIT_BUSY,
@@ -55,7 +56,6 @@ from pooltools.kernel.device import (
 from pooltools.vault import acl as aclmod
 from pooltools.vault import wire
 from pooltools.vault.client import RemoteError, TransferError, VaultClient
-from pooltools.vault.link import LinkClosed, LinkTimeout, SessionLink
 from pooltools.vault.server import Limits, Server, Vault
 from pooltools.vault.store import Store
 
@@ -239,11 +239,11 @@ def _link(args: argparse.Namespace, factory: Callable[[], Any]) -> SessionLink:
         # one conversation per session: other clients of this session wait here
         lock = os.open(LOCK_DIR / f"pool-vault-session-{live[0]}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return SessionLink(session)
+        return SessionLink(session, wire.CHANNEL)
     target = peer_endpoint(peer, args.endpoint)
     if target is None:
         raise CliError(f"vault {args.vault}", "the trust store has no endpoint for it: give --endpoint", EXIT_USAGE)
-    return SessionLink(_connect(dev, key, *target, min(args.timeout, 60)))
+    return SessionLink(_connect(dev, key, *target, min(args.timeout, 60)), wire.CHANNEL)
 
 
 # A listener admits a few half-open handshakes per source address (docs/protocol.md) and resets

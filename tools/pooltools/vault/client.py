@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pooltools.common.fsutil import fsync_dir
+from pooltools.common.link import Link, LinkTimeout
 from pooltools.vault import wire
-from pooltools.vault.link import Link, LinkTimeout
 from pooltools.vault.store import sha256_file
 from pooltools.vault.wire import Kind, VaultError
 

@@ -24,11 +24,11 @@ from typing import Any
 
 from pooltools import __version__
 from pooltools.common.fsutil import atomic_write
+from pooltools.common.link import Link, LinkClosed, LinkTimeout, SessionLink
 from pooltools.kernel.device import LIVE_STATES, PoolError
 from pooltools.protocol.keys import encode_key
 from pooltools.vault import acl as aclmod
 from pooltools.vault import paths, wire
-from pooltools.vault.link import Link, LinkClosed, LinkTimeout, SessionLink
 from pooltools.vault.store import Store
 from pooltools.vault.wire import Err, Kind, VaultError
 
@@ -149,7 +149,7 @@ class Conversation:
         self.link.send(data, self.vault.limits.idle_timeout)
 
     def refuse(self, exc: VaultError) -> None:
-        self.vault.count(self.vault.refusals, exc.code.value)
+        self.vault.count(self.vault.refusals, str(exc.code))
         self.send(wire.reply(exc.reply()))
 
     def handle(self, msg: bytes) -> None:
@@ -377,7 +377,9 @@ class Server:
             except PoolError as exc:
                 log.debug("session %d not attached: %s", index, exc)
                 continue
-            conv = Conversation(self.vault, SessionLink(session), bytes(info.peer_public_key), self._closer(index))
+            conv = Conversation(
+                self.vault, SessionLink(session, wire.CHANNEL), bytes(info.peer_public_key), self._closer(index)
+            )
             self.attached[index] = conv
             threading.Thread(target=self._converse, args=(index, conv), name=f"session-{index}", daemon=True).start()
 

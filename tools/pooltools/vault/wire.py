@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 import struct
 from dataclasses import dataclass
 from typing import Any
 
+from pooltools.common import jsonmsg
+from pooltools.common.jsonmsg import Kind, Refusal, UnsupportedFormat, int_member, member  # noqa: F401 (the vault's API)
+
 CHANNEL = 86
 FORMAT = 1
-MAX_MESSAGE = 65519  # POOL's largest DATA message (docs/protocol.md)
+MAX_MESSAGE = jsonmsg.MAX_MESSAGE
 BLOCK_SIZE_MIN = 4096
 BLOCK_SIZE_MAX = 65024
 BLOCK_HEADER = struct.Struct(">Q32s")
-_PREFIX = struct.Struct(">BBH")
-
-
-class Kind(enum.IntEnum):
-    REQUEST = 1
-    REPLY = 2
-    BLOCK = 3
+KINDS = frozenset(Kind)
+VaultError = Refusal  # every vault refusal carries one of the codes of Err
 
 
 class Err(enum.StrEnum):
@@ -41,26 +38,6 @@ class Err(enum.StrEnum):
     IO_ERROR = "io_error"
 
 
-class VaultError(Exception):
-    """A refusal with its docs/vault.md error code; the server sends it as a REPLY."""
-
-    def __init__(self, code: Err, detail: str) -> None:
-        super().__init__(f"{code.value}: {detail}")
-        self.code = code
-        self.detail = detail
-
-    def reply(self) -> dict[str, Any]:
-        return {"ok": False, "error": self.code.value, "detail": self.detail}
-
-
-class UnsupportedFormat(VaultError):
-    def __init__(self, fmt: int) -> None:
-        super().__init__(Err.UNSUPPORTED_FORMAT, f"message format {fmt}; this server speaks format {FORMAT}")
-
-    def reply(self) -> dict[str, Any]:
-        return {**super().reply(), "formats": [FORMAT]}
-
-
 @dataclass(frozen=True)
 class Message:
     kind: Kind
@@ -74,11 +51,11 @@ class Message:
 
 
 def request(op: str, **members: Any) -> bytes:
-    return _json_message(Kind.REQUEST, {"op": op, **members})
+    return jsonmsg.json_message(FORMAT, Kind.REQUEST, {"op": op, **members})
 
 
 def reply(header: dict[str, Any]) -> bytes:
-    return _json_message(Kind.REPLY, header)
+    return jsonmsg.json_message(FORMAT, Kind.REPLY, header)
 
 
 def ok(**members: Any) -> bytes:
@@ -87,7 +64,7 @@ def ok(**members: Any) -> bytes:
 
 def block(index: int, data: bytes) -> bytes:
     return (
-        _PREFIX.pack(FORMAT, Kind.BLOCK, BLOCK_HEADER.size)
+        jsonmsg.PREFIX.pack(FORMAT, Kind.BLOCK, BLOCK_HEADER.size)
         + BLOCK_HEADER.pack(index, hashlib.sha256(data).digest())
         + data
     )
@@ -95,75 +72,21 @@ def block(index: int, data: bytes) -> bytes:
 
 def reply_size(header: dict[str, Any]) -> int:
     """Bytes the REPLY with this header takes (to fill a list reply up to MAX_MESSAGE)."""
-    return _PREFIX.size + len(_dump(header))
-
-
-def _dump(header: dict[str, Any]) -> bytes:
-    # ASCII: a lone surrogate (which has no UTF-8 form) travels escaped and is refused by name
-    return json.dumps(header, separators=(",", ":")).encode()
-
-
-def _json_message(kind: Kind, header: dict[str, Any]) -> bytes:
-    body = _dump(header)
-    if _PREFIX.size + len(body) > MAX_MESSAGE:
-        raise ValueError(f"{kind.name} header of {len(body)} bytes does not fit one message")
-    return _PREFIX.pack(FORMAT, kind, len(body)) + body
+    return jsonmsg.PREFIX.size + len(jsonmsg.dump(header))
 
 
 def decode(msg: bytes) -> Message:
-    """One vault message; VaultError(BAD_REQUEST) or UnsupportedFormat naming what is wrong."""
-    if len(msg) < _PREFIX.size:
-        raise VaultError(Err.BAD_REQUEST, f"message of {len(msg)} bytes is shorter than the 4-byte prefix")
-    fmt, kind, hlen = _PREFIX.unpack_from(msg)
-    if fmt != FORMAT:
-        raise UnsupportedFormat(fmt)
-    if kind not in Kind._value2member_map_:
-        raise VaultError(Err.BAD_REQUEST, f"unknown message kind {kind}")
-    if _PREFIX.size + hlen > len(msg):
-        raise VaultError(Err.BAD_REQUEST, f"header_len {hlen} runs past the message's {len(msg)} bytes")
-    head = msg[_PREFIX.size : _PREFIX.size + hlen]
-    payload = msg[_PREFIX.size + hlen :]
+    """One vault message; a bad_request or unsupported_format Refusal naming what is wrong."""
+    kind, head, payload = jsonmsg.split(msg, FORMAT, KINDS)
     if kind == Kind.BLOCK:
-        if hlen != BLOCK_HEADER.size:
-            raise VaultError(Err.BAD_REQUEST, f"BLOCK header of {hlen} bytes, not {BLOCK_HEADER.size}")
+        if len(head) != BLOCK_HEADER.size:
+            raise VaultError(Err.BAD_REQUEST, f"BLOCK header of {len(head)} bytes, not {BLOCK_HEADER.size}")
         index, digest = BLOCK_HEADER.unpack(head)
-        return Message(Kind.BLOCK, {}, index, digest, bytes(payload))
-    if payload:
-        raise VaultError(Err.BAD_REQUEST, f"{Kind(kind).name} with {len(payload)} bytes after its header")
-    try:
-        header = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise VaultError(Err.BAD_REQUEST, f"header is not JSON in UTF-8: {exc}") from None
-    if not isinstance(header, dict):
-        raise VaultError(Err.BAD_REQUEST, "header is not a JSON object")
-    return Message(Kind(kind), header)
+        return Message(Kind.BLOCK, {}, index, digest, payload)
+    return Message(Kind(kind), jsonmsg.json_header(kind, head, payload))
 
 
 # ---- header members, checked
-
-
-def member(
-    header: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ..., *, what: str = ""
-) -> Any:
-    """header[name], of type kind; BAD_REQUEST naming it if missing (and no default) or mistyped."""
-    if name not in header:
-        if default is ...:
-            raise VaultError(Err.BAD_REQUEST, f"{what or 'request'} has no '{name}'")
-        return default
-    value = header[name]
-    # bool is an int in Python; JSON true is not a number
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise VaultError(Err.BAD_REQUEST, f"'{name}' must be {_type_name(kind)}, not a boolean")
-    if not isinstance(value, kind):
-        raise VaultError(Err.BAD_REQUEST, f"'{name}' must be {_type_name(kind)}, not {type(value).__name__}")
-    return value
-
-
-def int_member(header: dict[str, Any], name: str, lo: int, hi: int, default: Any = ...) -> int:
-    value = member(header, name, int, default)
-    if not lo <= value <= hi:
-        raise VaultError(Err.BAD_REQUEST, f"'{name}' {value} is outside {lo}..{hi}")
-    return value
 
 
 def sha256_member(header: dict[str, Any], name: str, default: Any = ...) -> str:
@@ -175,12 +98,6 @@ def sha256_member(header: dict[str, Any], name: str, default: Any = ...) -> str:
 
 def is_sha256(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-
-
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "an object"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
 def blocks_of(size: int, block_size: int) -> int:

@@ -1,4 +1,4 @@
-"""Message links a vault conversation runs over: a POOL session's vault channel, or (for
+"""Message links a service's conversation runs over: one channel of a POOL session, or (for
 tests) an in-memory pair with the same blocking and back-pressure behaviour."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import time
 from typing import Any, Protocol
 
 from pooltools.kernel.device import EXIT_TIMEOUT, PoolError
-from pooltools.vault.wire import CHANNEL
 
 
 class LinkTimeout(Exception):
@@ -29,9 +28,9 @@ class Link(Protocol):
 
 
 class SessionLink:
-    """The vault channel of a POOL session fd (device.Session)."""
+    """One channel of a POOL session fd (device.Session)."""
 
-    def __init__(self, session: Any, channel: int = CHANNEL) -> None:
+    def __init__(self, session: Any, channel: int) -> None:
         self.session = session
         self.channel = channel
 
