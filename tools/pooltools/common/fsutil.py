@@ -50,3 +50,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, overwrite: bool = T
             os.unlink(tmp)
         raise
     fsync_dir(d)
+
+
+def file_signature(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is replaced (to notice a new ACL without reading it)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)

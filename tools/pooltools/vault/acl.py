@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -105,15 +104,6 @@ def load(path: Path) -> Acl:
 
 def save(path: Path, acl: Acl) -> None:
     atomic_write(Path(path), (json.dumps(acl.document(), indent=2) + "\n").encode(), mode=0o640)
-
-
-def file_signature(path: Path) -> tuple[int, int, int] | None:
-    """What changes when the file is replaced (to notice a new ACL without reading it)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def enrolled(acl: Acl, g: Grant) -> Acl:

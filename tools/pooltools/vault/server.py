@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pooltools import __version__
-from pooltools.common.fsutil import atomic_write
+from pooltools.common.fsutil import atomic_write, file_signature
 from pooltools.common.link import Link, LinkClosed, LinkTimeout, SessionLink
 from pooltools.kernel.device import LIVE_STATES, PoolError
 from pooltools.protocol.keys import encode_key
@@ -332,12 +332,12 @@ class Server:
         self.dev = device_factory()
         self.staging_max_age = staging_max_age
         self.attached: dict[int, Conversation] = {}
-        self.acl_sig = aclmod.file_signature(self.acl_path)
+        self.acl_sig = file_signature(self.acl_path)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
 
     def reload_acl(self) -> None:
-        sig = aclmod.file_signature(self.acl_path)
+        sig = file_signature(self.acl_path)
         if sig == self.acl_sig and not self.reload_requested.is_set():
             return
         self.reload_requested.clear()

@@ -1,0 +1,1 @@
+"""pool_relay: reaching a peer through another node, with reciprocity (docs/relay.md)."""

@@ -1,0 +1,150 @@
+"""The relay's control messages on channel 87 (docs/relay.md section 4)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from pooltools.common import jsonmsg
+from pooltools.common.jsonmsg import Kind, Refusal, int_member, member
+from pooltools.protocol.keys import decode_key, encode_key
+
+CHANNEL = 87
+FORMAT = 1
+PORT = 9255  # the relay port (the exporter keeps 9254)
+DOOR_PORT = 9256  # the local door, on the loopback only
+TICKET_BYTES = 32
+TICKET_SECONDS = 10
+KINDS = frozenset({Kind.REQUEST, Kind.REPLY})
+MAX_COUNT = 2**63 - 1
+
+
+class Err(enum.StrEnum):
+    BAD_REQUEST = "bad_request"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    UNKNOWN_OP = "unknown_op"
+    RELAY_DISABLED = "relay_disabled"
+    NOT_ENROLLED = "not_enrolled"
+    NOT_ACCEPTED = "not_accepted"
+    UNREACHABLE = "unreachable"
+    BUSY = "busy"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True)
+class Open:
+    to: bytes  # the destination's static key
+
+
+@dataclass(frozen=True)
+class Offer:
+    source: bytes  # the source's static key ("from")
+
+
+@dataclass(frozen=True)
+class Scores:
+    observed: dict[bytes, tuple[int, int]]  # key -> (contributed, consumed)
+
+
+@dataclass(frozen=True)
+class Status:
+    pass
+
+
+Request = Open | Offer | Scores | Status
+
+
+@dataclass(frozen=True)
+class Ticket:
+    ticket: bytes
+    port: int
+    expires_in: int
+
+
+def encode(req: Request) -> bytes:
+    if isinstance(req, Open):
+        header: dict[str, Any] = {"op": "open", "to": encode_key(req.to)}
+    elif isinstance(req, Offer):
+        header = {"op": "offer", "from": encode_key(req.source)}
+    elif isinstance(req, Scores):
+        header = {
+            "op": "scores",
+            "observed": {
+                encode_key(k): {"contributed": c, "consumed": n} for k, (c, n) in sorted(req.observed.items())
+            },
+        }
+    else:
+        header = {"op": "status"}
+    return jsonmsg.json_message(FORMAT, Kind.REQUEST, header)
+
+
+def reply(header: dict[str, Any]) -> bytes:
+    return jsonmsg.json_message(FORMAT, Kind.REPLY, header)
+
+
+def ticket_reply(t: Ticket) -> bytes:
+    return reply({"ok": True, "ticket": t.ticket.hex(), "port": t.port, "expires_in": t.expires_in})
+
+
+def _key(header: dict[str, Any], name: str) -> bytes:
+    text = member(header, name, str)
+    try:
+        return decode_key(text)
+    except ValueError as exc:
+        raise Refusal(Err.BAD_REQUEST, f"'{name}': {exc}") from None
+
+
+def decode_request(msg: bytes) -> Request:
+    """One control request; a Refusal (bad_request, unsupported_format, unknown_op) naming what is wrong."""
+    kind, head, payload = jsonmsg.split(msg, FORMAT, KINDS)
+    header = jsonmsg.json_header(kind, head, payload)
+    if kind != Kind.REQUEST:
+        raise Refusal(Err.BAD_REQUEST, f"a {Kind(kind).name} where a REQUEST was expected")
+    op = member(header, "op", str)
+    if op == "open":
+        return Open(_key(header, "to"))
+    if op == "offer":
+        return Offer(_key(header, "from"))
+    if op == "status":
+        return Status()
+    if op == "scores":
+        observed = member(header, "observed", dict)
+        out: dict[bytes, tuple[int, int]] = {}
+        for text, figures in observed.items():
+            try:
+                key = decode_key(text)
+            except ValueError as exc:
+                raise Refusal(Err.BAD_REQUEST, f"'observed' key {text!r}: {exc}") from None
+            if not isinstance(figures, dict):
+                raise Refusal(Err.BAD_REQUEST, f"'observed'[{text}] must be an object")
+            out[key] = (
+                int_member(figures, "contributed", 0, MAX_COUNT),
+                int_member(figures, "consumed", 0, MAX_COUNT),
+            )
+        return Scores(out)
+    raise Refusal(Err.UNKNOWN_OP, f"unknown op {op!r}")
+
+
+def decode_reply(msg: bytes) -> dict[str, Any]:
+    """A REPLY's header: {"ok": true, ...}, or a Refusal carrying the refusal it reports."""
+    kind, head, payload = jsonmsg.split(msg, FORMAT, KINDS)
+    header = jsonmsg.json_header(kind, head, payload)
+    if kind != Kind.REPLY:
+        raise Refusal(Err.BAD_REQUEST, f"a {Kind(kind).name} where a REPLY was expected")
+    ok = member(header, "ok", bool, what="reply")
+    if not ok:
+        raise Refusal(member(header, "error", str, what="refusal"), member(header, "detail", str, "", what="refusal"))
+    return header
+
+
+def decode_ticket(msg: bytes) -> Ticket:
+    header = decode_reply(msg)
+    text = member(header, "ticket", str, what="reply")
+    try:
+        ticket = bytes.fromhex(text)
+    except ValueError:
+        ticket = b""
+    if len(ticket) != TICKET_BYTES or text != ticket.hex():
+        raise Refusal(Err.BAD_REQUEST, f"'ticket' must be {2 * TICKET_BYTES} lower-case hexadecimal digits")
+    return Ticket(ticket, int_member(header, "port", 1, 65535), int_member(header, "expires_in", 1, 3600))
