@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from pooltools.common.jsonmsg import Kind, Refusal
 from pooltools.protocol.keys import encode_key
-from pooltools.relay import control
+from pooltools.relay import control, door
 from pooltools.relay import enrolment as en
 from pooltools.relay.ledger import Ledger, LedgerError, MiB, Policy, Tier
 from pooltools.relay.limits import TokenBucket, weighted_share
+from pooltools.relay.tickets import TicketBook
 
 K1, K2, K3 = (encode_key(bytes([i]) * 32) for i in (1, 2, 3))
 HOUR = 3600.0
@@ -267,3 +268,61 @@ def test_refusals_and_bad_tickets_reach_the_asker() -> None:
             control.decode_ticket(msg)
     with pytest.raises(Refusal, match="'port'"):
         control.decode_ticket(control.reply({"ok": True, "ticket": "00" * 32, "port": 0, "expires_in": 10}))
+
+
+# ---- tickets
+
+
+def test_a_ticket_is_good_once_and_until_it_expires() -> None:
+    book: TicketBook[str] = TicketBook(limit=2, lifetime=10)
+    t = book.issue("A to C", now=100.0)
+    assert t is not None and len(t) == control.TICKET_BYTES
+    assert book.redeem(os.urandom(32), 101.0) is None  # unknown
+    assert book.redeem(t, 101.0) == "A to C"
+    assert book.redeem(t, 101.0) is None  # used
+    late = book.issue("late", now=100.0)
+    assert book.redeem(late, 110.0) is None  # expired at 110
+    assert book.outstanding(110.0) == 0
+
+
+def test_a_full_ticket_book_says_busy() -> None:
+    book: TicketBook[int] = TicketBook(limit=2)
+    assert book.issue(1, 0.0) and book.issue(2, 0.0)
+    assert book.issue(3, 0.0) is None
+    assert book.issue(3, 100.0) is not None  # the old ones expired
+
+
+# ---- the door finds the destination from the INIT's header MAC
+
+
+def _init_for(dest_static_secret: bytes) -> bytes:
+    from pooltools.protocol.handshake import Initiator
+    from pooltools.protocol.x25519 import public_key
+
+    return Initiator(os.urandom(32), public_key(dest_static_secret)).create_init()
+
+
+def test_door_finds_the_destination_among_candidates() -> None:
+    from pooltools.protocol.x25519 import public_key
+
+    secrets_ = [os.urandom(32) for _ in range(3)]
+    keys = [public_key(s) for s in secrets_]
+    packet = _init_for(secrets_[2])
+    assert len(packet) == door.INIT_PACKET
+    assert door.destination(packet, keys) == keys[2]
+    assert door.destination(packet, keys[:2]) is None  # not a peer that names relays
+    flipped = bytearray(packet)
+    flipped[-1] ^= 1
+    assert door.destination(bytes(flipped), keys) is None  # the MAC covers the payload
+
+
+def test_door_refuses_what_is_not_an_init() -> None:
+    packet = _init_for(os.urandom(32))
+    with pytest.raises(door.NotAnInit, match="bytes, an INIT is 120"):
+        door.destination(packet[:100], [])
+    with pytest.raises(door.NotAnInit):
+        door.destination(b"\xff" * door.INIT_PACKET, [])
+    not_init = bytearray(packet)
+    not_init[1] = 3  # the type byte: DATA
+    with pytest.raises(door.NotAnInit):
+        door.destination(bytes(not_init), [])
