@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Callable, Mapping
 
 
 class TokenBucket:
@@ -69,3 +71,74 @@ def weighted_share(capacity: int, demands: Mapping[str, tuple[float, int]]) -> d
                 break
         left -= handed
     return grant
+
+
+class Scheduler:
+    """Admits relayed bytes under a global and per-peer caps, sharing a scarce global budget
+    among the peers waiting in proportion to their weights (docs/relay.md section 6).
+
+    Pumps call `await admit(peer, n)` before they forward and get a grant of 1 to n bytes.
+    A tick (every `tick` seconds) hands out what the buckets hold; nothing waits in a queue
+    longer than the caps make it, and nothing is buffered here: a pump that waits stops
+    reading, so TCP pushes back on its sender.
+    """
+
+    def __init__(
+        self,
+        total_rate: float,
+        peer_rate: float,
+        weight: Callable[[str], float],
+        clock: Callable[[], float] = time.monotonic,
+        tick: float = 0.02,
+    ) -> None:
+        self.clock, self.tick, self.weight, self.peer_rate = clock, tick, weight, peer_rate
+        self.total = TokenBucket(total_rate, now=clock())
+        self.peers: dict[str, TokenBucket] = {}
+        self.waiting: dict[str, list[tuple[int, asyncio.Future[int]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def bucket(self, peer: str) -> TokenBucket:
+        if peer not in self.peers:
+            self.peers[peer] = TokenBucket(self.peer_rate, now=self.clock())
+        return self.peers[peer]
+
+    async def admit(self, peer: str, nbytes: int) -> int:
+        if nbytes <= 0:
+            raise ValueError(f"admit {nbytes} bytes")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(peer, []).append((nbytes, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        try:
+            return await fut
+        finally:
+            if not fut.done():  # cancelled: withdraw the demand
+                self.waiting[peer] = [(n, f) for n, f in self.waiting.get(peer, []) if f is not fut]
+
+    def hand_out(self) -> None:
+        """One round: grant from the buckets to the first waiter of each peer."""
+        now = self.clock()
+        demands: dict[str, tuple[float, int]] = {}
+        for peer, queue in self.waiting.items():
+            queue[:] = [(n, f) for n, f in queue if not f.done()]
+            if queue:
+                room = int(self.bucket(peer).available(now))
+                if room > 0:
+                    demands[peer] = (self.weight(peer), min(queue[0][0], room))
+        if not demands:
+            return
+        shares = weighted_share(int(self.total.available(now)), demands)
+        for peer, granted in shares.items():
+            if granted <= 0:
+                continue
+            self.total.take(granted, now)
+            self.bucket(peer).take(granted, now)
+            _, fut = self.waiting[peer].pop(0)
+            fut.set_result(granted)
+
+    async def _run(self) -> None:
+        while any(self.waiting.values()):
+            self.hand_out()
+            if any(self.waiting.values()):
+                await asyncio.sleep(self.tick)
+        self.waiting = {p: q for p, q in self.waiting.items() if q}

@@ -1,0 +1,153 @@
+"""pool_relay's data path on socket pairs: splicing, counting, the fault switch, back-pressure
+and the scheduler's caps and shares (docs/relay.md sections 1 and 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+
+import pytest
+from pooltools.relay.limits import Scheduler
+from pooltools.relay.splice import Flow, splice
+
+
+async def _ends() -> tuple[socket.socket, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    outer, inner = socket.socketpair()
+    outer.setblocking(False)
+    return outer, await asyncio.open_connection(sock=inner)
+
+
+async def _relay(**kw):
+    a_out, a_in = await _ends()
+    b_out, b_in = await _ends()
+    flow = Flow()
+    task = asyncio.create_task(splice(a_in, b_in, flow, **kw))
+    return a_out, b_out, flow, task
+
+
+async def _send_all(sock: socket.socket, data: bytes, eof: bool = True) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, data)
+    if eof:
+        sock.shutdown(socket.SHUT_WR)
+
+
+async def _read_all(sock: socket.socket) -> bytes:
+    loop, out = asyncio.get_running_loop(), bytearray()
+    while chunk := await loop.sock_recv(sock, 1 << 16):
+        out += chunk
+    return bytes(out)
+
+
+def test_both_directions_arrive_whole_and_are_counted() -> None:
+    async def main() -> None:
+        a, b, flow, task = await _relay()
+        there, back = os.urandom(3 << 20), os.urandom(1 << 20)
+        got_b, got_a, *_ = await asyncio.gather(_read_all(b), _read_all(a), _send_all(a, there), _send_all(b, back))
+        await asyncio.wait_for(task, 10)
+        assert hashlib.sha256(got_b).digest() == hashlib.sha256(there).digest()
+        assert got_a == back
+        assert (flow.forward, flow.backward) == (len(there), len(back))
+
+    asyncio.run(main())
+
+
+def test_the_fault_switch_flips_exactly_one_byte() -> None:
+    async def main() -> None:
+        a, b, _, task = await _relay(flip_at=100_000)
+        data = os.urandom(300_000)
+        got, *_ = await asyncio.gather(_read_all(b), _send_all(a, data), _send_all(b, b""))
+        await asyncio.wait_for(task, 10)
+        diff = [i for i in range(len(data)) if got[i] != data[i]]
+        assert diff == [100_000] and got[100_000] == data[100_000] ^ 0xFF
+
+    asyncio.run(main())
+
+
+def test_a_receiver_that_stops_reading_stops_the_sender() -> None:
+    """The relay holds at most a chunk and the stream buffers: the sender's socket fills."""
+
+    async def main() -> None:
+        a, b, _, task = await _relay()
+        sent, block = 0, os.urandom(1 << 16)
+        deadline = asyncio.get_running_loop().time() + 5
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                sent += a.send(block)
+            except BlockingIOError:
+                await asyncio.sleep(0.05)  # let the relay move what it can
+                try:
+                    sent += a.send(block)
+                except BlockingIOError:
+                    break
+        print(f"sender stopped after {sent} bytes")
+        assert sent < 32 << 20, f"the relay took {sent} bytes with nobody reading"
+        a.shutdown(socket.SHUT_WR)
+        b.shutdown(socket.SHUT_WR)
+        got = await asyncio.wait_for(_read_all(b), 10)
+        assert len(got) == sent  # nothing lost either
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+
+
+def test_an_end_that_resets_ends_the_splice() -> None:
+    async def main() -> None:
+        a, b, _, task = await _relay()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        a.close()  # RST
+        await _send_all(b, b"x" * 100, eof=False)
+        with pytest.raises((ConnectionError, OSError)):
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_scheduler_applies_per_peer_and_global_caps_and_weights() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        weights = {"prio": 4.0, "depri": 0.5}
+        s = Scheduler(total_rate=9000, peer_rate=100_000, weight=weights.__getitem__, clock=clock, tick=0.001)
+        p = asyncio.create_task(s.admit("prio", 100_000))
+        d = asyncio.create_task(s.admit("depri", 100_000))
+        await asyncio.sleep(0)
+        s.hand_out()
+        assert await asyncio.gather(p, d) == [8000, 1000]  # 9000 split 4 : 0.5
+        # the per-peer cap holds even when the global budget is plenty
+        s2 = Scheduler(total_rate=10**9, peer_rate=5000, weight=lambda _: 1.0, clock=clock, tick=0.001)
+        assert await s2.admit("x", 100_000) == 5000
+        waiting = asyncio.create_task(s2.admit("x", 100_000))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # the bucket is empty until time moves
+        clock.now += 0.5
+        assert await asyncio.wait_for(waiting, 5) == 2500
+        with pytest.raises(ValueError):
+            await s2.admit("x", 0)
+
+    asyncio.run(main())
+
+
+def test_splice_under_a_scheduler_moves_everything() -> None:
+    async def main() -> None:
+        s = Scheduler(total_rate=50 << 20, peer_rate=50 << 20, weight=lambda _: 1.0, tick=0.005)
+
+        async def admit(n: int) -> int:
+            return await s.admit("peer", n)
+
+        a, b, flow, task = await _relay(admit=admit)
+        data = os.urandom(2 << 20)
+        got, *_ = await asyncio.gather(_read_all(b), _send_all(a, data), _send_all(b, b""))
+        await asyncio.wait_for(task, 20)
+        assert got == data and flow.forward == len(data)
+
+    asyncio.run(main())
