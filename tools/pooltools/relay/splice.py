@@ -14,10 +14,20 @@ Admit = Callable[[int], Awaitable[int]]
 
 @dataclass
 class Flow:
-    """Bytes moved each way; `forward` is from the side that connected first."""
+    """Bytes moved each way; `forward` is from the side that connected first. `on_bytes` hears
+    of every move (the ledger counts while the flow lasts, not only when it ends)."""
 
     forward: int = 0
     backward: int = 0
+    on_bytes: Callable[[int], None] | None = None
+
+    def moved(self, n: int, forward: bool) -> None:
+        if forward:
+            self.forward += n
+        else:
+            self.backward += n
+        if self.on_bytes:
+            self.on_bytes(n)
 
 
 async def pump(
@@ -60,10 +70,10 @@ async def splice(
     """Both directions until both ends closed; an error on either side closes both."""
 
     def fwd(n: int) -> None:
-        flow.forward += n
+        flow.moved(n, True)
 
     def back(n: int) -> None:
-        flow.backward += n
+        flow.moved(n, False)
 
     tasks = [
         asyncio.create_task(pump(first[0], second[1], fwd, admit, flip_at)),

@@ -1,0 +1,275 @@
+"""One node's pool_relay: the control handler, the relay port and the door (docs/relay.md).
+
+A node plays every role its enrolments give it: relay (B) for its enrolled peers when
+relaying is on, destination (C) for the relays it accepts, source (A) through its door for
+the peers whose trust-store entries name relays. Control messages arrive on ControlChannels
+(threads); the relay port and the door are asyncio servers on the event loop that `serve` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pooltools.common.jsonmsg import Refusal
+from pooltools.protocol.keys import encode_key
+from pooltools.relay import control, door
+from pooltools.relay.channel import ChannelClosed, ControlChannel
+from pooltools.relay.control import Err
+from pooltools.relay.enrolment import Enrolment
+from pooltools.relay.ledger import Ledger
+from pooltools.relay.limits import Scheduler
+from pooltools.relay.splice import Flow, splice
+from pooltools.relay.tickets import TicketBook
+
+log = logging.getLogger("pool_relay")
+HANDSHAKE_WAIT = 10.0  # seconds a new connection has to send its ticket or its INIT
+
+
+@dataclass(frozen=True)
+class Forward:
+    """On the relay: carry the source's connection to the destination's relay port."""
+
+    source: bytes
+    dest: bytes
+    host: str
+    port: int
+    ticket: bytes
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """On the destination: hand the relay's connection to the local pool.ko listener."""
+
+    source: bytes
+    relay: bytes
+
+
+@dataclass
+class Carried:
+    """A relayed connection this node takes part in, for status and revocation."""
+
+    role: str  # "source", "relay" or "destination"
+    peers: tuple[bytes, ...]  # the other nodes it involves
+    via: bytes  # the relay
+    started: float
+    flow: Flow = field(default_factory=Flow)
+    task: asyncio.Task[None] | None = None
+    local_port: int = 0  # source: pool.ko's end of the door connection
+
+
+class Relay:
+    def __init__(
+        self,
+        enrolment: Callable[[], Enrolment],
+        routes: Callable[[], dict[bytes, list[bytes]]],
+        peer_host: Callable[[bytes], str | None],
+        local_pool: tuple[str, int],
+        ledger: Ledger,
+        clock: Callable[[], float] = time.time,
+        flip_at: int | None = None,
+    ) -> None:
+        self.enrolment, self.routes, self.peer_host = enrolment, routes, peer_host
+        self.local_pool, self.ledger, self.clock, self.flip_at = local_pool, ledger, clock, flip_at
+        self.channels: dict[bytes, ControlChannel] = {}
+        self.tickets: TicketBook[Forward | Deliver] = TicketBook()
+        self.reports: dict[bytes, dict[bytes, tuple[int, int]]] = {}  # what peers say they observed
+        self.carried: list[Carried] = []
+        self.port = control.PORT  # the relay port actually bound
+        self.door_port = control.DOOR_PORT
+        self.lock = threading.Lock()  # ledger and reports: control threads and the loop share them
+        self.scheduler: Scheduler | None = None
+
+    # ---- control (threads)
+
+    def handle(self, peer: bytes, req: control.Request) -> bytes:
+        if isinstance(req, control.Open):
+            return self._open(peer, req.to)
+        if isinstance(req, control.Offer):
+            return self._offer(peer, req.source)
+        if isinstance(req, control.Scores):
+            with self.lock:
+                self.reports[peer] = dict(req.observed)
+            return control.reply({"ok": True})
+        return control.reply({"ok": True, **self.figures(peer)})
+
+    def _open(self, source: bytes, dest: bytes) -> bytes:
+        e = self.enrolment()
+        if not e.relay:
+            raise Refusal(Err.RELAY_DISABLED, "this node does not relay")
+        for who, what in ((source, "the source"), (dest, "the destination")):
+            if e.lookup(who) is None:
+                raise Refusal(Err.NOT_ENROLLED, f"{what} {encode_key(who)} is not enrolled with this relay")
+        if dest == source:
+            raise Refusal(Err.BAD_REQUEST, "source and destination are the same node")
+        if sum(1 for c in self.carried if c.role == "relay") >= e.limits.connections:
+            raise Refusal(Err.BUSY, f"{e.limits.connections} relayed connections already")
+        ch, host = self.channels.get(dest), self.peer_host(dest)
+        if ch is None or ch.closed.is_set() or host is None:
+            raise Refusal(Err.UNREACHABLE, f"this relay holds no session with {e.lookup(dest).name}")
+        try:
+            offered = control.decode_ticket(ch.ask(control.Offer(source)))
+        except ChannelClosed as exc:
+            raise Refusal(Err.UNREACHABLE, f"{e.lookup(dest).name}: {exc}") from None
+        # a refusal by the destination (not_accepted, busy) reaches the source as it is
+        ticket = self.tickets.issue(Forward(source, dest, host, offered.port, offered.ticket), time.monotonic())
+        if ticket is None:
+            raise Refusal(Err.BUSY, "too many tickets outstanding")
+        return control.ticket_reply(control.Ticket(ticket, self.port, control.TICKET_SECONDS))
+
+    def _offer(self, relay: bytes, source: bytes) -> bytes:
+        entry = self.enrolment().lookup(relay)
+        if entry is None or not entry.accept:
+            raise Refusal(Err.NOT_ACCEPTED, f"this node does not accept relaying from {encode_key(relay)}")
+        ticket = self.tickets.issue(Deliver(source, relay), time.monotonic())
+        if ticket is None:
+            raise Refusal(Err.BUSY, "too many tickets outstanding")
+        return control.ticket_reply(control.Ticket(ticket, self.port, control.TICKET_SECONDS))
+
+    def figures(self, peer: bytes) -> dict[str, object]:
+        """This node's own view of peer: bytes, score and tier."""
+        key, now = encode_key(peer), self.clock()
+        with self.lock:
+            score = self.ledger.score(key, now)
+            return {
+                **self.ledger.totals(key),
+                "score": round(score, 4),
+                "tier": self.ledger.tier(key, now).name.lower(),
+            }
+
+    def count(self, peer: bytes, kind: str) -> Callable[[int], None]:
+        key = encode_key(peer)
+
+        def add(n: int) -> None:
+            with self.lock:
+                self.ledger.add(key, kind, n, self.clock())
+
+        return add
+
+    # ---- the relay port and the door (event loop)
+
+    def _limits_scheduler(self) -> Scheduler:
+        limits = self.enrolment().limits
+        s = self.scheduler
+        if s is None or (s.total.rate, s.peer_rate) != (limits.total_bytes_per_second, limits.peer_bytes_per_second):
+            self.scheduler = s = Scheduler(
+                limits.total_bytes_per_second,
+                limits.peer_bytes_per_second,
+                weight=lambda key: self.ledger.tier(key, self.clock()).weight,
+            )
+        return s
+
+    async def _carry(
+        self,
+        carried: Carried,
+        near: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        far: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        admit_for: bytes | None = None,
+        flip: bool = False,
+    ) -> None:
+        admit = None
+        if admit_for is not None:
+            scheduler, key = self._limits_scheduler(), encode_key(admit_for)
+
+            async def admit(n: int) -> int:
+                return await scheduler.admit(key, n)
+
+        carried.task = asyncio.current_task()
+        self.carried.append(carried)
+        try:
+            await splice(near, far, carried.flow, admit, self.flip_at if flip else None)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            log.info("%s connection via %s ended: %s", carried.role, encode_key(carried.via)[:8], exc)
+        finally:
+            self.carried.remove(carried)
+
+    async def on_relay_port(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            ticket = await asyncio.wait_for(reader.readexactly(control.TICKET_BYTES), HANDSHAKE_WAIT)
+        except (TimeoutError, asyncio.IncompleteReadError, OSError):
+            writer.close()
+            return
+        grant = self.tickets.redeem(ticket, time.monotonic())
+        if grant is None:
+            log.info("relay port: unknown, used or expired ticket from %s", writer.get_extra_info("peername"))
+            writer.close()
+            return
+        try:
+            if isinstance(grant, Forward):
+                target = await asyncio.wait_for(asyncio.open_connection(grant.host, grant.port), HANDSHAKE_WAIT)
+                target[1].write(grant.ticket)
+            else:
+                target = await asyncio.wait_for(asyncio.open_connection(*self.local_pool), HANDSHAKE_WAIT)
+        except (TimeoutError, OSError) as exc:
+            log.warning("relay port: onward connection failed: %s", exc)
+            writer.close()
+            return
+        if isinstance(grant, Forward):
+            c = Carried("relay", (grant.source, grant.dest), b"", self.clock())
+            c.flow.on_bytes = self.count(grant.source, "consumed")
+            await self._carry(c, (reader, writer), target, admit_for=grant.source, flip=True)
+        else:
+            c = Carried("destination", (grant.source,), grant.relay, self.clock())
+            await self._carry(c, (reader, writer), target)
+
+    async def on_door(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            init = await asyncio.wait_for(reader.readexactly(door.INIT_PACKET), HANDSHAKE_WAIT)
+            routes = self.routes()
+            dest = door.destination(init, routes)
+        except (TimeoutError, asyncio.IncompleteReadError, OSError, door.NotAnInit) as exc:
+            log.info("door: not a handshake for a relayed peer: %s", exc)
+            writer.close()
+            return
+        if dest is None:
+            log.info("door: the handshake is for no peer that names relays")
+            writer.close()
+            return
+        loop = asyncio.get_running_loop()
+        for relay in routes[dest]:
+            ch, host = self.channels.get(relay), self.peer_host(relay)
+            if ch is None or host is None:
+                log.info("door: no session with relay %s", encode_key(relay)[:8])
+                continue
+            try:
+                t = control.decode_ticket(await loop.run_in_executor(None, ch.ask, control.Open(dest)))
+                target = await asyncio.wait_for(asyncio.open_connection(host, t.port), HANDSHAKE_WAIT)
+            except (TimeoutError, Refusal, ChannelClosed, OSError) as exc:
+                log.warning("door: relay %s refused or failed: %s", encode_key(relay)[:8], exc)
+                continue
+            target[1].write(t.ticket + init)
+            c = Carried("source", (dest,), relay, self.clock(), local_port=writer.get_extra_info("peername")[1])
+            c.flow.on_bytes = self.count(relay, "contributed")
+            c.flow.moved(len(init), True)  # the relay carries the INIT like every byte after it
+            await self._carry(c, (reader, writer), target)
+            return
+        writer.close()
+
+    async def serve(
+        self, relay_port: tuple[str, int], door_port: tuple[str, int], started: asyncio.Event | None = None
+    ) -> None:
+        """The relay port and the door until cancelled."""
+        servers = [
+            await asyncio.start_server(self.on_relay_port, *relay_port, reuse_address=True),
+            await asyncio.start_server(self.on_door, *door_port, reuse_address=True),
+        ]
+        self.port = servers[0].sockets[0].getsockname()[1]
+        self.door_port = servers[1].sockets[0].getsockname()[1]
+        if started:
+            started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for s in servers:
+                s.close()
+            for c in list(self.carried):
+                if c.task:
+                    c.task.cancel()
+            for s in servers:
+                with contextlib.suppress(Exception):
+                    await s.wait_closed()
