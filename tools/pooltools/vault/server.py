@@ -25,7 +25,7 @@ from typing import Any
 from pooltools import __version__
 from pooltools.common.fsutil import atomic_write, file_signature
 from pooltools.common.link import Link, LinkClosed, LinkTimeout, SessionLink
-from pooltools.kernel.device import LIVE_STATES, PoolError
+from pooltools.common.sessions import SessionWatcher
 from pooltools.protocol.keys import encode_key
 from pooltools.vault import acl as aclmod
 from pooltools.vault import paths, wire
@@ -331,7 +331,7 @@ class Server:
         self.vault, self.acl_path, self.status_path = vault, Path(acl_path), status_path
         self.dev = device_factory()
         self.staging_max_age = staging_max_age
-        self.attached: dict[int, Conversation] = {}
+        self.watcher = SessionWatcher(self.dev, self._start)
         self.acl_sig = file_signature(self.acl_path)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
@@ -353,42 +353,19 @@ class Server:
         log.info("ACL version %d in use (%d peers)", acl.version, len(acl.peers))
 
     def discover(self) -> None:
-        """Attach the sessions someone holds; let go of those only the vault still holds.
+        """Attach the sessions someone holds; let go of those only the vault still holds."""
+        self.watcher.discover()
 
-        The vault never keeps a session alive: a session ends when its last descriptor closes,
-        and the vault's must not be that last one (a client's own session, poold's after a
-        restart). Sessions nobody holds yet (in the accept queue) are poold's to take first.
-        """
-        try:
-            live = {s.index: s for s in self.dev.sessions() if s.state in LIVE_STATES}
-        except PoolError as exc:
-            log.warning("cannot list sessions: %s", exc)
-            return
-        for index in list(self.attached):
-            info = live.get(index)
-            if info is not None and info.fds <= 1:  # ours is the only descriptor left
-                with contextlib.suppress(PoolError):
-                    self.dev.close_session(index)
-        for index, info in live.items():
-            if index in self.attached or info.fds < 1:
-                continue
-            try:
-                session = self.dev.attach(index)
-            except PoolError as exc:
-                log.debug("session %d not attached: %s", index, exc)
-                continue
-            conv = Conversation(
-                self.vault, SessionLink(session, wire.CHANNEL), bytes(info.peer_public_key), self._closer(index)
-            )
-            self.attached[index] = conv
-            threading.Thread(target=self._converse, args=(index, conv), name=f"session-{index}", daemon=True).start()
+    @property
+    def attached(self) -> dict[int, object]:
+        return self.watcher.attached
 
-    def _closer(self, index: int) -> Callable[[], None]:
-        def close() -> None:
-            with contextlib.suppress(PoolError):
-                self.dev.close_session(index)
-
-        return close
+    def _start(self, index: int, session: Any, info: Any) -> Conversation:
+        conv = Conversation(
+            self.vault, SessionLink(session, wire.CHANNEL), bytes(info.peer_public_key), self.watcher.closer(index)
+        )
+        threading.Thread(target=self._converse, args=(index, conv), name=f"session-{index}", daemon=True).start()
+        return conv
 
     def _converse(self, index: int, conv: Conversation) -> None:
         try:
@@ -396,7 +373,7 @@ class Server:
         except Exception:  # a bug must cost one conversation, not the server
             log.exception("conversation on session %d failed", index)
         finally:
-            self.attached.pop(index, None)
+            self.watcher.forget(index)
 
     def write_status(self) -> None:
         if self.status_path is None:
