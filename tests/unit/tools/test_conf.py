@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,41 @@ def test_load_names_the_file(tmp_path: Path) -> None:
         conf.load(p)
     assert str(exc.value).startswith(f"{p}:3: unknown key 'prot' in [node]")
     assert exc.value.key == "prot" and exc.value.line == 3
+
+
+def test_relays_name_other_peers_in_order() -> None:
+    text = BASE_RELAYS.format(relays="relays = node2, node4")
+    c = conf.parse(text, "pool.conf")
+    assert {p.name: p.relays for p in c.peers}["node3"] == ("node2", "node4")
+
+
+@pytest.mark.parametrize(
+    ("relays", "message"),
+    [
+        ("relays = node9", "relays of peer 'node3': 'node9' is no [peer] section of this file"),
+        ("relays = node3", "'node3' is the peer itself"),
+        ("relays = node2,,node4", "a comma-separated list of peer names"),
+        ("relays = node2, node2", "a comma-separated list of peer names"),
+    ],
+)
+def test_bad_relays_are_refused_with_their_line(relays: str, message: str) -> None:
+    with pytest.raises(conf.ConfError, match=re.escape(message)) as info:
+        conf.parse(BASE_RELAYS.format(relays=relays), "pool.conf")
+    assert "pool.conf:" in str(info.value)
+
+
+BASE_RELAYS = """
+[node]
+private_key_file = /etc/pool/private.key
+
+[peer node2]
+public_key = AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=
+endpoint = 10.0.0.2:9253
+
+[peer node4]
+public_key = BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ=
+
+[peer node3]
+public_key = AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=
+{relays}
+"""

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 from pooltools.common import sdnotify
+from pooltools.config import conf
 from pooltools.kernel import journal as jr
 from pooltools.kernel import uapi
 from pooltools.kernel.fakedevice import FakeDevice
+from pooltools.kernel.netaddr import parse_endpoint
 from pooltools.poold import daemon as poold
 from pooltools.protocol.keys import encode_key
 
@@ -813,3 +815,41 @@ def test_after_a_version_change_failed_connects_retry_quickly_then_back_off(node
     poolctl_run(dev, node, "config", "rollback")
     d.step()
     assert any(s.peer_public_key == HIGH for s in d.held.values())
+
+
+RELAYED = (
+    PEERS
+    + f"""
+[peer far]
+public_key = {encode_key(OTHER)}
+endpoint = 10.253.1.13:9253
+relays = high
+
+[peer hidden]
+public_key = {encode_key(bytes([0xEF]) + bytes(range(1, 32)))}
+relays = high
+"""
+)
+
+
+def test_a_peer_that_names_relays_is_reached_through_the_door_when_its_endpoint_fails(node: Path) -> None:
+    write_conf(node, RELAYED)
+    dev = FakeDevice()
+    far_ep = parse_endpoint("10.253.1.13:9253")
+    dev.unreachable.add((far_ep.addr, far_ep.port))
+    clock = Clock()
+    d = make(node, dev, clock)
+    d.step()
+
+    def endpoints(key: bytes) -> list[int]:
+        return [s.peer_port for s in dev.sessions() if bytes(s.peer_public_key) == key]
+
+    hidden = bytes([0xEF]) + bytes(range(1, 32))
+    assert endpoints(hidden) == [conf.RELAY_DOOR.port]  # no endpoint: the door at once
+    assert endpoints(OTHER) == []  # the endpoint was tried first and failed
+    assert d.backoff[OTHER].direct_failed
+    clock.t += poold.BACKOFF_MAX * 2
+    d.step()
+    d.step()
+    assert endpoints(OTHER) == [conf.RELAY_DOOR.port]  # then through the relays
+    assert not d.backoff[OTHER].direct_failed

@@ -24,7 +24,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 NODE_KEYS = ("private_key_file", "listen", "port", "org_id", "segment_id", "state_dir")
-PEER_KEYS = ("public_key", "endpoint")
+PEER_KEYS = ("public_key", "endpoint", "relays")
 
 
 class ConfError(ValueError):
@@ -36,6 +36,11 @@ class ConfError(ValueError):
         self.key = key
         self.message = message
         super().__init__(f"{filename}:{line}: {message}" if line else f"{filename}: {message}")
+
+
+# pool_relay's door (docs/relay.md section 1): poold connects here to reach a peer through its
+# relays; only the loopback, so that nothing else can use this node's relays as its own.
+RELAY_DOOR = parse_endpoint("127.0.0.1:9256")
 
 
 @dataclass
@@ -54,6 +59,7 @@ class PeerConf:
     public_key: bytes
     endpoint: Endpoint | None = None
     line: int = 0
+    relays: tuple[str, ...] = ()  # names of other peers to reach this one through (docs/relay.md)
 
 
 @dataclass
@@ -159,6 +165,12 @@ def parse(text: str, filename: str = "pool.conf") -> PoolConf:
             )
         seen_keys[p.public_key] = name
         out.append(p)
+    names = {p.name for p in out}
+    for p, (_, _, vals) in zip(out, peers, strict=True):
+        for relay in p.relays:
+            if relay == p.name or relay not in names:
+                why = "is the peer itself" if relay == p.name else "is no [peer] section of this file"
+                raise ConfError(filename, vals["relays"][1], f"relays of peer '{p.name}': '{relay}' {why}", "relays")
     return PoolConf(filename, node, out)
 
 
@@ -203,6 +215,12 @@ def _peer(filename: str, name: str, section_line: int, vals: dict[str, tuple[str
             peer.endpoint = parse_endpoint(v)
         except ValueError as exc:
             raise ConfError(filename, ln, f"endpoint of peer '{name}': {exc}", "endpoint") from None
+    if "relays" in vals:
+        v, ln = vals["relays"]
+        relays = tuple(r.strip() for r in v.split(","))
+        if not all(relays) or len(set(relays)) != len(relays):
+            raise ConfError(filename, ln, f"relays of peer '{name}': a comma-separated list of peer names", "relays")
+        peer.relays = relays
     return peer
 
 

@@ -135,6 +135,7 @@ class FakeDevice:
         self.mutations: list[str] = []
         # test hooks: peers whose connect fails with this errno
         self.refuse: dict[bytes, int] = {}
+        self.unreachable: set[tuple[bytes, int]] = set()  # (address, port) nobody answers at
         self.reload()
         self.mutations.clear()
 
@@ -355,6 +356,8 @@ class FakeDevice:
         if peer_public_key in self.refuse:
             self._stats[uapi.Stat.HANDSHAKES_FAILED] += 1
             raise_errno("connect", self.refuse[peer_public_key], CONNECT_ERRORS)
+        if (bytes(addr), port or self.DEFAULT_PORT) in self.unreachable:
+            raise_errno("connect", errno.ECONNREFUSED, CONNECT_ERRORS)
         self._mut("connect")
         self._stats[uapi.Stat.HANDSHAKES_INITIATED] += 1
         st = self._new_session(peer_public_key, uapi.POOL_ROLE_INITIATOR, addr, port or self.DEFAULT_PORT)

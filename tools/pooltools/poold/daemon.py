@@ -101,6 +101,7 @@ class Backoff:
     delay: float = 0.0
     next_at: float = 0.0
     last_error: str = ""
+    direct_failed: bool = False  # the last attempt went to the endpoint and failed: try the relays
 
     def failed(self, now: float, error: str, quick: bool = False) -> float:
         """Schedule the next attempt; `quick`: right after a configuration change (CHANGE_RETRY)."""
@@ -118,6 +119,7 @@ class Backoff:
         self.delay = 0.0
         self.next_at = 0.0
         self.last_error = ""
+        self.direct_failed = False
 
 
 class SyncExecutor:
@@ -158,6 +160,7 @@ class Poold:
         self.listen_port = 0
         self.backoff: dict[bytes, Backoff] = {}
         self.pending: dict[bytes, concurrent.futures.Future[Any]] = {}
+        self.via_door: set[bytes] = set()  # pending connects that go through pool_relay's door
         self.journal: jr.JournalFile | None = None
         self.journal_next = 0  # next kernel seq to persist
         self.device_retry_at = 0.0
@@ -538,8 +541,9 @@ class Poold:
         connected |= self.harvest()
         now = self.clock()
         for p in self.targets.values():
+            relays = self.relays_of(p.public_key)
             if (
-                p.endpoint is None
+                (p.endpoint is None and not relays)
                 or p.public_key <= self.public
                 or p.public_key in connected
                 or p.public_key in self.pending
@@ -548,11 +552,25 @@ class Poold:
             b = self.backoff.setdefault(p.public_key, Backoff())
             if now < b.next_at:
                 continue
-            log.debug("connecting to %s at %s", p.name, p.endpoint)
+            # the endpoint first; after it failed (or without one), the relays through the door
+            door = bool(relays) and (p.endpoint is None or b.direct_failed)
+            target = conf.RELAY_DOOR if door else p.endpoint
+            assert target is not None
+            log.debug("connecting to %s at %s%s", p.name, target, f" (relays {', '.join(relays)})" if door else "")
+            self.via_door.discard(p.public_key)
+            if door:
+                self.via_door.add(p.public_key)
             self.pending[p.public_key] = self.executor.submit(
-                self.dev.connect, p.public_key, p.endpoint.addr, p.endpoint.port, 0, CONNECT_TIMEOUT_MS
+                self.dev.connect, p.public_key, target.addr, target.port, 0, CONNECT_TIMEOUT_MS
             )
         self.harvest()
+
+    def relays_of(self, key: bytes) -> tuple[str, ...]:
+        """The relays pool.conf names for this peer, whichever trust store is in force
+        (configuration versions carry no relays yet)."""
+        assert self.conf is not None
+        p = self.conf.peer_by_key().get(key)
+        return p.relays if p is not None else ()
 
     def harvest(self) -> set[bytes]:
         """Collect finished connects; returns the peers now connected."""
@@ -567,8 +585,11 @@ class Poold:
             try:
                 s = fut.result()
             except PoolError as exc:
+                door = key in self.via_door
                 wait = b.failed(now, exc.why, quick=now < self.quick_retry_until)
-                log.warning("connect to %s failed: %s; retry in %.1f s", self.peer_label(key), exc.why, wait)
+                b.direct_failed = not door
+                how = " through the relays" if door else ""
+                log.warning("connect to %s%s failed: %s; retry in %.1f s", self.peer_label(key), how, exc.why, wait)
                 continue
             if key not in self.targets or self.dev is None:
                 _close_quietly(s)
