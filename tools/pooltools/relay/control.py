@@ -8,12 +8,13 @@ from typing import Any
 
 from pooltools.common import jsonmsg
 from pooltools.common.jsonmsg import Kind, Refusal, int_member, member
+from pooltools.config import conf
 from pooltools.protocol.keys import decode_key, encode_key
 
 CHANNEL = 87
 FORMAT = 1
 PORT = 9255  # the relay port (the exporter keeps 9254)
-DOOR_PORT = 9256  # the local door, on the loopback only
+DOOR_PORT = conf.RELAY_DOOR.port  # the local door, on the loopback only
 TICKET_BYTES = 32
 TICKET_SECONDS = 10
 KINDS = frozenset({Kind.REQUEST, Kind.REPLY})

@@ -214,7 +214,9 @@ class Relay:
             c.flow.on_bytes = self.count(grant.source, "consumed")
             await self._carry(c, (reader, writer), target, admit_for=grant.source, flip=True)
         else:
-            c = Carried("destination", (grant.source,), grant.relay, self.clock())
+            # pool.ko sees this connection come from our end of it: poolctl matches the port
+            local_port = target[1].get_extra_info("sockname")[1]
+            c = Carried("destination", (grant.source,), grant.relay, self.clock(), local_port=local_port)
             await self._carry(c, (reader, writer), target)
 
     async def on_door(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

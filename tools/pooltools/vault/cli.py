@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import random
@@ -35,6 +34,7 @@ from typing import Any
 
 from pooltools import __version__
 from pooltools.common import sdnotify
+from pooltools.common.cli import emit, fail, locked_beside, positive_arg, size_arg
 from pooltools.common.link import LinkClosed, LinkTimeout, SessionLink
 from pooltools.kernel.device import (
     DEVICE_PATH,
@@ -87,29 +87,6 @@ class CliError(Exception):
         self.what, self.why, self.exit_code = what, why, exit_code
 
 
-def _size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in units else ""
-    try:
-        value = int(t[: len(t) - len(unit)])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number, optionally K, M, G or T)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a size cannot be negative")
-    return value * units[unit]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -121,7 +98,7 @@ def _seconds(text: str) -> float:
 
 
 def _block_size(text: str) -> int:
-    value = _size(text)
+    value = size_arg(text)
     if not wire.BLOCK_SIZE_MIN <= value <= wire.BLOCK_SIZE_MAX:
         raise argparse.ArgumentTypeError(f"must be {wire.BLOCK_SIZE_MIN} to {wire.BLOCK_SIZE_MAX} bytes")
     return value
@@ -136,24 +113,13 @@ def _base(text: str) -> str:
 # ---- output
 
 
-def _emit(args: argparse.Namespace, doc: Any, human: str) -> None:
-    print(json.dumps(doc, sort_keys=True) if args.json else human, flush=True)
-
-
 # ---- the ACL, on the vault node
-
-
-def _acl_locked(path: Path) -> Any:
-    """An exclusive lock beside the ACL, so two enrolments never lose one another."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return os.fdopen(fd)
 
 
 def _change(args: argparse.Namespace, change: Callable[[aclmod.Acl], tuple[aclmod.Acl, aclmod.Grant | None]]) -> int:
     """Apply change to the ACL under its lock (with --check, only say what it would do, and
     touch nothing: not even the lock file)."""
-    with contextlib.nullcontext() if args.check else _acl_locked(args.acl):
+    with contextlib.nullcontext() if args.check else locked_beside(args.acl):
         acl = aclmod.load(args.acl)
         new, who = change(acl)
         if new is not acl and not args.check:
@@ -172,7 +138,7 @@ def _change(args: argparse.Namespace, change: Callable[[aclmod.Acl], tuple[aclmo
     verb = "would change" if args.check and doc["changed"] else "changed" if doc["changed"] else "unchanged"
     g = after or before
     what = f"{g.name} ({g.scope}{', under ' + g.prefix if g.prefix else ''})" if g else "no such peer"
-    _emit(args, doc, f"{verb}: {what}, ACL version {new.version}")
+    emit(args, doc, f"{verb}: {what}, ACL version {new.version}")
     return 0
 
 
@@ -193,7 +159,7 @@ def cmd_peers(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
     acl = aclmod.load(args.acl)
     doc = acl.document()
     lines = [f"{g.name}\t{g.scope}\t{g.prefix or '-'}\t{g.key}" for g in acl.peers]
-    _emit(args, doc, "\n".join(lines) if lines else f"no peers enrolled (ACL version {acl.version})")
+    emit(args, doc, "\n".join(lines) if lines else f"no peers enrolled (ACL version {acl.version})")
     return 0
 
 
@@ -276,7 +242,7 @@ def cmd_push(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
     remote = args.path or local.name
     c = _client(args, factory)
     doc = c.push(local, remote, args.base, args.force, args.block_size)
-    _emit(
+    emit(
         args,
         doc,
         f"pushed {local} as {remote}: version {doc['version']}, sha256 {doc['sha256']}"
@@ -293,7 +259,7 @@ def cmd_pull(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
     c = _client(args, factory)
     doc = c.pull(args.path, dest, args.version, args.block_size)
     doc = {k: v for k, v in doc.items() if k != "ok"} | {"local": str(dest)}
-    _emit(
+    emit(
         args, doc, f"pulled {args.path} version {doc['version']} to {dest}: {doc['size']} bytes, sha256 {doc['sha256']}"
     )
     return 0
@@ -302,7 +268,7 @@ def cmd_pull(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
 def cmd_list(args: argparse.Namespace, factory: Callable[[], Any]) -> int:
     entries = list(_client(args, factory).list(args.prefix))
     lines = [f"{e['size']:>12}  v{e['version']:<4} {e['sha256'][:16]}  {e['path']}" for e in entries]
-    _emit(args, {"entries": entries}, "\n".join(lines) if lines else "(no files)")
+    emit(args, {"entries": entries}, "\n".join(lines) if lines else "(no files)")
     return 0
 
 
@@ -328,7 +294,7 @@ def _one(op: str) -> Callable[[argparse.Namespace, Callable[[], Any]], int]:
             p = doc["peer"]
             human = f"vault {doc['version']}: you are {p['name']} ({p['scope']}{', under ' + p['prefix'] if p['prefix'] else ''})"
         doc.pop("ok", None)
-        _emit(args, doc, human)
+        emit(args, doc, human)
         return 0
 
     return run
@@ -351,9 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--dir", type=Path, default=DEFAULT_DIR, help=f"vault folder (default {DEFAULT_DIR}; files/ is the root)"
     )
-    sp.add_argument("--keep", type=_positive, default=5, help="versions kept per file, the current one included (5)")
-    sp.add_argument("--max-file-size", type=_size, default=4 << 30, help="largest file a push may store (4G)")
-    sp.add_argument("--max-transfers-per-peer", type=_positive, default=32, help="open pushes and pulls per peer (32)")
+    sp.add_argument("--keep", type=positive_arg, default=5, help="versions kept per file, the current one included (5)")
+    sp.add_argument("--max-file-size", type=size_arg, default=4 << 30, help="largest file a push may store (4G)")
+    sp.add_argument(
+        "--max-transfers-per-peer", type=positive_arg, default=32, help="open pushes and pulls per peer (32)"
+    )
     sp.add_argument("--idle-timeout", type=_seconds, default=120.0, help="seconds a transfer may stall (120)")
     sp.add_argument(
         "--status-file", type=Path, default=DEFAULT_STATUS, help=f"counters for the exporter ({DEFAULT_STATUS})"
@@ -397,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = client("pull", "fetch a file from the vault")
     sp.add_argument("path")
     sp.add_argument("local", nargs="?", help="where to write it (default: its name, here)")
-    sp.add_argument("--version", type=_positive, help="a kept version (pool_vault history)")
+    sp.add_argument("--version", type=positive_arg, help="a kept version (pool_vault history)")
     sp.add_argument("--block-size", type=_block_size, default=wire.BLOCK_SIZE_MAX)
     sp.set_defaults(func=cmd_pull)
     sp = client("list", "list files")
@@ -445,11 +413,7 @@ def main(argv: list[str] | None = None, device_factory: Callable[[], Any] | None
 
 
 def _fail(args: argparse.Namespace, what: str, why: str, code: int, error: str | None = None) -> int:
-    if args.json:
-        doc = {"what": what, "why": why, "exit_code": code} | ({"code": error} if error else {})
-        print(json.dumps({"error": doc}), flush=True)
-    print(f"{PROG}: {what}: {why}", file=sys.stderr)
-    return code
+    return fail(PROG, args, what, why, code, error)
 
 
 if __name__ == "__main__":

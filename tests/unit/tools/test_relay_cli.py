@@ -1,0 +1,131 @@
+"""pool_relay's CLI: enrolments, configuration, peers and status, with --check and --json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pooltools.kernel.fakedevice import FakeDevice
+from pooltools.protocol.keys import encode_key
+from pooltools.relay import cli
+from pooltools.relay import enrolment as en
+
+K1, K3 = encode_key(bytes([1]) * 32), encode_key(bytes([3]) * 32)
+
+
+def run(tmp_path: Path, *argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code = cli.main(
+        [
+            "--json",
+            "--enrolments",
+            str(tmp_path / "relay.json"),
+            "--status-file",
+            str(tmp_path / "status.json"),
+            "--pid-file",
+            str(tmp_path / "pid"),
+            *argv,
+        ],
+        device_factory=FakeDevice,
+    )
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1]) if out else {}
+
+
+def test_enroll_config_revoke_are_idempotent_and_check_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, doc = run(tmp_path, "enroll", "node1", K1, "--check", capsys=capsys)
+    assert code == 0 and doc["changed"] and doc["check"]
+    assert not (tmp_path / "relay.json").exists() and not (tmp_path / "relay.json.lock").exists()
+    code, doc = run(tmp_path, "enroll", "node1", K1, capsys=capsys)
+    assert doc["changed"] and doc["after"] == {"key": K1, "name": "node1", "accept": False} and doc["before"] is None
+    code, doc = run(tmp_path, "enroll", "node1", K1, capsys=capsys)
+    assert not doc["changed"] and doc["version"] == 1
+    code, doc = run(tmp_path, "enroll", "node3", K3, "--accept", capsys=capsys)
+    assert doc["version"] == 2 and doc["peers"] == ["node1", "node3"]
+    code, doc = run(tmp_path, "config", "--relay", "on", "--peer-rate", "10M", capsys=capsys)
+    assert doc["changed"] and doc["relay"] and doc["limits"]["peer_bytes_per_second"] == 10 << 20
+    code, doc = run(tmp_path, "config", "--relay", "on", "--peer-rate", "10M", capsys=capsys)
+    assert not doc["changed"]
+    code, doc = run(tmp_path, "revoke", "node1", capsys=capsys)
+    assert doc["changed"] and doc["before"]["name"] == "node1" and doc["after"] is None
+    e = en.load(tmp_path / "relay.json")
+    assert (e.version, e.relay, [p.name for p in e.peers]) == (4, True, ["node3"])
+    code, doc = run(tmp_path, "peers", capsys=capsys)
+    assert [p["name"] for p in doc["peers"]] == ["node3"] and doc["peers"][0]["accept"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["enroll", "node1", "not-a-key"], "peer key 'not-a-key'"),
+        (["enroll", "bad name", K1], "without spaces"),
+        (["config", "--peer-rate", "100"], "peer_bytes_per_second"),
+        (["config", "--total-rate", "2K", "--peer-rate", "4K"], "above total_bytes_per_second"),
+    ],
+)
+def test_bad_input_is_refused_by_name_and_writes_nothing(
+    tmp_path: Path, argv: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, doc = run(tmp_path, *argv, capsys=capsys)
+    assert code == 2
+    assert why in doc["error"]["why"]
+    assert not (tmp_path / "relay.json").exists()
+
+
+def test_a_broken_enrolment_file_is_named_and_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "relay.json").write_text('{"format": 1, "version": 1, "peers": "x"}')
+    code, doc = run(tmp_path, "enroll", "node1", K1, capsys=capsys)
+    assert code == 2 and '"peers" must be a list' in doc["error"]["why"]
+    assert (tmp_path / "relay.json").read_text() == '{"format": 1, "version": 1, "peers": "x"}'
+
+
+def test_status_and_stop_without_a_running_relay_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run(tmp_path, "status", capsys=capsys)
+    assert code == 5 and "is pool_relay running" in doc["error"]["why"]
+    code, doc = run(tmp_path, "stop", capsys=capsys)
+    assert code == 5 and "no pid file" in doc["error"]["why"]
+
+
+POOL_CONF = f"""
+[node]
+private_key_file = /etc/pool/private.key
+
+[peer node2]
+public_key = {encode_key(bytes([2]) * 32)}
+endpoint = 10.253.0.12:9253
+
+[peer node3]
+public_key = {K3}
+relays = node2
+"""
+
+
+def test_the_daemon_routes_reports_and_reloads(tmp_path: Path) -> None:
+    from pooltools.relay.daemon import RelayDaemon
+
+    (tmp_path / "pool.conf").write_text(POOL_CONF)
+    path = tmp_path / "relay.json"
+    en.save(path, en.enrolled(en.Enrolment(relay=True), en.peer(K1, "node1")))
+    d = RelayDaemon(FakeDevice, path, tmp_path / "ledger.json", tmp_path / "pool.conf", tmp_path / "status.json")
+    assert d.routes() == {bytes([3]) * 32: [bytes([2]) * 32]}
+    d.discover()
+    d.write_status()
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["relay"] is True and status["enrolment_version"] == 1
+    # the enrolled peer and the relay node3 is reached through, each with this node's figures
+    assert {p["name"]: (p["enrolled"], p["tier"]) for p in status["peers"]} == {
+        "node1": (True, "balanced"),
+        "node2": (False, "balanced"),
+    }
+    d.relay.ledger.add(K1, "consumed", 5000, d.clock())
+    d.save_ledger()
+    assert K1 in json.loads((tmp_path / "ledger.json").read_text())["peers"]
+    # a changed file is picked up; a broken one is refused and the one in use stays
+    en.save(path, en.revoked(en.load(path), "node1"))
+    d.reload()
+    assert d.enrolment.version == 2 and d.enrolment.peers == ()
+    path.write_text("{broken")
+    d.reload()
+    assert d.enrolment.version == 2
