@@ -525,3 +525,24 @@ def test_connect_explicit_endpoint_forms(dev: FakeDevice, capsys: pytest.Capture
         assert rc == 0 and doc["endpoint"] == shown, ep
     rc, _, err = run(capsys, dev, "connect", "--peer", "node2", "nothost", "--hold", "0")
     assert rc == 2 and "is not an IPv4 or IPv6 address" in err
+
+
+def test_sessions_show_the_relay_a_session_runs_through(
+    dev: FakeDevice, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _node_with_peer(dev)
+    status = tmp_path / "status.json"
+    monkeypatch.setenv("POOL_RELAY_STATUS", str(status))
+    dev.inbound(PEER, port=40000)
+    dev.accept()
+    rc, doc = jrun(capsys, dev, "sessions")
+    assert doc["sessions"][0]["path"] == "direct"  # no relay runs here
+    carried = {"role": "destination", "peers": ["node1"], "via": "node2", "local_port": 40000}
+    status.write_text(json.dumps({"format": 1, "carried": [carried]}))
+    rc, doc = jrun(capsys, dev, "sessions")
+    assert doc["sessions"][0]["path"] == "relay node2"
+    rc, out, _ = run(capsys, dev, "sessions")
+    assert "via node2" in out
+    status.write_text("{half-written")
+    rc, doc = jrun(capsys, dev, "sessions")
+    assert rc == 0 and doc["sessions"][0]["path"] == "direct"

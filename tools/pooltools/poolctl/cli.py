@@ -338,10 +338,33 @@ def cmd_close(args: argparse.Namespace, out: Output, dev_factory: DeviceFactory)
     return 0
 
 
+RELAY_STATUS = "/run/pool-relay/status.json"
+
+
+def _relayed_paths(path: Path) -> dict[tuple[str, int], str]:
+    """(role, port) -> relay name of the connections the local pool_relay carries: a session
+    through the door has pool.ko's local port there; one delivered by the relay port, its peer port."""
+    try:
+        doc = json.loads(path.read_text())
+        return {(c["role"], int(c["local_port"])): str(c["via"]) for c in doc["carried"] if c.get("via")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no relay running here, or a status being replaced: every session is direct
+
+
+def _endpoint_port(endpoint: str | None) -> int:
+    return int(endpoint.rsplit(":", 1)[1]) if endpoint else 0
+
+
 def cmd_sessions(args: argparse.Namespace, out: Output, dev_factory: DeviceFactory) -> int:
     with dev_factory() as dev:
         names = _names(dev)
         sessions = [views.session_doc(s, names) for s in dev.sessions()]
+    relayed = _relayed_paths(Path(os.environ.get("POOL_RELAY_STATUS", RELAY_STATUS)))
+    for s in sessions:
+        via = relayed.get(("source", s["local_port"])) or relayed.get(
+            ("destination", _endpoint_port(s["peer_endpoint"]))
+        )
+        s["path"] = f"relay {via}" if via else "direct"
 
     def human() -> str:
         if not sessions:
@@ -350,7 +373,7 @@ def cmd_sessions(args: argparse.Namespace, out: Output, dev_factory: DeviceFacto
             (
                 s["index"],
                 s["peer_name"] or s["peer_public_key"][:12] + "...",
-                s["peer_endpoint"],
+                s["peer_endpoint"] if s["path"] == "direct" else f"via {s['path'].removeprefix('relay ')}",
                 s["state"],
                 s["role"],
                 views.human_bytes(s["bytes_sent"]),
