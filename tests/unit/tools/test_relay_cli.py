@@ -129,3 +129,29 @@ def test_the_daemon_routes_reports_and_reloads(tmp_path: Path) -> None:
     path.write_text("{broken")
     d.reload()
     assert d.enrolment.version == 2
+
+
+def test_apply_sets_everything_at_once_or_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    def apply(doc: str, *extra: str) -> tuple[int, dict]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(doc))
+        return run(tmp_path, "apply", *extra, capsys=capsys)
+
+    want = {"relay": True, "peers": [{"name": "node1", "key": K1}, {"name": "node3", "key": K3, "accept": True}]}
+    code, doc = apply(json.dumps(want))
+    assert code == 0 and doc["changed"] and doc["version"] == 1 and doc["after"]["relay"]
+    code, doc = apply(json.dumps(want))
+    assert not doc["changed"] and doc["version"] == 1
+    bad = {**want, "peers": [*want["peers"], {"name": "x", "key": "bad"}]}
+    for text, why in (
+        (json.dumps(bad), "peers[2]: peer key 'bad'"),
+        ("[1]", 'a JSON object of "relay", "limits" and "peers"'),
+        ("{x", "not JSON"),
+        (json.dumps({"relay": "yes"}), '"relay" must be true or false'),
+    ):
+        code, doc = apply(text)
+        assert code == 2 and why in doc["error"]["why"], doc
+    assert en.load(tmp_path / "relay.json").version == 1  # nothing of the bad documents landed

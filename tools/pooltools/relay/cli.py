@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -47,7 +48,9 @@ class CliError(Exception):
 # ---- enrolments
 
 
-def _change(args: argparse.Namespace, change: Callable[[en.Enrolment], en.Enrolment], who: str | None) -> int:
+def _change(
+    args: argparse.Namespace, change: Callable[[en.Enrolment], en.Enrolment], who: str | None, whole: bool = False
+) -> int:
     """Apply change to the enrolment file under its lock (--check: say what it would do, touch nothing)."""
     with contextlib.nullcontext() if args.check else locked_beside(args.enrolments):
         current = en.load(args.enrolments)
@@ -66,8 +69,8 @@ def _change(args: argparse.Namespace, change: Callable[[en.Enrolment], en.Enrolm
         "version": new.version,
         "relay": new.relay,
         "limits": new.document()["limits"],
-        "before": entry(current) if who else None,
-        "after": entry(new) if who else None,
+        "before": current.document() if whole else entry(current) if who else None,
+        "after": new.document() if whole else entry(new) if who else None,
         "peers": sorted(p.name for p in new.peers),
     }
     verb = "would change" if args.check and changed else "changed" if changed else "unchanged"
@@ -119,6 +122,30 @@ def cmd_peers(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
     doc = {"version": e.version, "relay": e.relay, "peers": rows}
     emit(args, doc, "\n".join(lines) if lines else f"no peers enrolled (version {e.version})")
     return 0
+
+
+def cmd_apply(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
+    """Replace relaying, limits and peers at once with the document on standard input (one
+    version, all or nothing): {"relay": bool, "limits": {...}, "peers": [{name, key, accept}]}."""
+    try:
+        given = json.loads(sys.stdin.read())
+    except ValueError as exc:
+        raise CliError("standard input", f"not JSON: {exc}", EXIT_USAGE) from None
+    if not isinstance(given, dict) or set(given) - {"relay", "limits", "peers"}:
+        raise CliError("standard input", 'a JSON object of "relay", "limits" and "peers"', EXIT_USAGE)
+
+    def change(e: en.Enrolment) -> en.Enrolment:
+        doc = {
+            "format": en.FORMAT,
+            "version": e.version,
+            "relay": given.get("relay", e.relay),
+            "limits": e.document()["limits"] | (given.get("limits") or {}),
+            "peers": given.get("peers", e.document()["peers"]),
+        }
+        wanted = en.parse(json.dumps(doc), "standard input")
+        return e if wanted == e else dataclasses.replace(wanted, version=e.version + 1)
+
+    return _change(args, change, None, whole=True)
 
 
 # ---- the running relay
@@ -234,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("peer", help="the peer's public key or name")
     sp.add_argument("--check", action="store_true", help="say what would change, change nothing")
     sp.set_defaults(func=cmd_revoke)
+    sp = sub.add_parser("apply", help="set relaying, limits and peers at once from a JSON document on stdin")
+    sp.add_argument("--check", action="store_true", help="say what would change, change nothing")
+    sp.set_defaults(func=cmd_apply)
     sp = sub.add_parser("config", help="switch relaying and set the limits")
     sp.add_argument("--relay", choices=("on", "off"), help="relay for the enrolled peers")
     sp.add_argument("--peer-rate", type=size_arg, help="bytes per second one peer may use (K, M, G)")
