@@ -24,6 +24,7 @@ def render(me: str, peers: list[str], extra: list[dict] | None = None, **overrid
     env.filters["comment"] = lambda text: "\n".join("# " + line for line in str(text).splitlines())
     env.filters["bool"] = bool
     env.filters["pool.ops.endpoint_at"] = endpoint_at
+    env.filters["extract"] = lambda item, container, attr=None: container[item][attr] if attr else container[item]
     hostvars = {
         name: {
             "pool_node_name": name,
@@ -44,6 +45,8 @@ def render(me: str, peers: list[str], extra: list[dict] | None = None, **overrid
         "pool_node_extra_peers": extra or [],
         "pool_node_peer_addresses": {},
         "__pool_node_peer_hosts": peers,
+        "pool_node_relayed_peers": {},
+        "__pool_node_relayed_hosts": [],
         "hostvars": hostvars,
         "inventory_hostname": me,
     }
@@ -100,3 +103,11 @@ def test_without_an_override_the_peers_own_endpoint():
     text = render("node1", ["node2", "node3"], pool_node_peer_addresses={"node3": ""})
     endpoints = {p.name: str(p.endpoint) for p in conf.parse(text, "pool.conf").peers}
     assert endpoints == {"node2": "10.253.0.12:9253", "node3": "[fd53:253::13]:9253"}
+
+
+def test_relayed_peers_name_their_relays():
+    relayed = {"node3": ["node2"], "node2": ["node3"]}
+    text = render("node1", ["node2"], pool_node_relayed_peers=relayed, __pool_node_relayed_hosts=["node3"])
+    parsed = {p.name: p for p in conf.parse(text, "pool.conf").peers}
+    assert parsed["node3"].relays == ("node2",) and parsed["node3"].endpoint is None
+    assert parsed["node2"].relays == ("node3",) and parsed["node2"].endpoint is not None
