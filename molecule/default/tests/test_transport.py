@@ -116,6 +116,19 @@ class Node:
             s for s in self.sessions() if s["peer_public_key"] == peer_key and s["state"] in ("established", "rekeying")
         ]
 
+    def wait_poold_follows(self, version: int, timeout: float = 60) -> None:
+        """Until poold has taken in configuration version `version` (back at 0, it puts pool.conf's
+        peers back and drops others: a test that trusts a key of its own must come after that)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.ok("systemctl show -p StatusText --value poold").strip()
+            if ("configuration version" not in text) if version == 0 else f"(configuration version {version})" in text:
+                return
+            assert time.monotonic() < deadline, (
+                f"{self.name}: poold still says {text!r}, pool.ko runs version {version}"
+            )
+            time.sleep(0.5)
+
     def kernel_problems(self) -> list[str]:
         out = self.ok("dmesg --level=emerg,alert,crit,err,warn || true")
         return [line for line in out.splitlines() if BAD_KERNEL_LINES.search(line)]
@@ -233,7 +246,7 @@ def tunables(nodes: list[Node], confirm_ms: int = 600_000, **kw: int):
         yield
     finally:
         for n in done:
-            n.probe("config-restore")
+            n.wait_poold_follows(n.probe("config-restore")["version"])
 
 
 def delta(before: dict, after: dict, *names: str) -> dict:

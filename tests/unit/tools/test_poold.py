@@ -853,3 +853,19 @@ def test_a_peer_that_names_relays_is_reached_through_the_door_when_its_endpoint_
     d.step()
     assert endpoints(OTHER) == [conf.RELAY_DOOR.port]  # then through the relays
     assert not d.backoff[OTHER].direct_failed
+
+
+def test_the_status_line_follows_sessions_as_they_come(node: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(poold.sdnotify, "notify", lambda *msgs, **_: sent.extend(msgs) or True)
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    d = make(node, dev)
+    d.step()
+    assert sent[-1].endswith("2 peer(s), 1 session(s) held")
+    count = len(sent)
+    d.step()
+    assert len(sent) == count  # nothing changed: nothing sent
+    dev.inbound(LOW)
+    d.step()
+    assert sent[-1].endswith("2 session(s) held")

@@ -161,6 +161,7 @@ class Poold:
         self.backoff: dict[bytes, Backoff] = {}
         self.pending: dict[bytes, concurrent.futures.Future[Any]] = {}
         self.via_door: set[bytes] = set()  # pending connects that go through pool_relay's door
+        self.last_status = ""  # the status line systemd has
         self.journal: jr.JournalFile | None = None
         self.journal_next = 0  # next kernel seq to persist
         self.device_retry_at = 0.0
@@ -631,6 +632,7 @@ class Poold:
             infos = self.reap()
             self.connect_due(infos)
             self.sync_journal()
+            self.status(force=False)
         except PoolError as exc:
             if exc.exit_code == EXIT_NO_MODULE:
                 self.drop_device(exc.why)
@@ -669,10 +671,18 @@ class Poold:
                 timeout = min(timeout, max(until, DEADLINE_MARGIN))
         return timeout
 
-    def status(self) -> None:
+    def status_text(self) -> str:
         listener = f"listening on {self.listen_port}" if self.owns_listener else "not listening"
         version = f" (configuration version {self.config_version})" if self.config_version else ""
-        sdnotify.notify(f"STATUS={listener}, {len(self.targets)} peer(s){version}, {len(self.held)} session(s) held")
+        return f"{listener}, {len(self.targets)} peer(s){version}, {len(self.held)} session(s) held"
+
+    def status(self, force: bool = True) -> None:
+        """systemd's status line (systemctl status poold); after every pass, sent when it changed,
+        so it follows sessions and configuration versions as they come and go."""
+        text = self.status_text()
+        if force or text != self.last_status:
+            sdnotify.notify(f"STATUS={text}")
+            self.last_status = text
 
     def reload(self) -> bool:
         """SIGHUP: apply a new pool.conf; keep the old one if it is invalid."""
