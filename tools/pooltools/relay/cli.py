@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("start", help="run the relay (the systemd unit's command)")
     sp.add_argument("--conf", type=Path, default=Path(conf.DEFAULT_PATH), help="pool.conf, for the peers' relays")
     sp.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER, help=f"the counters ({DEFAULT_LEDGER})")
-    sp.add_argument("--listen", default="::", help="address of the relay port (default: all)")
+    sp.add_argument("--listen", default=None, help="address of the relay port (default: every address, IPv4 and IPv6)")
     sp.add_argument("--port", type=int, default=control.PORT, help=f"relay port ({control.PORT})")
     sp.add_argument("--flip-at", type=int, help=argparse.SUPPRESS)  # a fault for tests: see docs/relay.md
     sp.set_defaults(func=cmd_start)

@@ -201,7 +201,7 @@ class RelayDaemon:
             with contextlib.suppress(Exception):
                 self.workers.submit(ch.ask, control.Scores(observed))
 
-    async def run(self, relay_listen: tuple[str, int], door: tuple[str, int], stop: asyncio.Event) -> None:
+    async def run(self, relay_listen: tuple[str | None, int], door: tuple[str, int], stop: asyncio.Event) -> None:
         started = asyncio.Event()
         server = asyncio.create_task(self.relay.serve(relay_listen, door, started))
         await started.wait()

@@ -253,7 +253,7 @@ class Relay:
         writer.close()
 
     async def serve(
-        self, relay_port: tuple[str, int], door_port: tuple[str, int], started: asyncio.Event | None = None
+        self, relay_port: tuple[str | None, int], door_port: tuple[str, int], started: asyncio.Event | None = None
     ) -> None:
         """The relay port and the door until cancelled."""
         servers = [
