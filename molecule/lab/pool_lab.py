@@ -744,6 +744,8 @@ def q(s: object) -> str:
     return json.dumps(s) if isinstance(s, str) else str(s)
 
 
+LAB_RELAY = "node2"
+LAB_RELAYED = ("node1", "node3")
 LAB_VAULT = "node2"
 LAB_VAULT_PEERS = [
     {"name": "node1", "scope": "read-write"},
@@ -794,6 +796,22 @@ def render_inventory(st: State, rd: Path) -> str:
     if LAB_VAULT in names and grants:
         lines += ["    pool_vaults:", "      hosts:", f"        {LAB_VAULT}:", "          pool_vault_peers:"]
         lines += [f"            - {json.dumps(g)}" for g in grants]
+    # The shared lab's relay (role pool.ops.relay, docs/relay.md): node1 and node3 have no link
+    # in common and reach each other through node2, which relays for both; each accepts node2.
+    if {LAB_RELAY, *LAB_RELAYED} <= names:
+        a, c = LAB_RELAYED
+        lines += ["    pool_relays:", "      hosts:"]
+        for host, far in ((a, c), (c, a)):
+            lines += [
+                f"        {host}:",
+                f"          pool_node_relayed_peers: {json.dumps({far: [LAB_RELAY]})}",
+                f"          pool_relay_peers: {json.dumps([{'name': LAB_RELAY, 'accept': True}])}",
+            ]
+        lines += [
+            f"        {LAB_RELAY}:",
+            "          pool_relay_enabled: true",
+            f"          pool_relay_peers: {json.dumps([{'name': a}, {'name': c}])}",
+        ]
     lines += [
         "  vars:",
         f"    pool_lab_name: {q(st.name)}",

@@ -131,6 +131,11 @@ def test_inventory_rendering(tmp_path):
         "b": {"interface": "lab-b", "ipv4": "10.253.1.12", "ipv6": "fd53:253:1::12"},
     }
     assert inv["all"]["vars"]["pool_lab_name"] == "unit"
+    # node1 and node3 reach each other through node2's relay, and accept it
+    relays = inv["all"]["children"]["pool_relays"]["hosts"]
+    assert relays["node2"] == {"pool_relay_enabled": True, "pool_relay_peers": [{"name": "node1"}, {"name": "node3"}]}
+    assert relays["node1"]["pool_node_relayed_peers"] == {"node3": ["node2"]}
+    assert relays["node3"]["pool_relay_peers"] == [{"name": "node2", "accept": True}]
 
 
 def test_the_default_topology_is_a_line_of_three(tmp_path):

@@ -1,0 +1,158 @@
+"""pool_relay in the shared lab (docs/relay.md): node1 and node3 share no link and reach each other
+through node2 (the lab inventory's pool_relays group: node2 relays for both, each accepts it, and
+each names node2 as the relay of the other in pool.conf)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+from test_transport import Node, _bg, _node
+
+testinfra_hosts = ["node1"]
+
+RELAY = "/usr/local/sbin/pool_relay"
+POOL_TEST = "/usr/local/sbin/pool_test"
+MiB = 1 << 20
+
+# Runs on node2: every frame of the relay port for S seconds (AF_PACKET, nothing to install);
+# prints the bytes seen and how often NEEDLE (hex) occurs in them.
+CAPTURE = r"""
+import socket, struct, sys, time
+needle, seconds = bytes.fromhex(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
+s.settimeout(0.5)
+seen, end = bytearray(), time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        frame = s.recv(65536)
+    except socket.timeout:
+        continue
+    if b"\x24\x27" in frame[:80]:  # port 9255 in a TCP header, near enough for a filter
+        seen += frame
+print(len(seen), seen.count(needle))
+"""
+
+
+class RelayLab:
+    def __init__(self, n1: Node, n2: Node, n3: Node) -> None:
+        self.n1, self.n2, self.n3 = n1, n2, n3
+
+    def status(self, node: Node) -> dict:
+        return json.loads(node.ok(f"{RELAY} --json status"))
+
+    def relayed(self, a: Node, b: Node, timeout: float = 180) -> dict:
+        """a's live session with b, which must run through node2."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [s for s in a.live_with(b.key) if s.get("path") == "relay node2"]
+            if live:
+                return live[0]
+            assert time.monotonic() < deadline, f"{a.name}: no session with {b.name} through node2: {a.sessions()}"
+            time.sleep(2)
+
+    def source(self) -> tuple[Node, Node]:
+        """(the node whose door started the relayed connection, the other)."""
+        for a, b in ((self.n1, self.n3), (self.n3, self.n1)):
+            if any(c["role"] == "source" for c in self.status(a)["carried"]):
+                return a, b
+        pytest.fail(f"no relayed connection on node1 or node3: {self.status(self.n1)} {self.status(self.n3)}")
+
+    def figures(self, node: Node, peer: Node) -> dict:
+        return next(p for p in self.status(node)["peers"] if p["key"] == peer.key)
+
+    def bulk(self, sender: Node, receiver: Node, nbytes: int) -> dict:
+        """pool_test over the relayed session: receiver serves, sender sends nbytes."""
+        srv = _bg(receiver.run, f"{POOL_TEST} server --peer {sender.name} --once --timeout 300", 600)
+        time.sleep(2)
+        r = sender.run(f"{POOL_TEST} client --peer {receiver.name} --bytes {nbytes} --json --timeout 300", 600)
+        s = srv.result()
+        assert r.rc == 0 and s.rc == 0, f"{sender.name} -> {receiver.name}: {r.stdout} {r.stderr} {s.stderr}"
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def relay(host) -> RelayLab:
+    inv = host.backend.ansible_inventory
+    n1, n2, n3 = (_node(inv, n) for n in ("node1", "node2", "node3"))
+    for n in (n1, n2, n3):
+        n.key = n.poolctl("identity", "show")["public_key"]
+        n.py = f"PYTHONPATH={n.ok('ls -d /opt/pool/lib/python3*/site-packages').split()[0]} python3"
+        assert n.run("systemctl is-active pool-relay").stdout.strip() == "active", n.name
+    lab = RelayLab(n1, n2, n3)
+    lab.relayed(n1, n3)
+    lab.relayed(n3, n1)
+    return lab
+
+
+def test_a_relayed_session_carries_100_mib_and_everyone_counts_it(relay: RelayLab) -> None:
+    src, dst = relay.source()
+    n2 = relay.n2
+    before = (relay.figures(n2, src)["consumed"], relay.figures(src, n2)["contributed"])
+    doc = relay.bulk(src, dst, 100 * MiB)
+    assert doc["sha256_ok"], doc
+    print(f"\n{src.name} -> {dst.name} through node2: 100 MiB in {doc['seconds']} s, {doc['throughput_mbit_s']} Mbit/s")
+    time.sleep(6)  # the status files are rewritten every 5 s
+    relay_saw = relay.figures(n2, src)["consumed"] - before[0]
+    source_saw = relay.figures(src, n2)["contributed"] - before[1]
+    print(f"node2 counts {relay_saw} bytes consumed by {src.name}; {src.name} counts {source_saw} contributed by node2")
+    assert relay_saw >= 100 * MiB and source_saw >= 100 * MiB
+    assert abs(relay_saw - source_saw) <= relay_saw // 100  # the same bytes, seen from both ends
+    # the relay scores the consumer below the start, the source scores the relay above it
+    assert relay.figures(n2, src)["score"] < 1 < relay.figures(src, n2)["score"]
+    for a, b in ((relay.n1, relay.n3), (relay.n3, relay.n1)):
+        assert relay.relayed(a, b)["path"] == "relay node2"
+    exposure = n2.ok("systemd-analyze security pool-relay --no-pager | tail -1")
+    print(f"systemd-analyze security pool-relay: {exposure.strip()}")
+
+
+def test_the_relay_sees_only_ciphertext(relay: RelayLab) -> None:
+    src, dst = relay.source()
+    # 32 bytes of what pool_test sends (its pattern), which must not cross node2 in clear
+    needle = src.ok(
+        f"{src.py} -c 'from pooltools.testing.pool_test import pattern; print(next(pattern(1 << 20, 65519))[4096:4128].hex())'"
+    ).strip()
+    capture = _bg(relay.n2.run, f"python3 -c {shlex.quote(CAPTURE)} {needle} 40", 120)
+    time.sleep(3)
+    doc = relay.bulk(src, dst, 8 * MiB)
+    seen, count = map(int, capture.result().stdout.split())
+    assert doc["sha256_ok"]
+    assert seen >= 8 * MiB, f"the capture saw {seen} bytes of the relay port"
+    assert count == 0, f"the plaintext pattern crossed node2 {count} times"
+
+
+def test_stopping_the_relay_ends_the_session_and_a_restart_brings_it_back(relay: RelayLab) -> None:
+    src, dst = relay.source()
+    n2 = relay.n2
+    consumed = relay.figures(n2, src)["consumed"]
+    n2.ok("systemctl stop pool-relay")
+    try:
+        deadline = time.monotonic() + 60
+        while any(s.get("path") == "relay node2" for s in src.live_with(dst.key)):
+            assert time.monotonic() < deadline, f"{src.name} still has a relayed session 60 s after the relay stopped"
+            time.sleep(2)
+        r = src.run(f"{POOL_TEST} client --peer {dst.name} --bytes 1024 --json --timeout 10", 60)
+        assert r.rc != 0 and "no established session" in r.stderr, (r.rc, r.stdout, r.stderr)
+    finally:
+        n2.ok("systemctl start pool-relay")
+    relay.relayed(src, dst)
+    # the ledger survived the restart
+    assert relay.figures(n2, src)["consumed"] >= consumed
+
+
+def test_a_relay_the_destination_does_not_accept_is_refused(relay: RelayLab) -> None:
+    src, dst = relay.source()
+    n2 = relay.n2
+    dst.ok(f"{RELAY} enroll node2 {n2.key}")  # no --accept
+    try:
+        for s in dst.live_with(src.key):
+            dst.poolctl("close", str(s["index"]))
+        time.sleep(20)
+        assert not src.live_with(dst.key) and not dst.live_with(src.key), "a relay nobody accepts carried a session"
+        log = src.ok("journalctl -u pool-relay --since -30s --no-pager")
+        assert "not_accepted" in log, log[-2000:]
+    finally:
+        dst.ok(f"{RELAY} enroll node2 {n2.key} --accept")
+    relay.relayed(src, dst)
