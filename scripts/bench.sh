@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: site.yml rolled out onto a lab, then the benchmarks (transport, configuration, vault).
+# `make bench`: site.yml rolled out onto a lab, then the benchmarks (transport, configuration, vault, relay).
 # The lab is POOL_BENCH_LAB (default "bench"). If it is already up (for example a
 # converged molecule lab: POOL_BENCH_LAB=molecule), it is used as it is
 # and left running; otherwise the lab is booted, rolled out and torn down after.
@@ -19,3 +19,4 @@ fi
 python3 scripts/bench.py "$@"
 python3 scripts/bench_config.py
 python3 scripts/bench_vault.py --inventory "$inventory"
+python3 scripts/bench_relay.py
