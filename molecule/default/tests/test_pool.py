@@ -96,7 +96,13 @@ def test_listener_up(host):
 
 
 def test_trusts_exactly_its_peers(host):
-    expected = sorted(own_key(other) for _name, other in others(host))
+    """Its neighbours, and the peers it reaches through relays (pool_node_relayed_peers)."""
+    inventory = host.backend.ansible_inventory
+    relayed = [
+        testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+        for name in host.backend.get_variables().get("pool_node_relayed_peers", {})
+    ]
+    expected = sorted(own_key(other) for other in [*(o for _name, o in others(host)), *relayed])
     trusted = sorted(p["public_key"] for p in poolctl(host, "peers", "list")["peers"])
     assert trusted == expected
     assert own_key(host) not in trusted
