@@ -65,7 +65,7 @@ class Node:
 
     def __init__(self, host: testinfra.host.Host, name: str, ipv4: str, peers: list[str]) -> None:
         self.host, self.name, self.ipv4 = host, name, ipv4
-        self.peers = peers  # the nodes poold holds a session with (its neighbours in the lab)
+        self.peers = peers  # the nodes poold holds a session with (neighbours, and peers through relays)
         self.py = ""
         self.key = ""
         self.ssh = _ssh_base(self, mux=True)
@@ -174,7 +174,7 @@ class Lab:
 def _node(inventory: str | None, name: str) -> Node:
     host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
     v = host.backend.get_variables()
-    return Node(host, name, v["pool_lab_ipv4"], v["pool_node_peers"])
+    return Node(host, name, v["pool_lab_ipv4"], [*v["pool_node_peers"], *v.get("pool_node_relayed_peers", {})])
 
 
 @pytest.fixture(scope="module")

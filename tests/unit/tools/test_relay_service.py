@@ -167,3 +167,20 @@ def test_a_stale_or_forged_ticket_gets_nothing() -> None:
             assert lab.received == b""
 
     asyncio.run(main())
+
+
+def test_a_channel_whose_session_ended_lets_go_of_it() -> None:
+    """The reader closes our end when the peer's does: an ended session must not stay in
+    pool.ko's table held by the relay's descriptor."""
+    import time
+
+    from pooltools.relay.channel import ControlChannel
+
+    near, far = MemoryLink.pair()
+    ch = ControlChannel(KEYS["B"], near, lambda peer, req: b"", concurrent.futures.ThreadPoolExecutor(1)).start()
+    far.close()
+    deadline = time.monotonic() + 5
+    while not near.closed.is_set():
+        assert time.monotonic() < deadline, "the channel kept its end open"
+        time.sleep(0.05)
+    assert ch.closed.is_set()

@@ -85,6 +85,8 @@ class ControlChannel:
         finally:
             self.closed.set()
             self.replies.put(None)
+            # our descriptor must not keep an ended session in pool.ko's table
+            self.link.close()
 
     def _dispatch(self, msg: bytes) -> None:
         kind = msg[1] if len(msg) >= 2 else 0
