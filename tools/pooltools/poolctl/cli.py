@@ -351,20 +351,17 @@ def _relayed_paths(path: Path) -> dict[tuple[str, int], str]:
         return {}  # no relay running here, or a status being replaced: every session is direct
 
 
-def _endpoint_port(endpoint: str | None) -> int:
-    return int(endpoint.rsplit(":", 1)[1]) if endpoint else 0
-
-
 def cmd_sessions(args: argparse.Namespace, out: Output, dev_factory: DeviceFactory) -> int:
     with dev_factory() as dev:
         names = _names(dev)
-        sessions = [views.session_doc(s, names) for s in dev.sessions()]
+        infos = dev.sessions()
     relayed = _relayed_paths(Path(os.environ.get("POOL_RELAY_STATUS", RELAY_STATUS)))
-    for s in sessions:
-        via = relayed.get(("source", s["local_port"])) or relayed.get(
-            ("destination", _endpoint_port(s["peer_endpoint"]))
-        )
+    sessions = []
+    for info in infos:
+        s = views.session_doc(info, names)
+        via = relayed.get(("source", info.local_port)) or relayed.get(("destination", info.peer_port))
         s["path"] = f"relay {via}" if via else "direct"
+        sessions.append(s)
 
     def human() -> str:
         if not sessions:

@@ -16,6 +16,7 @@ from pooltools.common.fsutil import atomic_write, file_signature
 from pooltools.common.link import SessionLink
 from pooltools.common.sessions import SessionWatcher
 from pooltools.config import conf
+from pooltools.kernel import uapi
 from pooltools.kernel.device import PoolError
 from pooltools.kernel.netaddr import format_addr
 from pooltools.protocol.keys import decode_key, encode_key
@@ -106,9 +107,9 @@ class RelayDaemon:
 
     def pool_port(self) -> int:
         try:
-            return int(self.dev.stats().get("listen_port", 0)) or self.pool_conf.node.port or 9253
+            return int(self.dev.stats().get("listen_port", 0)) or self.pool_conf.node.port or uapi.POOL_DEFAULT_PORT
         except PoolError:
-            return self.pool_conf.node.port or 9253
+            return self.pool_conf.node.port or uapi.POOL_DEFAULT_PORT
 
     def reload(self) -> None:
         sig = file_signature(self.enrolment_path)
