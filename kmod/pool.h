@@ -59,7 +59,6 @@ static_assert(POOL_HASH_LEN == POOL_HASH_BYTES);
 #define POOL_HALFOPEN_FIRST_BYTE (2 * HZ)
 #define POOL_HALFOPEN_TIMEOUT	(10 * HZ)
 #define POOL_CONNECT_TIMEOUT_MS	10000
-#define POOL_REPLAY_WINDOW	128
 /*
  * Flow control (flow.c): a DATA of n bytes costs n + POOL_FLOW_MSG_COST of
  * the receiver's window, which is POOL_FLOW_INITIAL_WINDOW until a process
@@ -220,8 +219,7 @@ struct pool_session {
 	u8			*rx_buf;	/* reused for non-DATA payloads */
 	struct pool_dir		rx, rx_next;
 	bool			rx_next_valid;
-	u64			rx_top;		/* highest sequence accepted */
-	u64			rx_bitmap[POOL_REPLAY_WINDOW / 64];
+	u64			rx_top;		/* last sequence accepted: the next is + 1 */
 	unsigned long		rx_progress;	/* jiffies of the current packet's first byte */
 	struct delayed_work	stall_work;	/* a packet that stops half way */
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * receive.c - the receive work of established sessions: framing, the replay
- * window, authentication and decryption, dispatch by packet type, delivery
+ * receive.c - the receive work of established sessions: framing, the sequence
+ * check, authentication and decryption, dispatch by packet type, delivery
  * into the session's receive queue within the window it advertised (flow.c).
  * The stream is always read to its end: flow control, not a stalled reader,
  * bounds the queue.
@@ -26,49 +26,28 @@
 
 /* ---- transport receive -------------------------------------------------------- */
 
-static bool pool_replay_ok(struct pool_session *s, u64 seq)
-{
-	u64 d;
-
-	if (seq > s->rx_top)
-		return true;
-	d = s->rx_top - seq;
-	if (d >= POOL_REPLAY_WINDOW)
-		return false;
-	return !(s->rx_bitmap[d / 64] & (1ULL << (d % 64)));
-}
-
-static void pool_replay_mark(struct pool_session *s, u64 seq)
-{
-	u64 *b = s->rx_bitmap;
-	u64 sh, d;
-
-	if (seq > s->rx_top) {
-		sh = seq - s->rx_top;
-		if (sh >= 128) {
-			b[0] = 0;
-			b[1] = 0;
-		} else if (sh >= 64) {
-			b[1] = b[0] << (sh - 64);
-			b[0] = 0;
-		} else {
-			b[1] = (b[1] << sh) | (b[0] >> (64 - sh));
-			b[0] <<= sh;
-		}
-		WRITE_ONCE(s->rx_top, seq);
-	}
-	d = s->rx_top - seq;
-	b[d / 64] |= 1ULL << (d % 64);
-}
-
-static void pool_rx_drop(struct pool_session *s, enum pool_stat stat, u16 code,
-			 const char *what)
+/*
+ * TCP delivers a genuine stream whole and in order, so a receiver accepts
+ * exactly the next sequence number. A packet that fails a check means the
+ * stream was altered: dropping it would leave a hole the application cannot
+ * see (an injected segment takes the place of a genuine message), so the
+ * session ends instead, telling the peer why in a CLOSE sealed with our own
+ * keys, which the alteration did not touch (docs/protocol.md section 4b).
+ */
+static bool pool_rx_reject(struct pool_session *s, enum pool_stat stat,
+			   u16 code, const char *what)
 {
 	spin_lock_bh(&s->lock);
 	s->dropped++;
 	spin_unlock_bh(&s->lock);
-	/* anyone who can inject into the TCP stream causes these: rate-limited */
-	pool_fail_unauth(stat, code, s->peer_key, what);
+	if (stat == POOL_STAT_BAD_HMAC)
+		/* anyone who can inject into the TCP stream causes these */
+		pool_fail_unauth(stat, code, s->peer_key, what);
+	else
+		pool_fail(stat, code, s->peer_key, what);
+	/* a local reason (MALFORMED) has no wire code: the connection just ends */
+	pool_session_close(s, code, code <= POOL_ERR_SENT_MAX);
+	return false;
 }
 
 /*
@@ -170,8 +149,8 @@ static bool pool_rx_dispatch(struct pool_session *s, const struct pool_hdr *h,
 		break;
 	}
 	if (!want)
-		pool_rx_drop(s, POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
-			     "transport: bad plaintext length");
+		return pool_rx_reject(s, POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
+				      "transport: bad plaintext length");
 	return true;
 }
 
@@ -195,32 +174,24 @@ static bool pool_rx_packet(struct pool_session *s)
 	pool_hmac_update(&ctx, p, plen);
 	pool_hmac_final(&ctx, mac);
 	memzero_explicit(&ctx, sizeof(ctx));
-	if (crypto_memneq(mac, h->mac, POOL_MAC_LEN)) {
-		pool_rx_drop(s, POOL_STAT_BAD_HMAC, POOL_ERR_AUTH_FAIL,
-			     "transport: bad header hmac");
-		goto drop;
-	}
+	if (crypto_memneq(mac, h->mac, POOL_MAC_LEN))
+		return pool_rx_reject(s, POOL_STAT_BAD_HMAC, POOL_ERR_AUTH_FAIL,
+				      "transport: bad header hmac");
 	/* authentic, so only the peer itself can have got this wrong */
-	if (memcmp(h->session_id, s->session_id, POOL_SESSION_ID_LEN)) {
-		pool_rx_drop(s, POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
-			     "transport: wrong session id");
-		goto drop;
-	}
-	/* 2. replay window */
-	if (!pool_replay_ok(s, h->seq)) {
-		pool_rx_drop(s, POOL_STAT_REPLAY_DROP, POOL_ERR_SEQ_INVALID,
-			     "transport: replayed or old sequence");
-		goto drop;
-	}
+	if (memcmp(h->session_id, s->session_id, POOL_SESSION_ID_LEN))
+		return pool_rx_reject(s, POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
+				      "transport: wrong session id");
+	/* 2. the next sequence number, nothing else: no gap, no repeat */
+	if (h->seq != s->rx_top + 1)
+		return pool_rx_reject(s, POOL_STAT_REPLAY_DROP, POOL_ERR_SEQ_INVALID,
+				      "transport: sequence out of order");
 	/* 3. decryption */
 	memcpy(nonce, s->rx.nonce_prefix, 4);
 	put_unaligned_be64(h->seq, nonce + 4);
-	if (pool_aead_decrypt(&s->rx.aead, nonce, p, plen, NULL, 0)) {
-		pool_rx_drop(s, POOL_STAT_DECRYPT_FAIL, POOL_ERR_DECRYPT_FAIL,
-			     "transport: decryption failed");
-		goto drop;
-	}
-	pool_replay_mark(s, h->seq);
+	if (pool_aead_decrypt(&s->rx.aead, nonce, p, plen, NULL, 0))
+		return pool_rx_reject(s, POOL_STAT_DECRYPT_FAIL, POOL_ERR_DECRYPT_FAIL,
+				      "transport: decryption failed");
+	WRITE_ONCE(s->rx_top, h->seq);
 	WRITE_ONCE(s->last_rx, jiffies);
 	if (h->ack > s->peer_acked)
 		WRITE_ONCE(s->peer_acked, h->ack);
@@ -231,9 +202,6 @@ static bool pool_rx_packet(struct pool_session *s)
 	pool_stat_inc(POOL_STAT_PACKETS_RECV);
 	pool_stat_add(POOL_STAT_BYTES_RECV, POOL_HDR_LEN + plen);
 	return pool_rx_dispatch(s, h, p, plen - POOL_TAG_LEN);
-
-drop:
-	return true;
 }
 
 void pool_rx_work(struct work_struct *w)

@@ -287,8 +287,6 @@ struct pool_session *pool_session_create(struct socket *sock, u8 role,
 	s->state = POOL_STATE_ESTABLISHED;
 	s->tx_seq = keys->send_seq0;
 	s->rx_top = keys->recv_seq0;
-	/* everything at or below the first expected sequence counts as seen */
-	memset(s->rx_bitmap, 0xff, sizeof(s->rx_bitmap));
 	memcpy(s->rk, keys->rk, sizeof(s->rk));
 	memcpy(s->session_id, iid, POOL_ID_LEN);
 	memcpy(s->session_id + POOL_ID_LEN, rid, POOL_ID_LEN);

@@ -230,7 +230,7 @@ struct pool_session_info {
 	__u64	packets_recv;
 	__u64	heartbeats_sent;
 	__u64	heartbeats_recv;
-	__u64	dropped;		/* bad HMAC, replay, undecryptable */
+	__u64	dropped;		/* packets refused (HMAC, sequence, tag): the first ends the session */
 	__u32	rx_queue;		/* messages waiting for read() */
 	__u32	fds;			/* open fds on the session */
 	struct pool_telemetry local;	/* measured here */

@@ -18,7 +18,7 @@ pytest.importorskip("cryptography")
 from pooltools.protocol import noise
 from pooltools.protocol.keys import encode_key
 from pooltools.testing import refpeer
-from pooltools.testing.fuzz import Fuzzer
+from pooltools.testing.fuzz import SESSION_CASES, Fuzzer, passed
 
 TOOLS = Path(__file__).resolve().parents[3] / "tools"
 
@@ -160,14 +160,47 @@ def test_fuzz_against_reference_server() -> None:
         server, port = await start_server([S_i], s_r, cfg(), on_session)
         try:
             f = Fuzzer("127.0.0.1", port, s_i, S_r, cfg(), random.Random(7), concurrency=16)
-            return await f.run(300)
+            return await f.run(300, session_cases=40)
         finally:
             await server.close()
 
     report = asyncio.run(main())
     assert report["malformed_sent"] == 300
-    assert report["alive_after"] and report["sessions_survived"]
-    assert report["heartbeats_answered"] == report["heartbeats_checked"] >= 3
+    # every in-session case ended its session with the protocol's code (fuzz.SESSION_CASES)
+    assert report["session_cases"] == 40 and set(report["by_case"]) >= set(SESSION_CASES), report
+    assert report["sessions_ended_as_expected"] == 40, report["errors"]
+    assert report["alive_after"] and passed(report)
+    assert report["heartbeats_answered"] == report["heartbeats_checked"] >= 40
+
+
+def test_the_fuzzer_notices_a_target_that_keeps_altered_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target that refuses a bad packet but keeps the session (the old protocol) fails."""
+    s_i, S_i = noise.generate_keypair()
+    s_r, S_r = noise.generate_keypair()
+    real_close = refpeer.PeerSession.close
+
+    async def keeps_altered_sessions(self: refpeer.PeerSession, code: int = 0, reason: str = "", **kw: object) -> None:
+        if not reason.startswith("refused"):
+            await real_close(self, code, reason, **kw)  # type: ignore[arg-type]
+
+    async def main() -> dict:
+        async def on_session(peer: refpeer.PeerSession) -> None:
+            await refpeer.run_sink(peer)
+
+        server, port = await start_server([S_i], s_r, cfg(), on_session)
+        try:
+            f = Fuzzer("127.0.0.1", port, s_i, S_r, cfg(), random.Random(3), concurrency=4)
+            f.close_wait = 1.0
+            return await f.run(4, fresh_share=0, session_cases=4)
+        finally:
+            for kept in list(server.sessions):
+                kept._finish("test over")  # the sessions the patched close kept
+            await server.close()
+
+    monkeypatch.setattr(refpeer.PeerSession, "close", keeps_altered_sessions)
+    report = asyncio.run(main())
+    assert not passed(report)
+    assert any("kept the session" in e for e in report["errors"]), report["errors"]
 
 
 def test_cli_connect_serve(tmp_path: Path) -> None:
@@ -263,4 +296,4 @@ def test_fuzz_reports_a_dead_target() -> None:
     f = Fuzzer("127.0.0.1", port, s_i, S_r, cfg(), random.Random(1))
     report = asyncio.run(f.run(50))
     assert report["target_down"] and "connect" in report["target_down"]
-    assert not report["alive_after"] and not report["sessions_survived"]
+    assert not report["alive_after"] and not passed(report)

@@ -83,7 +83,7 @@ class HandshakeClosedError(HandshakeError):
 
 
 class TransportError(PoolError):
-    """A transport packet that is dropped (session stays up)."""
+    """A transport packet that fails a check: the stream was altered and the session ends."""
 
 
 class BadHmacError(TransportError):
@@ -99,7 +99,7 @@ class DecryptError(TransportError):
 
 
 class BadPlaintextError(TransportError):
-    """An authenticated packet that cannot be used (dropped, MALFORMED): another session's
+    """An authenticated packet that cannot be used (MALFORMED): another session's
     id, or a plaintext of the wrong size for its type (framing makes the latter impossible)."""
 
     code = ErrorCode.MALFORMED

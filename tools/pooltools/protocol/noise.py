@@ -2,7 +2,7 @@
 
 The code lives in small modules: errors (refusals and their codes), primitives
 (constants, HKDF/MIX, X25519, AEAD, packet MACs, puzzle, transport key slicing,
-journal hash), handshake (Initiator, Responder) and transport (replay window,
+journal hash), handshake (Initiator, Responder) and transport (sequence check,
 protect/unprotect, rekey state machine). ``cryptography`` is imported lazily.
 """
 
@@ -48,7 +48,6 @@ from .primitives import (
     MAX_DIFFICULTY,
     NAME,
     OKM_LEN,
-    REPLAY_WINDOW,
     SEQ_MASK,
     ZERO_NONCE,
     DirectionKeys,
@@ -76,10 +75,10 @@ from .primitives import (
     transport_keys,
 )
 from .transport import (
+    ReceiveSequence,
     RekeyAction,
     Rekeyer,
     RekeyState,
-    ReplayWindow,
     nonce_for,
     protect,
     unprotect,
@@ -99,7 +98,6 @@ __all__ = [
     "MAX_DIFFICULTY",
     "NAME",
     "OKM_LEN",
-    "REPLAY_WINDOW",
     "SEQ_MASK",
     "ZERO_NONCE",
     "AuthFailError",
@@ -120,12 +118,12 @@ __all__ = [
     "OverloadError",
     "PoolError",
     "ProtocolError",
+    "ReceiveSequence",
     "RekeyAction",
     "RekeyError",
     "RekeyState",
     "Rekeyer",
     "ReplayError",
-    "ReplayWindow",
     "ReplayedInitError",
     "Responder",
     "StaleTimestampError",

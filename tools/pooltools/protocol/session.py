@@ -1,7 +1,7 @@
 """One established POOL/1 session's packet state (docs/protocol.md sections 4 and 5).
 
 Pure bookkeeping over byte strings: the oriented keys of the current epoch,
-the send sequence, the receive replay window, the acknowledgment value and
+the send sequence, the receive sequence check, the acknowledgment value and
 the rekey state machine. Callers must write packets in the order seal()
 returns them (a rekey switches keys between two packets).
 """
@@ -26,7 +26,7 @@ REJECT_AFTER_EXTRA_PACKETS = 1 << 20
 
 @dataclass(frozen=True)
 class Received:
-    """A transport packet that passed HMAC, replay window and decryption."""
+    """A transport packet that passed HMAC, sequence check and decryption."""
 
     type: PacketType
     plaintext: bytes
@@ -51,7 +51,7 @@ class Session:
         else:
             self.send_keys, self.recv_keys = k.r2i, k.i2r
             self.send_seq, recv_start = k.seq_r2i, k.seq_i2r
-        self.window = noise.ReplayWindow(recv_start)
+        self.window = noise.ReceiveSequence(recv_start)
         own, peer = (result.iid, result.rid) if self.initiator else (result.rid, result.iid)
         self.rekeyer = noise.Rekeyer(k.rk, self.initiator, own, rng)
         self.rekeyer.set_peer_id(peer)
@@ -65,7 +65,7 @@ class Session:
 
     @property
     def highest_recv(self) -> int:
-        """The acknowledgment value: highest sequence accepted, the peer's seq_* before any."""
+        """The acknowledgment value: the last sequence accepted, the peer's seq_* before any."""
         return self.window.top
 
     @property

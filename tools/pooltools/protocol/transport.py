@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from . import wire
 from .errors import BadHmacError, BadPlaintextError, DecryptError, RekeyError, ReplayError
 from .primitives import (
-    REPLAY_WINDOW,
     DirectionKeys,
     TransportKeys,
     aead_decrypt,
@@ -27,27 +26,18 @@ from .x25519 import clamp
 # ---- transport ----
 
 
-class ReplayWindow:
-    """Sliding window of REPLAY_WINDOW sequence numbers above a start value."""
+class ReceiveSequence:
+    """The receiver's sequence check: TCP keeps a genuine stream whole and in order, so only
+    the sequence after the last one accepted is valid (no gap, no repeat)."""
 
-    def __init__(self, start: int, size: int = REPLAY_WINDOW) -> None:
-        self.size = size
-        self.top = start  # everything at or below start counts as seen: the first valid is start + 1
-        self.bits = (1 << size) - 1
+    def __init__(self, start: int) -> None:
+        self.top = start  # the last sequence accepted (the peer's seq_* before any)
 
     def check(self, seq: int) -> bool:
-        if seq > self.top:
-            return True
-        off = self.top - seq
-        return off < self.size and not (self.bits >> off) & 1
+        return seq == self.top + 1
 
     def update(self, seq: int) -> None:
-        if seq > self.top:
-            shift = seq - self.top
-            self.bits = ((self.bits << shift) | 1) & ((1 << self.size) - 1) if shift < self.size else 1
-            self.top = seq
-        else:
-            self.bits |= 1 << (self.top - seq)
+        self.top = seq
 
 
 def nonce_for(mac: bytes, seq: int) -> bytes:
@@ -82,10 +72,10 @@ def protect(
 
 
 def unprotect(
-    keys: DirectionKeys, hdr: Header, payload: bytes, window: ReplayWindow, session_id: bytes | None = None
+    keys: DirectionKeys, hdr: Header, payload: bytes, window: ReceiveSequence, session_id: bytes | None = None
 ) -> bytes:
-    """Plaintext of a transport packet: HMAC -> session id (when given) -> replay window ->
-    decrypt; updates the window."""
+    """Plaintext of a transport packet: HMAC -> session id (when given) -> sequence ->
+    decrypt; updates the sequence. Any TransportError ends the session (docs/protocol.md 4b)."""
     if not check_mac(keys.mac, hdr, payload):
         raise BadHmacError(f"seq {hdr.seq}: header HMAC does not verify")
     if not hdr.flags & Flag.ENCRYPTED:
@@ -93,7 +83,7 @@ def unprotect(
     if session_id is not None and hdr.session_id != session_id:
         raise BadPlaintextError(f"seq {hdr.seq}: session id {hdr.session_id.hex()} is not this session's")
     if not window.check(hdr.seq):
-        raise ReplayError(f"seq {hdr.seq}: replayed or outside the window (top {window.top})")
+        raise ReplayError(f"seq {hdr.seq}: out of order (expected {window.top + 1})")
     pt = aead_decrypt(keys.key, nonce_for(keys.mac, hdr.seq), payload, b"")
     if pt is None:
         raise DecryptError(f"seq {hdr.seq}: AEAD tag does not verify")

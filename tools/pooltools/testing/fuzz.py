@@ -4,12 +4,14 @@ Sends exactly `count` malformed packets to the one address it is given:
 - on fresh TCP connections: random bytes, truncated headers and payloads,
   oversized lengths, wrong version, reserved bytes, unknown types, undefined
   flags, bad header HMAC, stale INIT, wrong puzzle solution;
-- inside an established session (which must survive them): bad HMAC, bit
-  flips in the ciphertext, duplicated and out-of-window sequence numbers,
-  undecryptable payloads with a valid HMAC, and now and then a framing error
-  that makes the peer close the connection (a new session is then made).
-Heartbeats sent during and after the run must be answered with ACKs; the
-summary says whether the peer still works (`alive_after`).
+- inside established sessions, one case per session, each of which must end
+  that session with the reason the protocol gives (docs/protocol.md section 4:
+  a TCP stream that was altered cannot go on): bad HMAC, bit flips in the
+  ciphertext, a duplicated, an old and a skipped sequence number, an
+  undecryptable payload with a valid HMAC (each answered by CLOSE with its
+  code), and framing errors (the connection closed, nothing sent).
+Every session first answers a heartbeat; fresh sessions must keep working
+during and after the run (`alive_after`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pooltools.protocol import noise, wire
-from pooltools.protocol.wire import Flag, Header, PacketType
+from pooltools.protocol.wire import ErrorCode, Flag, Header, PacketType
 
 from .refpeer import Config, PeerError, PeerSession, _cfg, connect, load_private, log, parse_key
 
@@ -43,16 +45,20 @@ FRESH_CASES = (
     "stale_init",
     "bad_puzzle",
 )
-SESSION_CASES = (
-    "session_bad_hmac",
-    "session_ciphertext_flip",
-    "session_duplicate",
-    "session_old_seq",
-    "session_decrypt_fail",
-    "session_random_hmac",
-)
-KILLING_CASES = ("session_wrong_version", "session_oversized_length", "session_truncated")
-MAX_KILLS = 20
+# case -> the CLOSE code the target must end the session with (None: closed, nothing sent)
+SESSION_CASES: dict[str, int | None] = {
+    "session_bad_hmac": ErrorCode.AUTH_FAIL,
+    "session_ciphertext_flip": ErrorCode.AUTH_FAIL,
+    "session_random_hmac": ErrorCode.AUTH_FAIL,
+    "session_duplicate": ErrorCode.SEQ_INVALID,
+    "session_old_seq": ErrorCode.SEQ_INVALID,
+    "session_skipped_seq": ErrorCode.SEQ_INVALID,
+    "session_decrypt_fail": ErrorCode.DECRYPT_FAIL,
+    "session_wrong_version": None,
+    "session_oversized_length": None,
+    "session_truncated": None,
+}
+SESSION_CASES_MAX = 200  # each costs a handshake: the rest of the count goes to fresh connections
 
 
 class Fuzzer:
@@ -77,6 +83,8 @@ class Fuzzer:
         self.sessions_made = 0
         self.heartbeats_checked = 0
         self.heartbeats_answered = 0
+        self.ended_as_expected = 0
+        self.close_wait = 10.0  # seconds a target has to end a session it must end
         self.down = ""  # why the target stopped answering, if it did
 
     def _progress(self) -> None:
@@ -182,6 +190,9 @@ class Fuzzer:
                 session_id=s.session_id,
                 timestamp=time.time_ns(),
             )
+        if case == "session_skipped_seq":
+            s.send_seq += 1  # the packet before it never comes: a deleted message
+            return s.seal(PacketType.DATA, r.randbytes(r.randint(0, 64)), channel=r.randint(0, 255))
         if case == "session_decrypt_fail":
             s.send_seq += 1
             body = r.randbytes(r.randint(16, 200))
@@ -237,28 +248,25 @@ class Fuzzer:
             self.down = self.down or f"after {sum(self.sent.values())} packets: heartbeat not answered"
         await peer.close(wire.ErrorCode.NONE, wait=2)
 
-    async def _in_session(self, cases: list[str]) -> bool:
-        """Send `cases` inside sessions; False if a check failed or the target stopped answering."""
-        try:
-            return await self._in_session_unchecked(cases)
-        except (PeerError, noise.PoolError, wire.WireError, OSError) as exc:
-            self.down = f"after {sum(self.sent.values())} packets: {exc}"
-            return False
-
-    async def _in_session_unchecked(self, cases: list[str]) -> bool:
-        peer = await self._session()
-        history: list[bytes] = []
-        kills = 0
-        alive = True
-        for i, case in enumerate(cases):
-            if case in KILLING_CASES:
-                if kills >= MAX_KILLS:
-                    case = "session_bad_hmac"
-                else:
-                    kills += 1
-            pkt = self._session_packet(peer, case, history)
+    async def _in_session(self, case: str) -> None:
+        """One session: a heartbeat answered, a few good packets, then `case`, which must end
+        the session with the code SESSION_CASES gives."""
+        async with self.sem:
             try:
-                peer.writer.write(pkt)
+                peer = await self._session()
+            except (PeerError, noise.PoolError, wire.WireError, OSError) as exc:
+                self.down = self.down or f"after {sum(self.sent.values())} packets: no new session: {exc}"
+                return
+            try:
+                self.heartbeats_checked += 1
+                if await self._heartbeat_ok(peer):
+                    self.heartbeats_answered += 1
+                history: list[bytes] = []
+                for _ in range(self.rng.randint(1, 4)):
+                    good = peer.s.seal(PacketType.HEARTBEAT, wire.Telemetry().encode(), flags=Flag.TELEMETRY)
+                    peer.writer.write(good)
+                    history.append(good)
+                peer.writer.write(self._session_packet(peer, case, history))
                 if case == "session_truncated" and peer.writer.can_write_eof():
                     peer.writer.write_eof()  # the rest never comes
                 await peer.writer.drain()
@@ -266,52 +274,37 @@ class Fuzzer:
                 self.errors[f"{case}: {type(exc).__name__}"] += 1
             self.sent[case] += 1
             self._progress()
-            if case not in KILLING_CASES and len(history) < 256:
-                # A valid packet (a heartbeat: answered, never queued for an application),
-                # remembered to be duplicated later.
-                good = peer.s.seal(PacketType.HEARTBEAT, wire.Telemetry().encode(), flags=Flag.TELEMETRY)
-                peer.writer.write(good)
-                history.append(good)
-            if case in KILLING_CASES:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(peer.closed.wait(), 10)
-                if not peer.closed.is_set():
-                    self.errors["peer kept a connection with broken framing"] += 1
-                await peer.close(wire.ErrorCode.NONE, wait=1)
-                peer = await self._session()
-                history = []
-            elif i % 500 == 499:
-                self.heartbeats_checked += 1
-                if await self._heartbeat_ok(peer):
-                    self.heartbeats_answered += 1
-                else:
-                    alive = False
-            if peer.closed.is_set():
-                self.errors[f"session closed by peer after {case}: {peer.stats.close_reason}"] += 1
-                peer = await self._session()
-                history = []
-        self.heartbeats_checked += 1
-        ok = await self._heartbeat_ok(peer)
-        self.heartbeats_answered += ok
-        await peer.close(wire.ErrorCode.NONE, wait=2)
-        return alive and ok
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(peer.closed.wait(), self.close_wait)
+            want, got = SESSION_CASES[case], peer.stats.close_code_recv
+            if not peer.closed.is_set():
+                self.errors[f"{case}: the target kept the session"] += 1
+            elif got != want:
+                self.errors[f"{case}: ended with {_code(got)}, expected {_code(want)}"] += 1
+            else:
+                self.ended_as_expected += 1
+            await peer.close(wire.ErrorCode.NONE, wait=1)
 
-    async def run(self, count: int, fresh_share: float = 0.4) -> dict[str, Any]:
+    async def run(self, count: int, fresh_share: float = 0.4, session_cases: int = SESSION_CASES_MAX) -> dict[str, Any]:
         r = self.rng
-        n_fresh = int(count * fresh_share)
-        fresh = [r.choice(FRESH_CASES) for _ in range(n_fresh)]
-        session = [
-            r.choice(KILLING_CASES) if r.random() < 0.004 else r.choice(SESSION_CASES) for _ in range(count - n_fresh)
-        ]
+        n_session = min(count - int(count * fresh_share), session_cases)
+        cases = list(SESSION_CASES)
+        # every in-session case at least once when there is room, then at random
+        session = (cases * (n_session // len(cases) + 1))[: min(n_session, len(cases))]
+        session += [r.choice(cases) for _ in range(n_session - len(session))]
+        r.shuffle(session)
+        fresh = [r.choice(FRESH_CASES) for _ in range(count - n_session)]
         start = time.monotonic()
-        session_ok = await self._in_session(session[: len(session) // 2])
         batch = 256
+        half = len(session) // 2
+        await asyncio.gather(*(self._in_session(c) for c in session[:half]))
         for i in range(0, len(fresh), batch):
             if self.down:
                 break
             await asyncio.gather(*(self._fresh(c) for c in fresh[i : i + batch]))
             await self._probe()
-        session_ok2 = not self.down and await self._in_session(session[len(session) // 2 :])
+        if not self.down:
+            await asyncio.gather(*(self._in_session(c) for c in session[half:]))
         # Finally: a brand-new session must still work.
         alive_after = False
         try:
@@ -329,12 +322,27 @@ class Fuzzer:
             "sessions_made": self.sessions_made,
             "heartbeats_checked": self.heartbeats_checked,
             "heartbeats_answered": self.heartbeats_answered,
-            "sessions_survived": session_ok and session_ok2,
+            "session_cases": len(session),
+            "sessions_ended_as_expected": self.ended_as_expected,
             "alive_after": alive_after,
             "errors": dict(self.errors),
             "target_down": self.down or None,
             "seconds": round(time.monotonic() - start, 2),
         }
+
+
+def _code(code: int | None) -> str:
+    return "no CLOSE" if code is None else wire.code_name(code)
+
+
+def passed(report: dict[str, Any]) -> bool:
+    """The target refused every case as the protocol says, answered every heartbeat and works."""
+    return (
+        report["alive_after"]
+        and not report["target_down"]
+        and report["sessions_ended_as_expected"] == report["session_cases"]
+        and report["heartbeats_answered"] == report["heartbeats_checked"]
+    )
 
 
 async def cmd_fuzz(args: argparse.Namespace, emit: Callable[[str], Any] = sys.stdout.write) -> int:
@@ -351,6 +359,8 @@ async def cmd_fuzz(args: argparse.Namespace, emit: Callable[[str], Any] = sys.st
     )
     if not 0 <= args.fresh_share <= 1:
         raise PeerError("--fresh-share must be between 0 and 1")
-    report = await f.run(args.count, args.fresh_share)
+    if args.session_cases < 0:
+        raise PeerError("--session-cases must be 0 or more")
+    report = await f.run(args.count, args.fresh_share, args.session_cases)
     emit(json.dumps(report, sort_keys=True) + "\n")
-    return 0 if report["alive_after"] and report["sessions_survived"] else 1
+    return 0 if passed(report) else 1

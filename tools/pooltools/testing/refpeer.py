@@ -59,12 +59,21 @@ class PeerError(Exception):
     """A failure the CLI reports as one line."""
 
 
+PACKET_WHOLE_SECONDS = 5.0  # docs/protocol.md 4b: a packet arrives whole within 5 s of its first byte
+
+
 async def read_packet(reader: asyncio.StreamReader) -> tuple[Header, bytes]:
-    """One packet: MalformedError on bad framing, IncompleteReadError at EOF."""
-    raw = await reader.readexactly(wire.HEADER_LEN)
-    hdr = Header.decode(raw)
-    body = await reader.readexactly(hdr.payload_len) if hdr.payload_len else b""
-    return hdr, body
+    """One packet: MalformedError on bad framing or a packet not whole in time, IncompleteReadError at EOF."""
+    first = await reader.readexactly(1)  # a packet may take as long as it likes to begin
+
+    async def rest() -> tuple[Header, bytes]:
+        hdr = Header.decode(first + await reader.readexactly(wire.HEADER_LEN - 1))
+        return hdr, await reader.readexactly(hdr.payload_len) if hdr.payload_len else b""
+
+    try:
+        return await asyncio.wait_for(rest(), PACKET_WHOLE_SECONDS)
+    except TimeoutError:
+        raise wire.MalformedError("packet", f"not whole within {PACKET_WHOLE_SECONDS:g} s of its first byte") from None
 
 
 @dataclass
@@ -207,9 +216,11 @@ class PeerSession:
                 try:
                     got = self.s.open(hdr, body)
                 except noise.TransportError as exc:
-                    log.debug("recv: dropped: %s", exc)
+                    # the stream was altered: the session ends (docs/protocol.md section 4)
+                    log.debug("recv: refused, closing: %s", exc)
                     self.stats.dropped += 1
-                    continue
+                    await self.close(exc.code, f"refused {wire.code_name(exc.code)}: {exc}", wait=0)
+                    return
                 except wire.MalformedError as exc:
                     self._finish(f"malformed packet: {exc}")
                     return
@@ -792,7 +803,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--concurrency", type=int, default=8)
     f.add_argument(
-        "--fresh-share", type=float, default=0.4, help="share of the packets sent on fresh connections (0..1)"
+        "--fresh-share", type=float, default=0.4, help="least share of the packets sent on fresh connections (0..1)"
+    )
+    f.add_argument(
+        "--session-cases", type=int, default=200, help="most in-session cases, one session (a handshake) each (200)"
     )
     common(f)
     return ap
