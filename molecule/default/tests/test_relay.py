@@ -14,6 +14,7 @@ from test_transport import Node, _bg, _node
 testinfra_hosts = ["node1"]
 
 RELAY = "/usr/local/sbin/pool_relay"
+VAULT = "/usr/local/sbin/pool_vault"
 POOL_TEST = "/usr/local/sbin/pool_test"
 MiB = 1 << 20
 
@@ -140,6 +141,81 @@ def test_stopping_the_relay_ends_the_session_and_a_restart_brings_it_back(relay:
     relay.relayed(src, dst)
     # the ledger survived the restart
     assert relay.figures(n2, src)["consumed"] >= consumed
+
+
+def test_a_vault_on_node1_serves_node3_through_node2(relay: RelayLab) -> None:
+    """A vault served by node1 (a transient unit with its own folder and ACL) serves node3 over
+    the session poold holds through node2 (pool_vault --attach): push, stat, pull, same bytes."""
+    n1, n3 = relay.n1, relay.n3
+    work, unit = "/root/relay-vault", "pool-vault-relaytest"
+    n1.ok(f"rm -rf {work} && mkdir -p {work}")
+    n1.ok(f"{VAULT} enroll {n3.key} --name node3 --scope read-write --acl {work}/acl.json")
+    n1.ok(
+        f"systemd-run --unit {unit} --collect --property=Type=notify {VAULT} serve --dir {work}/vault"
+        f" --acl {work}/acl.json --status-file {work}/status.json"
+    )
+    try:
+        assert relay.relayed(n3, n1)["path"] == "relay node2"
+        n3.ok(f"rm -rf {work} && mkdir -p {work} && head -c {16 * MiB} /dev/urandom > {work}/blob")
+        want = n3.ok(f"sha256sum {work}/blob").split()[0]
+        vault = f"{VAULT} --json"
+        pushed = n3.json(f"{vault} push {work}/blob relayed/blob --vault node1 --attach", 600)
+        assert pushed["sha256"] == want, pushed
+        assert n3.json(f"{vault} stat relayed/blob --vault node1 --attach")["sha256"] == want
+        n3.ok(f"{vault} pull relayed/blob {work}/back --vault node1 --attach", 600)
+        assert n3.ok(f"sha256sum {work}/back").split()[0] == want
+        assert n1.ok(f"sha256sum {work}/vault/files/relayed/blob").split()[0] == want
+    finally:
+        n1.run(f"systemctl stop {unit}")
+        n1.run(f"rm -rf {work}")
+        n3.run(f"rm -rf {work}")
+
+
+FLIP_DROPIN = "/run/systemd/system/pool-relay.service.d/flip.conf"
+
+
+def test_a_byte_the_relay_alters_ends_the_session_at_both_ends(relay: RelayLab) -> None:
+    """node2 inverts the byte at 2 MiB of every stream it forwards towards the destination
+    (pool_relay's --flip-at fault, in a runtime drop-in): the destination refuses the altered
+    packet and ends the session (docs/protocol.md section 4), the source learns it, and the
+    transfer fails at both ends instead of arriving with a hole."""
+    n2 = relay.n2
+    unit_start = n2.ok("grep '^ExecStart=' /etc/systemd/system/pool-relay.service").strip()
+    n2.ok(
+        f"mkdir -p {FLIP_DROPIN.rsplit('/', 1)[0]} && printf '[Service]\\nExecStart=\\n%s --flip-at {2 * MiB}\\n' "
+        f"{shlex.quote(unit_start)} > {FLIP_DROPIN} && systemctl daemon-reload && systemctl restart pool-relay"
+    )
+    try:
+        relay.relayed(relay.n1, relay.n3)
+        src, dst = relay.source()
+        marks = {n.name: n.journal_next() for n in (src, dst)}
+        srv = _bg(dst.run, f"{POOL_TEST} server --peer {src.name} --once --timeout 120", 300)
+        time.sleep(2)
+        r = src.run(f"{POOL_TEST} client --peer {dst.name} --bytes {16 * MiB} --json --timeout 120", 300)
+        s = srv.result()
+        print(f"\nclient: {r.rc} {r.stderr.strip()[-300:]}\nserver: {s.rc} {s.stderr.strip()[-300:]}")
+        assert r.rc != 0 and s.rc != 0, "a transfer through an altering relay succeeded"
+        refused = [
+            e
+            for e in dst.journal_from(marks[dst.name])
+            if e["peer_public_key"] == src.key and e["detail"].startswith("transport:")
+        ]
+        assert refused, f"{dst.name} journaled no refused packet from {src.name}"
+        print(f"{dst.name}: {refused[0]['code_name']}: {refused[0]['detail']}")
+        ended = [
+            e
+            for e in src.journal_from(marks[src.name])
+            if e["peer_public_key"] == dst.key and e["type"] == "disconnect"
+        ]
+        assert ended, f"{src.name} journaled no end of its session with {dst.name}"
+        print(f"{src.name}: session ended: {ended[0]['code_name']}")
+        if refused[0]["code_name"] != "malformed":  # a refusal with a wire code travels in CLOSE
+            assert ended[0]["code_name"] == refused[0]["code_name"], (ended[0], refused[0])
+    finally:
+        n2.ok(f"rm -f {FLIP_DROPIN} && systemctl daemon-reload && systemctl restart pool-relay")
+    relay.relayed(relay.n1, relay.n3)
+    relay.relayed(relay.n3, relay.n1)
+    assert not relay.n3.kernel_problems() and not relay.n1.kernel_problems()
 
 
 def test_a_relay_the_destination_does_not_accept_is_refused(relay: RelayLab) -> None:
