@@ -131,6 +131,40 @@ def test_the_daemon_routes_reports_and_reloads(tmp_path: Path) -> None:
     assert d.enrolment.version == 2
 
 
+def test_the_daemon_signs_what_it_observed_for_each_peer(tmp_path: Path) -> None:
+    """With its static key readable, the daemon sends each peer its signed statement about it
+    and passes on what others signed about this node; status shows its keys."""
+    from pooltools.common import keyfile
+    from pooltools.relay import control, statements
+    from pooltools.relay.daemon import RelayDaemon
+
+    key = tmp_path / "private.key"
+    keyfile.generate(key)
+    (tmp_path / "pool.conf").write_text(POOL_CONF.replace("/etc/pool/private.key", str(key)))
+    path = tmp_path / "relay.json"
+    en.save(path, en.enrolled(en.Enrolment(relay=True), en.peer(K1, "node1")))
+    d = RelayDaemon(FakeDevice, path, tmp_path / "ledger.json", tmp_path / "pool.conf", tmp_path / "status.json")
+    sent: list[control.Scores] = []
+
+    class Channel:
+        closed = type("Never", (), {"is_set": staticmethod(lambda: False)})()
+
+        def ask(self, req: control.Scores) -> None:
+            sent.append(req)
+
+    node1 = bytes([1]) * 32
+    d.relay.channels[node1] = Channel()  # type: ignore[assignment]
+    d.relay.ledger.add(K1, "consumed", 7 << 20, d.clock())
+    d.send_reports()
+    d.workers.shutdown(wait=True)
+    (req,) = sent
+    st = statements.verify(req.statements[0], {d.public: req.signing_key})
+    assert (st.observer, st.subject, st.consumed) == (d.public, node1, 7 << 20)
+    d.write_status()
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["signing_key"] == encode_key(req.signing_key) and status["key"] == encode_key(d.public)
+
+
 def test_apply_sets_everything_at_once_or_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -212,7 +212,7 @@ def test_control_requests_round_trip() -> None:
         control.Open(c),
         control.Offer(a),
         control.Status(),
-        control.Scores({a: (10, 20), c: (0, 5)}),
+        control.Scores(c, ({"statement": "{}", "signature": "AA=="},)),
     ):
         assert control.decode_request(control.encode(req)) == req
     wire = control.encode(control.Open(c))
@@ -243,10 +243,16 @@ def _req(header: object, fmt: int = 1, kind: int = Kind.REQUEST) -> bytes:
         (_req({"op": "open", "to": "abc"}), "bad_request", "'to'"),
         (_req({"op": "offer", "from": 5}), "bad_request", "'from' must be a string"),
         (_req({"op": "fly"}), "unknown_op", "'fly'"),
-        (_req({"op": "scores", "observed": {K1: {"contributed": -1, "consumed": 0}}}), "bad_request", "outside"),
-        (_req({"op": "scores", "observed": {K1: {"contributed": True, "consumed": 0}}}), "bad_request", "boolean"),
-        (_req({"op": "scores", "observed": {"k": {}}}), "bad_request", "'observed' key"),
-        (_req({"op": "scores", "observed": []}), "bad_request", "'observed' must be an object"),
+        (_req({"op": "scores", "statements": []}), "bad_request", "has no 'signing_key'"),
+        (_req({"op": "scores", "signing_key": "k", "statements": []}), "bad_request", "'signing_key'"),
+        (_req({"op": "scores", "signing_key": K1, "statements": {}}), "bad_request", "'statements' must be"),
+        (_req({"op": "scores", "signing_key": K1, "statements": [{"statement": "{}"}]}), "bad_request", "[0] must be"),
+        (
+            _req({"op": "scores", "signing_key": K1, "statements": [{"statement": 1, "signature": ""}]}),
+            "bad_request",
+            "strings",
+        ),
+        (_req({"op": "scores", "signing_key": K1, "statements": [{}] * 65}), "bad_request", "more than 64"),
     ],
 )
 def test_bad_control_requests_are_refused_by_name(msg: bytes, code: str, detail: str) -> None:

@@ -111,7 +111,11 @@ def cmd_peers(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
         rows.append(
             {
                 **p.__dict__,
-                **{k: f[k] for k in ("contributed", "consumed", "score", "tier", "channel", "reported") if k in f},
+                **{
+                    k: f[k]
+                    for k in ("contributed", "consumed", "score", "tier", "channel", "signing_key", "statements")
+                    if k in f
+                },
             }
         )
     lines = [

@@ -18,7 +18,6 @@ DOOR_PORT = conf.RELAY_DOOR.port  # the local door, on the loopback only
 TICKET_BYTES = 32
 TICKET_SECONDS = 10
 KINDS = frozenset({Kind.REQUEST, Kind.REPLY})
-MAX_COUNT = 2**63 - 1
 
 
 class Err(enum.StrEnum):
@@ -45,7 +44,11 @@ class Offer:
 
 @dataclass(frozen=True)
 class Scores:
-    observed: dict[bytes, tuple[int, int]]  # key -> (contributed, consumed)
+    signing_key: bytes  # the sender's Ed25519 public key (statements.py)
+    statements: tuple[dict[str, str], ...]  # signed statements, checked by the receiver
+
+
+MAX_STATEMENTS = 64
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,7 @@ def encode(req: Request) -> bytes:
     elif isinstance(req, Offer):
         header = {"op": "offer", "from": encode_key(req.source)}
     elif isinstance(req, Scores):
-        header = {
-            "op": "scores",
-            "observed": {
-                encode_key(k): {"contributed": c, "consumed": n} for k, (c, n) in sorted(req.observed.items())
-            },
-        }
+        header = {"op": "scores", "signing_key": encode_key(req.signing_key), "statements": list(req.statements)}
     else:
         header = {"op": "status"}
     return jsonmsg.json_message(FORMAT, Kind.REQUEST, header)
@@ -110,20 +108,15 @@ def decode_request(msg: bytes) -> Request:
     if op == "status":
         return Status()
     if op == "scores":
-        observed = member(header, "observed", dict)
-        out: dict[bytes, tuple[int, int]] = {}
-        for text, figures in observed.items():
-            try:
-                key = decode_key(text)
-            except ValueError as exc:
-                raise Refusal(Err.BAD_REQUEST, f"'observed' key {text!r}: {exc}") from None
-            if not isinstance(figures, dict):
-                raise Refusal(Err.BAD_REQUEST, f"'observed'[{text}] must be an object")
-            out[key] = (
-                int_member(figures, "contributed", 0, MAX_COUNT),
-                int_member(figures, "consumed", 0, MAX_COUNT),
-            )
-        return Scores(out)
+        signed = member(header, "statements", list)
+        if len(signed) > MAX_STATEMENTS:
+            raise Refusal(Err.BAD_REQUEST, f"'statements': more than {MAX_STATEMENTS}")
+        for i, one in enumerate(signed):
+            if not isinstance(one, dict) or set(one) != {"statement", "signature"}:
+                raise Refusal(Err.BAD_REQUEST, f"'statements'[{i}] must be an object of statement and signature")
+            if not all(isinstance(v, str) for v in one.values()):
+                raise Refusal(Err.BAD_REQUEST, f"'statements'[{i}]: statement and signature must be strings")
+        return Scores(_key(header, "signing_key"), tuple(signed))
     raise Refusal(Err.UNKNOWN_OP, f"unknown op {op!r}")
 
 

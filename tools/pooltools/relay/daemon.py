@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pooltools.common import keyfile
 from pooltools.common.fsutil import atomic_write, file_signature
 from pooltools.common.link import SessionLink
 from pooltools.common.sessions import SessionWatcher
@@ -20,7 +21,8 @@ from pooltools.kernel import uapi
 from pooltools.kernel.device import PoolError
 from pooltools.kernel.netaddr import format_addr
 from pooltools.protocol.keys import decode_key, encode_key
-from pooltools.relay import control
+from pooltools.protocol.x25519 import public_key as x25519_public
+from pooltools.relay import control, statements
 from pooltools.relay import enrolment as en
 from pooltools.relay.channel import ControlChannel
 from pooltools.relay.ledger import Ledger
@@ -63,6 +65,17 @@ class RelayDaemon:
         self.workers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="relay-request")
         self.watcher = SessionWatcher(self.dev, self._start, self._wanted)
         self.reload_requested = False
+        self.static_private, self.public, self.signing_key = self._identity()
+
+    def _identity(self) -> tuple[bytes | None, bytes, bytes]:
+        """This node's static key pair and signing key; without the private key the relay still
+        relays, and sends no statements."""
+        try:
+            private = keyfile.read_private(self.pool_conf.node.private_key_file)
+        except PoolError as exc:
+            log.warning("no signed statements: %s", exc)
+            return None, b"", b""
+        return private, x25519_public(private), statements.public_signing_key(private)
 
     # ---- who is who
 
@@ -146,7 +159,6 @@ class RelayDaemon:
         keys = {p.key for p in self.enrolment.peers} | {encode_key(k) for ks in self.routes().values() for k in ks}
         for text in sorted(keys):
             key = decode_key(text)
-            reported = self.relay.reports.get(key, {})
             peers.append(
                 {
                     "name": self.name(key),
@@ -154,12 +166,16 @@ class RelayDaemon:
                     "enrolled": self.enrolment.lookup(key) is not None,
                     "channel": key in self.relay.channels and not self.relay.channels[key].closed.is_set(),
                     **self.relay.figures(key),
-                    "reported": {encode_key(k): {"contributed": c, "consumed": n} for k, (c, n) in reported.items()},
+                    "signing_key": encode_key(self.relay.signing_keys[key]) if key in self.relay.signing_keys else None,
+                    # what others signed about this peer (docs/relay.md section 6a)
+                    "statements": [self._statement_doc(t) for t in self.relay.held_about(key)],
                 }
             )
         return {
             "format": 1,
             "time": int(now),
+            "key": encode_key(self.public) if self.public else None,
+            "signing_key": encode_key(self.signing_key) if self.signing_key else None,
             "relay": self.enrolment.relay,
             "enrolment_version": self.enrolment.version,
             "limits": self.enrolment.document()["limits"],
@@ -179,6 +195,17 @@ class RelayDaemon:
             ],
         }
 
+    def _statement_doc(self, t: Any) -> dict[str, Any]:
+        st = t.statement
+        return {
+            "observer": self.name(st.observer),
+            "contributed": st.contributed,
+            "consumed": st.consumed,
+            "score": round(st.score, 4),
+            "at": st.at,
+            "signed": t.signed,
+        }
+
     def write_status(self) -> None:
         if self.status_path is None:
             return
@@ -195,12 +222,18 @@ class RelayDaemon:
             log.warning("ledger %s not saved: %s", self.ledger_path, exc)
 
     def send_reports(self) -> None:
-        """Tell each peer with a channel what this node observed of it (docs/relay.md section 4)."""
+        """Send each peer with a channel this node's signed statement about it, and the statements
+        others made about this node (docs/relay.md section 6a)."""
+        if self.static_private is None:
+            return
+        own = bytes(self.public)
+        vouchers = [t.signed for t in self.relay.held_about(own)]
         for key, ch in list(self.relay.channels.items()):
-            figures = self.relay.figures(key)
-            observed = {key: (int(figures["contributed"]), int(figures["consumed"]))}
+            mine = self.relay.statement_of(own, key).sign(self.static_private)
+            passed_on = [v for v in vouchers if statements.parse(v["statement"]).observer != key]
+            req = control.Scores(self.signing_key, (mine, *passed_on[: control.MAX_STATEMENTS - 1]))
             with contextlib.suppress(Exception):
-                self.workers.submit(ch.ask, control.Scores(observed))
+                self.workers.submit(ch.ask, req)
 
     async def run(self, relay_listen: tuple[str | None, int], door: tuple[str, int], stop: asyncio.Event) -> None:
         started = asyncio.Event()

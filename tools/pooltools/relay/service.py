@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pooltools.common.jsonmsg import Refusal
 from pooltools.protocol.keys import encode_key
-from pooltools.relay import control, door
+from pooltools.relay import control, door, statements
 from pooltools.relay.channel import ChannelClosed, ControlChannel
 from pooltools.relay.control import Err
 from pooltools.relay.enrolment import Enrolment
@@ -63,6 +63,12 @@ class Carried:
     local_port: int = 0  # source: pool.ko's end of the door connection
 
 
+@dataclass(frozen=True)
+class Signed:
+    statement: statements.Statement
+    signed: dict[str, str]  # as it travels: {"statement", "signature"}
+
+
 class Relay:
     def __init__(
         self,
@@ -78,7 +84,8 @@ class Relay:
         self.local_pool, self.ledger, self.clock, self.flip_at = local_pool, ledger, clock, flip_at
         self.channels: dict[bytes, ControlChannel] = {}
         self.tickets: TicketBook[Forward | Deliver] = TicketBook()
-        self.reports: dict[bytes, dict[bytes, tuple[int, int]]] = {}  # what peers say they observed
+        self.signing_keys: dict[bytes, bytes] = {}  # static key -> Ed25519 key, as its own session said
+        self.statements: dict[tuple[bytes, bytes], Signed] = {}  # (observer, subject) -> the latest
         self.carried: list[Carried] = []
         self.port = control.PORT  # the relay port actually bound
         self.door_port = control.DOOR_PORT
@@ -93,10 +100,48 @@ class Relay:
         if isinstance(req, control.Offer):
             return self._offer(peer, req.source)
         if isinstance(req, control.Scores):
-            with self.lock:
-                self.reports[peer] = dict(req.observed)
-            return control.reply({"ok": True})
+            return self._scores(peer, req)
         return control.reply({"ok": True, **self.figures(peer)})
+
+    def _scores(self, peer: bytes, req: control.Scores) -> bytes:
+        """Signed statements from peer: its own, and others' it passes on (docs/relay.md 6a).
+        One that fails its check refuses them all; one from an observer never met is skipped."""
+        with self.lock:
+            known = {**self.signing_keys, peer: req.signing_key}  # the session proved peer's key
+        taken, unknown = [], 0
+        for i, signed in enumerate(req.statements):
+            try:
+                st = statements.parse(signed["statement"])
+                if st.observer not in known:
+                    unknown += 1  # an observer this node never met: nothing to check it with
+                    continue
+                taken.append(Signed(statements.verify(signed, known), signed))
+            except statements.StatementError as exc:
+                raise Refusal(Err.BAD_REQUEST, f"'statements'[{i}]: {exc}") from None
+        with self.lock:
+            self.signing_keys[peer] = req.signing_key
+            for t in taken:
+                held = self.statements.get((t.statement.observer, t.statement.subject))
+                if held is None or held.statement.at <= t.statement.at:
+                    self.statements[(t.statement.observer, t.statement.subject)] = t
+        return control.reply({"ok": True, "taken": len(taken), "unknown_observer": unknown})
+
+    def statement_of(self, observer: bytes, subject: bytes) -> statements.Statement:
+        """This node's own statement about subject, from its ledger's decayed figures."""
+        key, now = encode_key(subject), self.clock()
+        with self.lock:
+            return statements.Statement(
+                observer,
+                subject,
+                round(self.ledger.decayed(key, "contributed", now)),
+                round(self.ledger.decayed(key, "consumed", now)),
+                self.ledger.policy.start,
+                int(now),
+            )
+
+    def held_about(self, subject: bytes) -> list[Signed]:
+        with self.lock:
+            return [t for (_o, s), t in sorted(self.statements.items()) if s == subject]
 
     def _open(self, source: bytes, dest: bytes) -> bytes:
         e = self.enrolment()
