@@ -51,3 +51,30 @@ def test_refpeer_says_what_is_missing() -> None:
     )
     assert p.returncode == 1
     assert "cryptography" in p.stderr and p.stderr.startswith("refpeer: connect:")
+
+
+def test_the_relay_works_without_cryptography_and_signs_nothing(tmp_path: Path) -> None:
+    """Without python3-cryptography a relay still relays: it sends no statements and takes
+    none (docs/relay.md 6a), instead of failing to start."""
+    from pooltools.common import keyfile
+
+    key = tmp_path / "private.key"
+    keyfile.generate(key)
+    (tmp_path / "pool.conf").write_text(f"[node]\nprivate_key_file = {key}\n")
+    p = run(
+        "from pathlib import Path\n"
+        "from pooltools.kernel.fakedevice import FakeDevice\n"
+        "from pooltools.relay import control, statements\n"
+        "from pooltools.relay.daemon import RelayDaemon\n"
+        "d = Path(sys.argv[1])\n"
+        "r = RelayDaemon(FakeDevice, d / 'relay.json', d / 'ledger.json', d / 'pool.conf', None)\n"
+        "assert r.static_private is None and r.public and not statements.available()\n"
+        "r.send_reports()\n"
+        "req = control.Scores(bytes(32), ({'statement': '{}', 'signature': ''},))\n"
+        "print(control.decode_reply(r.relay.handle(bytes(32), req)))\n"
+        "assert 'cryptography' not in sys.modules\n",
+        str(tmp_path),
+    )
+    assert p.returncode == 0, p.stderr
+    assert "python3-cryptography is not installed" in p.stderr
+    assert p.stdout.strip() == "{'ok': True, 'taken': 0, 'unknown_observer': 1}"

@@ -29,6 +29,15 @@ class StatementError(ValueError):
     """A statement or signature that does not check out; the message says which part."""
 
 
+def available() -> bool:
+    """Whether this node can sign and check statements (python3-cryptography installed)."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def signing_key(static_private: bytes):  # -> Ed25519PrivateKey (imported lazily)
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
