@@ -157,3 +157,29 @@ def test_attach_to_poold_session_with_fake_device(capsys: pytest.CaptureFixture[
     assert json.loads(out)["sha256_ok"] is True
     assert {ch for ch, _ in st.sent} == {7}
     assert held.st.fds == 1  # pool_test closed its ATTACHed fd; poold's stays
+
+
+def test_a_bulk_transfer_cut_short_fails_the_server(capsys: pytest.CaptureFixture[str]) -> None:
+    """A client that goes away in the middle of a bulk transfer (its session ended) makes
+    `pool_test server --once` fail: what arrived is not what was sent."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    port = ls.getsockname()[1]
+    ls.close()
+    rc: list[int] = []
+    th = threading.Thread(target=lambda: rc.append(pool_test.main(["server", "--tcp", f"127.0.0.1:{port}", "--once"])))
+    th.start()
+    for _ in range(100):
+        try:
+            conn = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            threading.Event().wait(0.05)
+    t = pool_test.TcpTransport(conn)
+    t.send(pool_test.control("bulk", bytes=1 << 20))
+    t.send(b"x" * 1000)
+    conn.close()
+    th.join(10)
+    assert rc == [1]
+    assert "peer went away after 1000 of 1048576 bytes" in capsys.readouterr().err

@@ -160,8 +160,13 @@ def pattern(total: int, size: int) -> Iterator[bytes]:
         sent += n
 
 
+class TransferIncomplete(Exception):
+    """The client went away in the middle of a bulk transfer: what arrived is not what was sent."""
+
+
 def serve(t: Transport, log: Callable[[str], None], timeout: float | None = None) -> int:
-    """Answer one client's requests until it says quit or goes away; returns requests served."""
+    """Answer one client's requests until it says quit or goes away; returns requests served.
+    TransferIncomplete if it goes away in the middle of a bulk transfer."""
     served = 0
     while True:
         msg = t.recv(timeout)
@@ -181,8 +186,7 @@ def serve(t: Transport, log: Callable[[str], None], timeout: float | None = None
             while got < total:
                 data = t.recv(timeout)
                 if data is None:
-                    log(f"bulk: peer went away after {got} of {total} bytes")
-                    return served
+                    raise TransferIncomplete(f"bulk: peer went away after {got} of {total} bytes")
                 h.update(data)
                 got += len(data)
             secs = time.monotonic() - t0
@@ -339,23 +343,31 @@ def cmd_server(args: argparse.Namespace, device_factory: Callable[[], Any]) -> i
                 conn, peer = ls.accept()
                 log(f"tcp: client {peer[0]}:{peer[1]}")
                 t = TcpTransport(conn)
+                status = 0
                 try:
                     serve(t, log)
+                except TransferIncomplete as exc:
+                    log(str(exc))
+                    status = 1
                 finally:
                     t.close()
                 if args.once:
-                    return 0
+                    return status
     dev = device_factory()
     while True:
         sess = _pool_session(args, dev, wait=True)
         log(f"pool: serving session {sess.index} on channel {args.channel}")
         t = PoolTransport(sess, args.channel)
+        status = 0
         try:
             n = serve(t, log)
+        except TransferIncomplete as exc:
+            log(str(exc))
+            n, status = 1, 1
         finally:
             t.close()
         if args.once or (n == 0 and args.index is not None):
-            return 0
+            return status
         time.sleep(0.2)
 
 
