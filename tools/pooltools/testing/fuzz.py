@@ -85,6 +85,7 @@ class Fuzzer:
         self.heartbeats_answered = 0
         self.ended_as_expected = 0
         self.close_wait = 10.0  # seconds a target has to end a session it must end
+        self.handshake_lock = asyncio.Lock()
         self.down = ""  # why the target stopped answering, if it did
 
     def _progress(self) -> None:
@@ -171,7 +172,11 @@ class Fuzzer:
 
     async def _session(self) -> PeerSession:
         cfg = Config(**{**self.cfg.__dict__, "heartbeat_seconds": 3600.0})  # we send heartbeats ourselves
-        peer = await connect(self.host, self.port, self.static, self.peer_static, cfg)
+        # one handshake at a time: a responder refuses an INIT whose timestamp is not newer than
+        # the last one it took from this key (docs/protocol.md section 3), which concurrent
+        # handshakes from one key cannot promise
+        async with self.handshake_lock:
+            peer = await connect(self.host, self.port, self.static, self.peer_static, cfg)
         self.sessions_made += 1
         return peer
 
