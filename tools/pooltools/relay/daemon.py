@@ -26,7 +26,7 @@ from pooltools.relay import control, statements
 from pooltools.relay import enrolment as en
 from pooltools.relay.channel import ControlChannel
 from pooltools.relay.ledger import Ledger
-from pooltools.relay.service import Relay
+from pooltools.relay.service import Relay, Signed
 
 log = logging.getLogger("pool_relay")
 DISCOVER_EVERY = 1.0
@@ -201,7 +201,7 @@ class RelayDaemon:
             ],
         }
 
-    def _statement_doc(self, t: Any) -> dict[str, Any]:
+    def _statement_doc(self, t: Signed) -> dict[str, Any]:
         st = t.statement
         return {
             "observer": self.name(st.observer),
@@ -233,10 +233,10 @@ class RelayDaemon:
         if self.static_private is None:
             return
         own = bytes(self.public)
-        vouchers = [t.signed for t in self.relay.held_about(own)]
+        vouchers = self.relay.held_about(own)
         for key, ch in list(self.relay.channels.items()):
             mine = self.relay.statement_of(own, key).sign(self.static_private)
-            passed_on = [v for v in vouchers if statements.parse(v["statement"]).observer != key]
+            passed_on = [t.signed for t in vouchers if t.statement.observer != key]
             req = control.Scores(self.signing_key, (mine, *passed_on[: control.MAX_STATEMENTS - 1]))
             with contextlib.suppress(Exception):
                 self.workers.submit(ch.ask, req)

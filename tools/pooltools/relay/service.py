@@ -116,11 +116,9 @@ class Relay:
         taken, unknown = [], 0
         for i, signed in enumerate(req.statements):
             try:
-                st = statements.parse(signed["statement"])
-                if st.observer not in known:
-                    unknown += 1  # an observer this node never met: nothing to check it with
-                    continue
                 taken.append(Signed(statements.verify(signed, known), signed))
+            except statements.UnknownObserver:
+                unknown += 1  # an observer this node never met: nothing to check it with
             except statements.StatementError as exc:
                 raise Refusal(Err.BAD_REQUEST, f"'statements'[{i}]: {exc}") from None
         with self.lock:

@@ -29,6 +29,10 @@ class StatementError(ValueError):
     """A statement or signature that does not check out; the message says which part."""
 
 
+class UnknownObserver(StatementError):
+    """A well-formed statement whose observer has no signing key known here."""
+
+
 def available() -> bool:
     """Whether this node can sign and check statements (python3-cryptography installed)."""
     try:
@@ -135,7 +139,7 @@ def verify(signed: Any, signing_keys: dict[bytes, bytes]) -> Statement:
     st = parse(signed["statement"])
     key = signing_keys.get(st.observer)
     if key is None:
-        raise StatementError(f"no signing key known for observer {encode_key(st.observer)}")
+        raise UnknownObserver(f"no signing key known for observer {encode_key(st.observer)}")
     try:
         signature = base64.b64decode(signed["signature"], validate=True)
         Ed25519PublicKey.from_public_bytes(key).verify(signature, SIGNED_PREFIX + signed["statement"].encode())

@@ -327,6 +327,17 @@ def client_transport(args: argparse.Namespace, device_factory: Callable[[], Any]
 # ---- commands
 
 
+def _serve_client(t: Transport, log: Callable[[str], None]) -> tuple[int, int]:
+    """serve() one client, then close: (requests served, exit status: 1 for a cut transfer)."""
+    try:
+        return serve(t, log), 0
+    except TransferIncomplete as exc:
+        log(str(exc))
+        return 1, 1
+    finally:
+        t.close()
+
+
 def cmd_server(args: argparse.Namespace, device_factory: Callable[[], Any]) -> int:
     def log(msg: str) -> None:
         print(f"{PROG} server: {msg}", file=sys.stderr, flush=True)
@@ -342,30 +353,14 @@ def cmd_server(args: argparse.Namespace, device_factory: Callable[[], Any]) -> i
             while True:
                 conn, peer = ls.accept()
                 log(f"tcp: client {peer[0]}:{peer[1]}")
-                t = TcpTransport(conn)
-                status = 0
-                try:
-                    serve(t, log)
-                except TransferIncomplete as exc:
-                    log(str(exc))
-                    status = 1
-                finally:
-                    t.close()
+                _, status = _serve_client(TcpTransport(conn), log)
                 if args.once:
                     return status
     dev = device_factory()
     while True:
         sess = _pool_session(args, dev, wait=True)
         log(f"pool: serving session {sess.index} on channel {args.channel}")
-        t = PoolTransport(sess, args.channel)
-        status = 0
-        try:
-            n = serve(t, log)
-        except TransferIncomplete as exc:
-            log(str(exc))
-            n, status = 1, 1
-        finally:
-            t.close()
+        n, status = _serve_client(PoolTransport(sess, args.channel), log)
         if args.once or (n == 0 and args.index is not None):
             return status
         time.sleep(0.2)
