@@ -251,7 +251,8 @@ void pool_rx_work(struct work_struct *w)
 	return;
 
 stop:
-	if (ret == -EAGAIN) {
+	/* once the send side broke, nothing more can arrive: see pool_tx_work */
+	if (ret == -EAGAIN && !READ_ONCE(s->tx_dead)) {
 		/* half a packet: it must be completed in time */
 		if (s->rx_have)
 			queue_delayed_work(pool_node.wq, &s->stall_work,

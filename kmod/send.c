@@ -49,11 +49,16 @@ void pool_tx_work(struct work_struct *w)
 		if (ret == -EAGAIN)
 			break;
 		if (ret <= 0) {
+			/*
+			 * The connection is broken, but the peer may have said
+			 * why first: a CLOSE can wait unread in the receive
+			 * queue, ahead of the reset that broke the send side.
+			 * The receive work reads to the end of what arrived and
+			 * ends the session with the peer's code, or PEER_DEAD.
+			 */
 			WRITE_ONCE(s->tx_dead, true);
 			wake_up_all(&s->wait);
-			if (!READ_ONCE(s->closing))
-				pool_stat_inc(POOL_STAT_PEERS_DEAD);
-			pool_session_close(s, POOL_ERR_PEER_DEAD, false);
+			queue_work(pool_node.wq, &s->rx_work);
 			break;
 		}
 		spin_lock_bh(&s->ring_lock);

@@ -54,12 +54,19 @@ class RelayLab:
             assert time.monotonic() < deadline, f"{a.name}: no session with {b.name} through node2: {a.sessions()}"
             time.sleep(2)
 
-    def source(self) -> tuple[Node, Node]:
-        """(the node whose door started the relayed connection, the other)."""
-        for a, b in ((self.n1, self.n3), (self.n3, self.n1)):
-            if any(c["role"] == "source" for c in self.status(a)["carried"]):
-                return a, b
-        pytest.fail(f"no relayed connection on node1 or node3: {self.status(self.n1)} {self.status(self.n3)}")
+    def source(self, timeout: float = 180) -> tuple[Node, Node]:
+        """(the node whose door started the relayed connection, the other). A session poolctl
+        lists may be the one a relay restart just cut, so this waits for the relay's own word."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for a, b in ((self.n1, self.n3), (self.n3, self.n1)):
+                r = a.run(f"{RELAY} --json status")  # fails while a restarted relay starts up
+                if r.rc == 0 and any(c["role"] == "source" for c in json.loads(r.stdout)["carried"]):
+                    return a, b
+            if time.monotonic() > deadline:
+                shown = [n.run(f"{RELAY} --json status").stdout for n in (self.n1, self.n3)]
+                pytest.fail(f"no relayed connection on node1 or node3: {shown}")
+            time.sleep(2)
 
     def figures(self, node: Node, peer: Node) -> dict:
         return next(p for p in self.status(node)["peers"] if p["key"] == peer.key)
@@ -186,8 +193,8 @@ def test_a_byte_the_relay_alters_ends_the_session_at_both_ends(relay: RelayLab) 
         f"{shlex.quote(unit_start)} > {FLIP_DROPIN} && systemctl daemon-reload && systemctl restart pool-relay"
     )
     try:
-        relay.relayed(relay.n1, relay.n3)
         src, dst = relay.source()
+        relay.relayed(src, dst)
         marks = {n.name: n.journal_next() for n in (src, dst)}
         srv = _bg(dst.run, f"{POOL_TEST} server --peer {src.name} --once --timeout 120", 300)
         time.sleep(2)

@@ -116,6 +116,26 @@ def test_a_reaches_c_through_b_and_everyone_counts() -> None:
     asyncio.run(main())
 
 
+def test_each_node_hears_when_its_relayed_connection_starts_and_ends() -> None:
+    """What keeps `pool_relay status` current (the daemon rewrites its status file then)."""
+
+    async def main() -> None:
+        async with Lab().running() as lab:
+            seen: dict[str, list[list[str]]] = {n: [] for n in "ABC"}
+            for name, node in lab.nodes.items():
+                node.on_carried = lambda name=name, node=node: seen[name].append([c.role for c in node.carried])
+            await lab.through_door(b"x" * 1000)
+
+            async def all_ended() -> None:
+                while any(node.carried for node in lab.nodes.values()):
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(all_ended(), 20)
+            assert seen == {"A": [["source"], []], "B": [["relay"], []], "C": [["destination"], []]}
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     ("lab_kw", "log_text"),
     [({"c_accepts_b": False}, "not_accepted"), ({"b_relays": False}, "relay_disabled")],

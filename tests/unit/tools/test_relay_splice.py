@@ -4,13 +4,17 @@ and the scheduler's caps and shares (docs/relay.md sections 1 and 6)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
 import socket
+import struct
+import termios
 
 import pytest
 from pooltools.relay.limits import Scheduler
-from pooltools.relay.splice import Flow, splice
+from pooltools.relay.splice import Flow, splice, start_server
 
 
 async def _ends() -> tuple[socket.socket, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
@@ -151,3 +155,66 @@ def test_splice_under_a_scheduler_moves_everything() -> None:
         assert got == data and flow.forward == len(data)
 
     asyncio.run(main())
+
+
+async def _tcp_pair() -> tuple[socket.socket, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A TCP connection on loopback: (the outer end, the relay's streams on the inner end)."""
+    accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set_result((reader, writer))
+
+    server = await start_server(on_connection, "127.0.0.1", 0)
+    outer = socket.create_connection(server.sockets[0].getsockname()[:2])
+    outer.setblocking(False)
+    inner = await asyncio.wait_for(accepted, 10)
+    server.close()
+    return outer, inner
+
+
+def test_the_last_words_of_an_end_that_resets_reach_the_other_end() -> None:
+    """B sends its last bytes and resets while A keeps sending (docs/protocol.md section 4: a
+    CLOSE followed by a reset): asyncio's reader would discard what it buffered, and closing A's
+    side with A's bytes unread resets A too. A still gets every byte B sent."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, a_in = await _tcp_pair()
+        b, b_in = await _tcp_pair()
+        task = asyncio.create_task(splice(a_in, b_in, Flow()))
+        last_words = os.urandom(1 << 20)
+        flooding = True
+
+        async def flood() -> None:  # A never stops sending: the relay always has A's bytes unread
+            block = os.urandom(1 << 16)
+            with contextlib.suppress(OSError):
+                while flooding:
+                    await loop.sock_sendall(a, block)
+
+        async def read_a() -> bytes:
+            out = bytearray()
+            with contextlib.suppress(ConnectionError):
+                while chunk := await loop.sock_recv(a, 1 << 16):
+                    out += chunk
+                    await asyncio.sleep(0.001)  # a slow reader: the relay's side towards A backs up
+            return bytes(out)
+
+        flooder, reader = asyncio.create_task(flood()), asyncio.create_task(read_a())
+        await loop.sock_sendall(b, last_words)
+        while unacknowledged_socket(b):  # B's kernel handed everything to the relay's
+            await asyncio.sleep(0.01)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        b.close()  # a reset, with A's bytes unread at B
+        got = await asyncio.wait_for(reader, 30)
+        flooding = False
+        await asyncio.wait_for(flooder, 10)
+        with contextlib.suppress(OSError):
+            await asyncio.wait_for(task, 10)
+        a.close()
+        assert len(got) == len(last_words) and got == last_words
+
+    asyncio.run(main())
+
+
+def unacknowledged_socket(sock: socket.socket) -> int:
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]

@@ -62,6 +62,7 @@ class RelayDaemon:
             clock,
             flip_at,
         )
+        self.relay.on_carried = self.write_status  # `status` shows a connection as soon as it starts
         self.workers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="relay-request")
         self.watcher = SessionWatcher(self.dev, self._start, self._wanted)
         self.reload_requested = False

@@ -24,7 +24,7 @@ from pooltools.relay.control import Err
 from pooltools.relay.enrolment import Enrolment
 from pooltools.relay.ledger import Ledger
 from pooltools.relay.limits import Scheduler
-from pooltools.relay.splice import Flow, splice
+from pooltools.relay.splice import Flow, open_connection, splice, start_server
 from pooltools.relay.tickets import TicketBook
 
 log = logging.getLogger("pool_relay")
@@ -87,6 +87,7 @@ class Relay:
         self.signing_keys: dict[bytes, bytes] = {}  # static key -> Ed25519 key, as its own session said
         self.statements: dict[tuple[bytes, bytes], Signed] = {}  # (observer, subject) -> the latest
         self.carried: list[Carried] = []
+        self.on_carried: Callable[[], None] | None = None  # hears when a connection starts or ends
         self.port = control.PORT  # the relay port actually bound
         self.door_port = control.DOOR_PORT
         self.lock = threading.Lock()  # ledger and reports: control threads and the loop share them
@@ -229,12 +230,18 @@ class Relay:
 
         carried.task = asyncio.current_task()
         self.carried.append(carried)
+        self._carried_changed()
         try:
             await splice(near, far, carried.flow, admit, self.flip_at if flip else None)
         except (OSError, asyncio.IncompleteReadError) as exc:
             log.info("%s connection via %s ended: %s", carried.role, encode_key(carried.via)[:8], exc)
         finally:
             self.carried.remove(carried)
+            self._carried_changed()
+
+    def _carried_changed(self) -> None:
+        if self.on_carried:
+            self.on_carried()
 
     async def on_relay_port(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -249,10 +256,10 @@ class Relay:
             return
         try:
             if isinstance(grant, Forward):
-                target = await asyncio.wait_for(asyncio.open_connection(grant.host, grant.port), HANDSHAKE_WAIT)
+                target = await asyncio.wait_for(open_connection(grant.host, grant.port), HANDSHAKE_WAIT)
                 target[1].write(grant.ticket)
             else:
-                target = await asyncio.wait_for(asyncio.open_connection(*self.local_pool), HANDSHAKE_WAIT)
+                target = await asyncio.wait_for(open_connection(*self.local_pool), HANDSHAKE_WAIT)
         except (TimeoutError, OSError) as exc:
             log.warning("relay port: onward connection failed: %s", exc)
             writer.close()
@@ -288,7 +295,7 @@ class Relay:
                 continue
             try:
                 t = control.decode_ticket(await loop.run_in_executor(None, ch.ask, control.Open(dest)))
-                target = await asyncio.wait_for(asyncio.open_connection(host, t.port), HANDSHAKE_WAIT)
+                target = await asyncio.wait_for(open_connection(host, t.port), HANDSHAKE_WAIT)
             except (TimeoutError, Refusal, ChannelClosed, OSError) as exc:
                 log.warning("door: relay %s refused or failed: %s", encode_key(relay)[:8], exc)
                 continue
@@ -305,8 +312,8 @@ class Relay:
     ) -> None:
         """The relay port and the door until cancelled."""
         servers = [
-            await asyncio.start_server(self.on_relay_port, *relay_port, reuse_address=True),
-            await asyncio.start_server(self.on_door, *door_port, reuse_address=True),
+            await start_server(self.on_relay_port, *relay_port, reuse_address=True),
+            await start_server(self.on_door, *door_port, reuse_address=True),
         ]
         self.port = servers[0].sockets[0].getsockname()[1]
         self.door_port = servers[1].sockets[0].getsockname()[1]

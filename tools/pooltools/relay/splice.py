@@ -4,12 +4,80 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import struct
+import termios
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 CHUNK = 65536  # at most this much of one direction is in the relay's hands at a time
+LINGER = 2.0  # seconds a closing side gets for the bytes already written to it to be acknowledged
 
 Admit = Callable[[int], Awaitable[int]]
+
+
+class WholeStreamReader(asyncio.StreamReader):
+    """A reader that hands out every byte that arrived before a connection error, then ends the
+    stream and keeps the error in `error`. asyncio's own reader raises the error at once and
+    discards what it buffered, which for a relay is the CLOSE an end sent just before its reset."""
+
+    error: BaseException | None = None
+
+    def set_exception(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.feed_eof()
+
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def open_connection(host: str, port: int) -> Streams:
+    """asyncio.open_connection with a WholeStreamReader."""
+    loop = asyncio.get_running_loop()
+    reader = WholeStreamReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+async def start_server(
+    on_connection: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    host: str | None,
+    port: int,
+    **kw: Any,
+) -> asyncio.Server:
+    """asyncio.start_server with a WholeStreamReader for every connection."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: asyncio.StreamReaderProtocol(WholeStreamReader(), on_connection), host, port, **kw
+    )
+
+
+def unacknowledged(writer: asyncio.StreamWriter) -> int:
+    """Bytes written to the socket that its peer has not acknowledged yet (0 if unknown)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return struct.unpack("i", raw)[0]
+
+
+async def close_gently(writer: asyncio.StreamWriter) -> None:
+    """Close a side once what was written to it arrived (at most LINGER): closing a TCP socket
+    with unread input sends a reset, and a reset discards what the kernel still queues."""
+    if not writer.is_closing():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER
+        with contextlib.suppress(OSError):
+            await asyncio.wait_for(writer.drain(), LINGER)
+            while unacknowledged(writer) and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+    writer.close()
+    with contextlib.suppress(OSError, asyncio.CancelledError, asyncio.TimeoutError):
+        await writer.wait_closed()
 
 
 @dataclass
@@ -58,6 +126,8 @@ async def pump(
     if writer.can_write_eof():
         with contextlib.suppress(OSError):
             writer.write_eof()
+    if isinstance(reader, WholeStreamReader) and reader.error is not None:
+        raise reader.error  # forwarded to the end: now the other direction stops too
 
 
 async def splice(
@@ -89,8 +159,4 @@ async def splice(
     finally:
         for t in tasks:
             t.cancel()
-        for w in (first[1], second[1]):
-            w.close()
-        for w in (first[1], second[1]):
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await w.wait_closed()
+        await asyncio.gather(close_gently(first[1]), close_gently(second[1]))
