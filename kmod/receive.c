@@ -227,9 +227,9 @@ void pool_rx_work(struct work_struct *w)
 			if (pool_hdr_decode(&s->rx_hdr, s->rx_hdr_raw) ||
 			    !(s->rx_hdr.flags & POOL_F_ENCRYPTED) ||
 			    s->rx_hdr.type <= POOL_PKT_RESPONSE) {
-				pool_fail(POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
-					  s->peer_key, "transport: bad framing");
-				pool_session_close(s, POOL_ERR_MALFORMED, false);
+				pool_rx_reject(s, POOL_STAT_MALFORMED,
+					       POOL_ERR_MALFORMED,
+					       "transport: bad framing");
 				return;
 			}
 		}
@@ -283,7 +283,6 @@ void pool_stall_work(struct work_struct *w)
 		queue_delayed_work(pool_node.wq, &s->stall_work, due - jiffies);
 		return;
 	}
-	pool_fail(POOL_STAT_MALFORMED, POOL_ERR_MALFORMED, s->peer_key,
-		  "transport: packet truncated");
-	pool_session_close(s, POOL_ERR_MALFORMED, false);
+	pool_rx_reject(s, POOL_STAT_MALFORMED, POOL_ERR_MALFORMED,
+		       "transport: packet truncated");
 }
