@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import os
 import socket
 import struct
-import termios
 
 import pytest
 from pooltools.relay.limits import Scheduler
-from pooltools.relay.splice import Flow, splice, start_server
+from pooltools.relay.splice import Flow, splice, start_server, unacknowledged
 
 
 async def _ends() -> tuple[socket.socket, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
@@ -201,7 +199,7 @@ def test_the_last_words_of_an_end_that_resets_reach_the_other_end() -> None:
 
         flooder, reader = asyncio.create_task(flood()), asyncio.create_task(read_a())
         await loop.sock_sendall(b, last_words)
-        while unacknowledged_socket(b):  # B's kernel handed everything to the relay's
+        while unacknowledged(b):  # B's kernel handed everything to the relay's
             await asyncio.sleep(0.01)
         b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         b.close()  # a reset, with A's bytes unread at B
@@ -214,7 +212,3 @@ def test_the_last_words_of_an_end_that_resets_reach_the_other_end() -> None:
         assert len(got) == len(last_words) and got == last_words
 
     asyncio.run(main())
-
-
-def unacknowledged_socket(sock: socket.socket) -> int:
-    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]

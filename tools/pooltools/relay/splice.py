@@ -55,9 +55,8 @@ async def start_server(
     )
 
 
-def unacknowledged(writer: asyncio.StreamWriter) -> int:
-    """Bytes written to the socket that its peer has not acknowledged yet (0 if unknown)."""
-    sock = writer.get_extra_info("socket")
+def unacknowledged(sock: Any) -> int:
+    """Bytes written to a TCP socket that its peer has not acknowledged yet (0 if unknown)."""
     try:
         raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
     except (AttributeError, OSError, ValueError):
@@ -73,7 +72,7 @@ async def close_gently(writer: asyncio.StreamWriter) -> None:
         deadline = loop.time() + LINGER
         with contextlib.suppress(OSError):
             await asyncio.wait_for(writer.drain(), LINGER)
-            while unacknowledged(writer) and loop.time() < deadline:
+            while unacknowledged(writer.get_extra_info("socket")) and loop.time() < deadline:
                 await asyncio.sleep(0.02)
     writer.close()
     with contextlib.suppress(OSError, asyncio.CancelledError, asyncio.TimeoutError):
