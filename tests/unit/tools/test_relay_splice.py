@@ -12,13 +12,14 @@ import struct
 
 import pytest
 from pooltools.relay.limits import Scheduler
-from pooltools.relay.splice import Flow, splice, start_server, unacknowledged
+from pooltools.relay.splice import Flow, Listener, splice, unacknowledged
 
 
-async def _ends() -> tuple[socket.socket, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+async def _ends() -> tuple[socket.socket, socket.socket]:
     outer, inner = socket.socketpair()
     outer.setblocking(False)
-    return outer, await asyncio.open_connection(sock=inner)
+    inner.setblocking(False)
+    return outer, inner
 
 
 async def _relay(**kw):
@@ -155,18 +156,19 @@ def test_splice_under_a_scheduler_moves_everything() -> None:
     asyncio.run(main())
 
 
-async def _tcp_pair() -> tuple[socket.socket, tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    """A TCP connection on loopback: (the outer end, the relay's streams on the inner end)."""
+async def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A TCP connection on loopback: (the outer end, the relay's inner end)."""
     accepted: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.set_result((reader, writer))
+    async def on_connection(conn: socket.socket) -> None:
+        accepted.set_result(socket.socket(fileno=os.dup(conn.fileno())))  # the listener closes conn
 
-    server = await start_server(on_connection, "127.0.0.1", 0)
-    outer = socket.create_connection(server.sockets[0].getsockname()[:2])
+    listener = Listener(on_connection, "127.0.0.1", 0)
+    outer = socket.create_connection(("127.0.0.1", listener.port))
     outer.setblocking(False)
     inner = await asyncio.wait_for(accepted, 10)
-    server.close()
+    inner.setblocking(False)
+    await listener.close()
     return outer, inner
 
 
@@ -210,5 +212,29 @@ def test_the_last_words_of_an_end_that_resets_reach_the_other_end() -> None:
             await asyncio.wait_for(task, 10)
         a.close()
         assert len(got) == len(last_words) and got == last_words
+
+    asyncio.run(main())
+
+
+def test_closing_a_listener_ends_the_connections_it_carries() -> None:
+    """A relay that stops ends its relayed connections (both sides see the end of the stream)
+    instead of leaving them open behind a closed port."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        far_out, far_in = await _ends()
+
+        async def carry(conn: socket.socket) -> None:
+            await splice(conn, far_in, Flow())
+
+        listener = Listener(carry, "127.0.0.1", 0)
+        near = socket.create_connection(("127.0.0.1", listener.port))
+        near.setblocking(False)
+        await loop.sock_sendall(near, b"hello")
+        assert await asyncio.wait_for(loop.sock_recv(far_out, 16), 10) == b"hello"
+        await asyncio.wait_for(listener.close(), 10)
+        assert await asyncio.wait_for(_read_all(far_out), 10) == b""
+        assert await asyncio.wait_for(_read_all(near), 10) == b""
+        near.close()
 
     asyncio.run(main())

@@ -9,8 +9,8 @@ the peers whose trust-store entries name relays. Control messages arrive on Cont
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +24,7 @@ from pooltools.relay.control import Err
 from pooltools.relay.enrolment import Enrolment
 from pooltools.relay.ledger import Ledger
 from pooltools.relay.limits import Scheduler
-from pooltools.relay.splice import Flow, open_connection, splice, start_server
+from pooltools.relay.splice import Flow, Listener, connect, recv_exactly, splice
 from pooltools.relay.tickets import TicketBook
 
 log = logging.getLogger("pool_relay")
@@ -216,8 +216,8 @@ class Relay:
     async def _carry(
         self,
         carried: Carried,
-        near: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-        far: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        near: socket.socket,
+        far: socket.socket,
         admit_for: bytes | None = None,
         flip: bool = False,
     ) -> None:
@@ -243,49 +243,47 @@ class Relay:
         if self.on_carried:
             self.on_carried()
 
-    async def on_relay_port(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # Listener closes the connection when these return: an early return refuses it.
+
+    async def on_relay_port(self, conn: socket.socket) -> None:
         try:
-            ticket = await asyncio.wait_for(reader.readexactly(control.TICKET_BYTES), HANDSHAKE_WAIT)
+            ticket = await asyncio.wait_for(recv_exactly(conn, control.TICKET_BYTES), HANDSHAKE_WAIT)
         except (TimeoutError, asyncio.IncompleteReadError, OSError):
-            writer.close()
             return
         grant = self.tickets.redeem(ticket, time.monotonic())
         if grant is None:
-            log.info("relay port: unknown, used or expired ticket from %s", writer.get_extra_info("peername"))
-            writer.close()
+            log.info("relay port: unknown, used or expired ticket from %s", conn.getpeername())
             return
+        loop = asyncio.get_running_loop()
         try:
             if isinstance(grant, Forward):
-                target = await asyncio.wait_for(open_connection(grant.host, grant.port), HANDSHAKE_WAIT)
-                target[1].write(grant.ticket)
+                target = await asyncio.wait_for(connect(grant.host, grant.port), HANDSHAKE_WAIT)
+                await loop.sock_sendall(target, grant.ticket)
             else:
-                target = await asyncio.wait_for(open_connection(*self.local_pool), HANDSHAKE_WAIT)
+                target = await asyncio.wait_for(connect(*self.local_pool), HANDSHAKE_WAIT)
         except (TimeoutError, OSError) as exc:
             log.warning("relay port: onward connection failed: %s", exc)
-            writer.close()
             return
         if isinstance(grant, Forward):
             c = Carried("relay", (grant.source, grant.dest), b"", self.clock())
             c.flow.on_bytes = self.count(grant.source, "consumed")
-            await self._carry(c, (reader, writer), target, admit_for=grant.source, flip=True)
+            await self._carry(c, conn, target, admit_for=grant.source, flip=True)
         else:
             # pool.ko sees this connection come from our end of it: poolctl matches the port
-            local_port = target[1].get_extra_info("sockname")[1]
+            local_port = target.getsockname()[1]
             c = Carried("destination", (grant.source,), grant.relay, self.clock(), local_port=local_port)
-            await self._carry(c, (reader, writer), target)
+            await self._carry(c, conn, target)
 
-    async def on_door(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def on_door(self, conn: socket.socket) -> None:
         try:
-            init = await asyncio.wait_for(reader.readexactly(door.INIT_PACKET), HANDSHAKE_WAIT)
+            init = await asyncio.wait_for(recv_exactly(conn, door.INIT_PACKET), HANDSHAKE_WAIT)
             routes = self.routes()
             dest = door.destination(init, routes)
         except (TimeoutError, asyncio.IncompleteReadError, OSError, door.NotAnInit) as exc:
             log.info("door: not a handshake for a relayed peer: %s", exc)
-            writer.close()
             return
         if dest is None:
             log.info("door: the handshake is for no peer that names relays")
-            writer.close()
             return
         loop = asyncio.get_running_loop()
         for relay in routes[dest]:
@@ -295,38 +293,36 @@ class Relay:
                 continue
             try:
                 t = control.decode_ticket(await loop.run_in_executor(None, ch.ask, control.Open(dest)))
-                target = await asyncio.wait_for(open_connection(host, t.port), HANDSHAKE_WAIT)
+                target = await asyncio.wait_for(connect(host, t.port), HANDSHAKE_WAIT)
             except (TimeoutError, Refusal, ChannelClosed, OSError) as exc:
                 log.warning("door: relay %s refused or failed: %s", encode_key(relay)[:8], exc)
                 continue
-            target[1].write(t.ticket + init)
-            c = Carried("source", (dest,), relay, self.clock(), local_port=writer.get_extra_info("peername")[1])
+            try:
+                await loop.sock_sendall(target, t.ticket + init)
+            except OSError as exc:
+                target.close()
+                log.warning("door: relay %s failed: %s", encode_key(relay)[:8], exc)
+                continue
+            c = Carried("source", (dest,), relay, self.clock(), local_port=conn.getpeername()[1])
             c.flow.on_bytes = self.count(relay, "contributed")
             c.flow.moved(len(init), True)  # the relay carries the INIT like every byte after it
-            await self._carry(c, (reader, writer), target)
+            await self._carry(c, conn, target)
             return
-        writer.close()
 
     async def serve(
         self, relay_port: tuple[str | None, int], door_port: tuple[str, int], started: asyncio.Event | None = None
     ) -> None:
         """The relay port and the door until cancelled."""
-        servers = [
-            await start_server(self.on_relay_port, *relay_port, reuse_address=True),
-            await start_server(self.on_door, *door_port, reuse_address=True),
-        ]
-        self.port = servers[0].sockets[0].getsockname()[1]
-        self.door_port = servers[1].sockets[0].getsockname()[1]
+        relay_listener = Listener(self.on_relay_port, *relay_port)
+        try:
+            door_listener = Listener(self.on_door, *door_port)
+        except OSError:
+            await relay_listener.close()
+            raise
+        self.port, self.door_port = relay_listener.port, door_listener.port
         if started:
             started.set()
         try:
             await asyncio.Event().wait()
-        finally:
-            for s in servers:
-                s.close()
-            for c in list(self.carried):
-                if c.task:
-                    c.task.cancel()
-            for s in servers:
-                with contextlib.suppress(Exception):
-                    await s.wait_closed()
+        finally:  # every connection, carried or still in its preamble, ends with its listener
+            await asyncio.gather(relay_listener.close(), door_listener.close())

@@ -1,58 +1,154 @@
-"""Moving a relayed byte stream between two TCP connections (docs/relay.md section 1)."""
+"""Moving a relayed byte stream between two TCP connections (docs/relay.md section 1).
+
+The bytes never enter Python: each direction moves them socket -> pipe -> socket with the
+kernel's splice(2), so a relay costs its node little more than the two TCP connections (the
+relay's throughput is what the path allows, not what an interpreter copies). The connections are
+plain non-blocking sockets driven by the event loop's readiness callbacks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fcntl
+import logging
+import os
+import socket
 import struct
 import termios
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-CHUNK = 65536  # at most this much of one direction is in the relay's hands at a time
+CHUNK = 65536  # at most this much of one direction is in the relay's hands (a pipe) at a time
 LINGER = 2.0  # seconds a closing side gets for the bytes already written to it to be acknowledged
+_MOVE = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 Admit = Callable[[int], Awaitable[int]]
+log = logging.getLogger("pool_relay")
 
 
-class WholeStreamReader(asyncio.StreamReader):
-    """A reader that hands out every byte that arrived before a connection error, then ends the
-    stream and keeps the error in `error`. asyncio's own reader raises the error at once and
-    discards what it buffered, which for a relay is the CLOSE an end sent just before its reset."""
-
-    error: BaseException | None = None
-
-    def set_exception(self, exc: BaseException) -> None:
-        if self.error is None:
-            self.error = exc
-        self.feed_eof()
-
-
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-async def open_connection(host: str, port: int) -> Streams:
-    """asyncio.open_connection with a WholeStreamReader."""
+async def _ready(sock: socket.socket, writable: bool) -> None:
+    """Until sock can be read (or written) without blocking."""
     loop = asyncio.get_running_loop()
-    reader = WholeStreamReader()
-    protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.create_connection(lambda: protocol, host, port)
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+    woken = loop.create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    fd = sock.fileno()
+    if writable:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await woken
+    finally:
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
 
 
-async def start_server(
-    on_connection: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-    host: str | None,
-    port: int,
-    **kw: Any,
-) -> asyncio.Server:
-    """asyncio.start_server with a WholeStreamReader for every connection."""
+def _prepare(sock: socket.socket) -> socket.socket:
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # POOL's handshake and control packets are small: no Nagle delay on the relay's hop
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+async def connect(host: str, port: int) -> socket.socket:
+    """A non-blocking TCP connection to host:port (each address tried in turn)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: asyncio.StreamReaderProtocol(WholeStreamReader(), on_connection), host, port, **kw
-    )
+    failure: OSError = OSError(f"{host}: no address")
+    for family, kind, proto, _, address in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = _prepare(socket.socket(family, kind, proto))
+        try:
+            await loop.sock_connect(sock, address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            failure = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise failure
+
+
+async def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """Exactly n bytes, and not one more (what follows is spliced); IncompleteReadError at an
+    early end of stream."""
+    loop, got = asyncio.get_running_loop(), bytearray()
+    while len(got) < n:
+        chunk = await loop.sock_recv(sock, n - len(got))
+        if not chunk:
+            raise asyncio.IncompleteReadError(bytes(got), n)
+        got += chunk
+    return bytes(got)
+
+
+class Listener:
+    """A listening TCP socket whose every connection runs `on_connection(sock)` in a task of its
+    own; the connection is closed when that returns or fails, whatever it did with it."""
+
+    def __init__(self, on_connection: Callable[[socket.socket], Awaitable[None]], host: str | None, port: int) -> None:
+        if host is None:  # every address: IPv6 and IPv4 on one socket where the node has both
+            dual = socket.has_dualstack_ipv6()
+            listening = socket.create_server(
+                ("::" if dual else "0.0.0.0", port),
+                family=socket.AF_INET6 if dual else socket.AF_INET,
+                dualstack_ipv6=dual,
+            )
+        else:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            listening = socket.create_server((host, port), family=family)
+        listening.setblocking(False)
+        self.sock = listening
+        self.port: int = listening.getsockname()[1]
+        self._on_connection = on_connection
+        self._connections: set[asyncio.Task[None]] = set()
+        self._accepting = asyncio.get_running_loop().create_task(self._accept())
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.sock)
+            except OSError as exc:  # EMFILE and its kind: not the listener's end
+                log.warning("accept: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            task = loop.create_task(self._serve(_prepare(conn)))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        try:
+            await self._on_connection(conn)
+        except Exception:
+            log.exception("connection from %s", conn.getpeername() if conn.fileno() >= 0 else "?")
+        finally:
+            if conn.fileno() >= 0:  # refused: what it sent is dropped, so that it sees a FIN, not a reset
+                _discard_input(conn)
+                conn.close()
+
+    async def close(self) -> None:
+        """Stop accepting and end every connection it accepted (a splice closes gently)."""
+        self._accepting.cancel()
+        await asyncio.gather(self._accepting, return_exceptions=True)
+        self.sock.close()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+
+def _discard_input(sock: socket.socket, limit: int = 1 << 20) -> None:
+    """Read and drop what already arrived (at most limit bytes), without waiting."""
+    with contextlib.suppress(OSError):
+        while limit > 0 and (chunk := sock.recv(min(limit, CHUNK))):
+            limit -= len(chunk)
 
 
 def unacknowledged(sock: Any) -> int:
@@ -64,19 +160,14 @@ def unacknowledged(sock: Any) -> int:
     return struct.unpack("i", raw)[0]
 
 
-async def close_gently(writer: asyncio.StreamWriter) -> None:
+async def close_gently(sock: socket.socket) -> None:
     """Close a side once what was written to it arrived (at most LINGER): closing a TCP socket
     with unread input sends a reset, and a reset discards what the kernel still queues."""
-    if not writer.is_closing():
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + LINGER
-        with contextlib.suppress(OSError):
-            await asyncio.wait_for(writer.drain(), LINGER)
-            while unacknowledged(writer.get_extra_info("socket")) and loop.time() < deadline:
-                await asyncio.sleep(0.02)
-    writer.close()
-    with contextlib.suppress(OSError, asyncio.CancelledError, asyncio.TimeoutError):
-        await writer.wait_closed()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER
+    while sock.fileno() >= 0 and unacknowledged(sock) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    sock.close()
 
 
 @dataclass
@@ -97,46 +188,86 @@ class Flow:
             self.on_bytes(n)
 
 
+async def _fill(source: socket.socket, pipe_in: int) -> int:
+    """Up to CHUNK bytes from source into the (empty) pipe; 0 at the end of the stream. A reset
+    is raised only once every byte that arrived before it was taken (the kernel's order)."""
+    while True:
+        try:
+            return os.splice(source.fileno(), pipe_in, CHUNK, flags=_MOVE)
+        except BlockingIOError:
+            await _ready(source, writable=False)
+
+
+async def _drain(pipe_out: int, dest: socket.socket, n: int) -> None:
+    """n bytes from the pipe into dest, waiting while dest's send buffer is full."""
+    while n:
+        try:
+            n -= os.splice(pipe_out, dest.fileno(), n, flags=_MOVE)
+        except BlockingIOError:
+            await _ready(dest, writable=True)
+
+
+async def _flip_one(pipe_out: int, dest: socket.socket, n: int, at: int) -> None:
+    """The fault switch's chunk: through Python, with byte `at` of it inverted."""
+    data = bytearray()
+    while len(data) < n:
+        data += os.read(pipe_out, n - len(data))
+    data[at] ^= 0xFF
+    await asyncio.get_running_loop().sock_sendall(dest, data)
+
+
 async def pump(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
+    source: socket.socket,
+    dest: socket.socket,
     count: Callable[[int], None],
     admit: Admit | None = None,
     flip_at: int | None = None,
 ) -> None:
-    """Copy reader to writer until end of stream, then half-close the writer.
+    """Copy source to dest until end of stream, then half-close dest.
 
     `admit(n)` grants 1 to n bytes (the rate caps); `flip_at` inverts one byte at that offset
-    of the stream, a fault for tests that the ends must detect.
+    of the stream, a fault for tests that the ends must detect. A chunk is read only once the
+    previous one was written: a slow receiver stops this pump, and so the reading.
     """
-    offset = 0
-    while data := await reader.read(CHUNK):
-        if flip_at is not None and offset <= flip_at < offset + len(data):
-            data = bytearray(data)
-            data[flip_at - offset] ^= 0xFF
-        view = memoryview(data)
-        while view:
-            n = await admit(len(view)) if admit else len(view)
-            writer.write(view[:n])
-            await writer.drain()  # a slow receiver stops this pump, and so the reading
-            count(n)
-            offset += n
-            view = view[n:]
-    if writer.can_write_eof():
+    pipe_out, pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    offset, failure = 0, None
+    try:
+        while True:
+            try:
+                got = await _fill(source, pipe_in)
+            except (ConnectionError, TimeoutError) as exc:
+                failure = exc
+                break
+            if not got:
+                break
+            left = got
+            while left:
+                n = await admit(left) if admit else left
+                if flip_at is not None and offset <= flip_at < offset + n:
+                    await _flip_one(pipe_out, dest, n, flip_at - offset)
+                else:
+                    await _drain(pipe_out, dest, n)
+                count(n)
+                offset += n
+                left -= n
         with contextlib.suppress(OSError):
-            writer.write_eof()
-    if isinstance(reader, WholeStreamReader) and reader.error is not None:
-        raise reader.error  # forwarded to the end: now the other direction stops too
+            dest.shutdown(socket.SHUT_WR)
+        if failure is not None:
+            raise failure  # forwarded to the end: now the other direction stops too
+    finally:
+        os.close(pipe_out)
+        os.close(pipe_in)
 
 
 async def splice(
-    first: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    second: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    first: socket.socket,
+    second: socket.socket,
     flow: Flow,
     admit: Admit | None = None,
     flip_at: int | None = None,
 ) -> None:
-    """Both directions until both ends closed; an error on either side closes both."""
+    """Both directions until both ends closed; an error on either side closes both. Both
+    sockets are closed (gently) when it returns, fails or is cancelled."""
 
     def fwd(n: int) -> None:
         flow.moved(n, True)
@@ -145,8 +276,8 @@ async def splice(
         flow.moved(n, False)
 
     tasks = [
-        asyncio.create_task(pump(first[0], second[1], fwd, admit, flip_at)),
-        asyncio.create_task(pump(second[0], first[1], back, admit)),
+        asyncio.create_task(pump(first, second, fwd, admit, flip_at)),
+        asyncio.create_task(pump(second, first, back, admit)),
     ]
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -158,4 +289,6 @@ async def splice(
     finally:
         for t in tasks:
             t.cancel()
-        await asyncio.gather(close_gently(first[1]), close_gently(second[1]))
+        # a pump's cancellation must run its finally (the pipe) before the sockets go
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(close_gently(first), close_gently(second))
