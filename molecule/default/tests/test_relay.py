@@ -116,6 +116,32 @@ def test_a_relayed_session_carries_100_mib_and_everyone_counts_it(relay: RelayLa
     print(f"systemd-analyze security pool-relay: {exposure.strip()}")
 
 
+def test_signed_statements_agree_with_each_nodes_own_figures(relay: RelayLab) -> None:
+    """Every minute each node signs what it observed of each peer (docs/relay.md 6a): node1 and
+    node3 hold node2's statement about them, node2 holds theirs about it, each verified, and
+    each says what its observer's own ledger says (the scores within 1%: time moves on)."""
+    n2 = relay.n2
+    pairs = [(n2, relay.n1), (n2, relay.n3), (relay.n1, n2), (relay.n3, n2)]  # (observer, subject)
+    deadline = time.monotonic() + 150
+    while True:
+        held = {}
+        for observer, subject in pairs:
+            mine = next(p for p in relay.status(subject)["peers"] if p["key"] == observer.key)
+            held[(observer.name, subject.name)] = [s for s in mine["statements"] if s["observer"] == observer.name]
+        if all(held.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert all(held.values()), f"statements missing after 150 s: {held}"
+    for observer, subject in pairs:
+        st = held[(observer.name, subject.name)][0]
+        own = relay.figures(observer, subject)
+        print(f"{observer.name} about {subject.name}: signed score {st['score']}, its own {own['score']}")
+        assert st["score"] == pytest.approx(own["score"], rel=0.01), (st, own)
+    assert relay.status(n2)["signing_key"] == next(
+        p["signing_key"] for p in relay.status(relay.n1)["peers"] if p["key"] == n2.key
+    )
+
+
 def test_the_relay_sees_only_ciphertext(relay: RelayLab) -> None:
     src, dst = relay.source()
     # 32 bytes of what pool_test sends (its pattern), which must not cross node2 in clear
