@@ -45,6 +45,18 @@ def find_tool(module, name, path=None):
     return module.get_bin_path(name, required=False, opt_dirs=POOLCTL_DIRS)
 
 
+def require_tool(module, name, **result):
+    """Absolute path of the POOL tool ``name`` (the module's ``<name>_path`` option wins when
+    given), or fail_json, with ``result``, saying what is missing and how to install it."""
+    try:
+        tool = find_tool(module, name, module.params.get(name + "_path"))
+    except PoolctlError as exc:
+        module.fail_json(msg=str(exc), **result)
+    if not tool:
+        module.fail_json(msg="%s not found: install the POOL tools first (role pool.ops.node)" % name, **result)
+    return tool
+
+
 def find_poolctl(module, path=None):
     """Absolute path of poolctl, or None when it is not installed (see find_tool)."""
     return find_tool(module, "poolctl", path)

@@ -201,7 +201,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
     PoolctlError,
-    find_poolctl,
+    require_tool,
     run_json,
 )
 
@@ -226,13 +226,7 @@ class Config(object):
             "rolled_back": False,
             "health": {},
         }
-        self.poolctl = None  # fail() reads it: a failure to find poolctl has nothing to ask
-        try:
-            self.poolctl = find_poolctl(module, self.params["poolctl_path"])
-        except PoolctlError as exc:
-            self.fail(str(exc))
-        if not self.poolctl:
-            self.fail("poolctl not found: install the POOL tools first (role pool.ops.node)")
+        self.poolctl = require_tool(module, "poolctl", **self.result)
 
     def fail(self, msg, **extra):
         self.result.update(extra)

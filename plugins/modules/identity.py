@@ -107,7 +107,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
     PoolctlError,
-    find_poolctl,
+    require_tool,
     run_json,
 )
 
@@ -161,12 +161,7 @@ def ensure(module, params):
     path = params["path"]
     result = {"changed": False, "created": False, "path": path, "public_key": None, "address": None}
     diff = {"before": {"path": path}, "after": {"path": path}}
-    try:
-        poolctl = find_poolctl(module, params["poolctl_path"])
-    except PoolctlError as exc:
-        module.fail_json(msg=str(exc), **result)
-    if not poolctl:
-        module.fail_json(msg="poolctl not found: install the POOL tools first (role pool.ops.node)", **result)
+    poolctl = require_tool(module, "poolctl", **result)
 
     exists = os.path.exists(path)
     if exists and not os.path.isfile(path):

@@ -150,7 +150,7 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
     PoolctlError,
-    find_tool,
+    require_tool,
     run_json,
 )
 
@@ -231,10 +231,8 @@ def main():
     keys = [p["key"] for p in module.params["peers"]]
     if len(set(names)) != len(names) or len(set(keys)) != len(keys):
         module.fail_json(msg="peers: every name and every key may appear once")
+    tool = require_tool(module, "pool_relay")
     try:
-        tool = find_tool(module, "pool_relay", module.params["pool_relay_path"])
-        if not tool:
-            module.fail_json(msg="pool_relay not found: install the POOL tools first (role pool.ops.node)")
         module.exit_json(**ensure(module, module.params, tool))
     except PoolctlError as exc:
         module.fail_json(msg=str(exc), rc=exc.rc, stderr=exc.stderr)

@@ -115,7 +115,7 @@ peers:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
     PoolctlError,
-    find_tool,
+    require_tool,
     run_json,
 )
 
@@ -164,10 +164,8 @@ def main():
         required_one_of=[("key", "name")],
         supports_check_mode=True,
     )
+    tool = require_tool(module, "pool_vault")
     try:
-        tool = find_tool(module, "pool_vault", module.params["pool_vault_path"])
-        if not tool:
-            module.fail_json(msg="pool_vault not found: install the POOL tools first (role pool.ops.node)")
         module.exit_json(**ensure(module, module.params, tool))
     except PoolctlError as exc:
         module.fail_json(msg=str(exc), rc=exc.rc, stderr=exc.stderr)
