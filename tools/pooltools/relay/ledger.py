@@ -7,13 +7,12 @@ bytes a peer forwarded for it (`contributed`). Reports from other nodes are neve
 from __future__ import annotations
 
 import enum
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pooltools.common.fsutil import atomic_write
+from pooltools.common import peerfile
 from pooltools.protocol.keys import decode_key
 
 DEFAULT_PATH = Path("/var/lib/pool-relay/ledger.json")
@@ -136,17 +135,12 @@ class Ledger:
         }
 
     def save(self, path: Path, now: float) -> None:
-        atomic_write(Path(path), (json.dumps(self.document(now)) + "\n").encode(), mode=0o640)
+        peerfile.save(path, self.document(now), indent=None)
 
     @classmethod
     def parse(cls, text: bytes | str, source: str = "ledger", policy: Policy | None = None) -> Ledger:
         ledger = cls(policy)
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise LedgerError(f"{source}: not JSON: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise LedgerError(f'{source}: not a format-{FORMAT} relay ledger (no "format": {FORMAT})')
+        doc = peerfile.format_object(text, source, "relay ledger", FORMAT, LedgerError)
         if doc.get("bucket_seconds") != ledger.policy.bucket_seconds:
             raise LedgerError(
                 f"{source}: bucket_seconds {doc.get('bucket_seconds')!r}, this relay counts in"
