@@ -26,6 +26,8 @@ class SessionWatcher:
     def __init__(self, dev: Any, start: Start, wanted: Callable[[Any], bool] = lambda info: True) -> None:
         self.dev, self.start, self.wanted = dev, start, wanted
         self.attached: dict[int, object] = {}
+        # sessions the service declined, by (index, established_ns): an index outlives its session
+        self.declined: set[tuple[int, int]] = set()
 
     def discover(self) -> None:
         try:
@@ -37,9 +39,12 @@ class SessionWatcher:
             info = live.get(index)
             if info is not None and info.fds <= 1:  # ours is the only descriptor left
                 self.close(index)
+        self.declined &= {(i, info.established_ns) for i, info in live.items()}
         for index, info in live.items():
             if index in self.attached or info.fds < 1 or not self.wanted(info):
                 continue
+            if (index, info.established_ns) in self.declined:
+                continue  # asked once: the answer holds while the session lives
             try:
                 session = self.dev.attach(index)
             except PoolError as exc:
@@ -48,6 +53,7 @@ class SessionWatcher:
             service_object = self.start(index, session, info)
             if service_object is None:
                 session.close()
+                self.declined.add((index, info.established_ns))
             else:
                 self.attached[index] = service_object
 
@@ -60,5 +66,8 @@ class SessionWatcher:
         return lambda: self.close(index)
 
     def forget(self, index: int) -> None:
-        """The service is done with session index (its conversation ended)."""
-        self.attached.pop(index, None)
+        """The service is done with session index (its conversation ended). The sessions it
+        declined are asked again: a service declines a session while another one serves that
+        peer, and that one may have been this."""
+        if self.attached.pop(index, None) is not None:
+            self.declined.clear()
