@@ -47,7 +47,8 @@ options:
       - The configuration document. Keys C(heartbeat_seconds) (1-3600), C(rekey_seconds) (5-2147483648),
         C(rekey_packets) (1-4294967295), C(puzzle_difficulty) (0-20), C(max_sessions) (1-65536), each
         defaulting to pool.ko's default, and C(peers), a list of dicts with C(name), C(public_key) (base64) and
-        optional C(endpoint) (C(a.b.c.d:port) or C([v6]:port)).
+        optional C(endpoint) (C(a.b.c.d:port) or C([v6]:port)) and C(relays) (names of other peers of the document,
+        tried in order through pool_relay when the endpoint fails).
       - A template can be rendered into it with the C(ansible.builtin.template) lookup and the C(from_json)
         filter; the role C(pool.ops.config) does this (its variable C(pool_config_src)).
       - Mutually exclusive with O(rollback_to); O(rollback=true) takes no O(config).

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pooltools.config import store as cs
 from pooltools.protocol import x25519
-from pooltools.protocol.keys import encode_key
+from pooltools.protocol.keys import decode_key, encode_key
 
 K1 = encode_key(x25519.public_key(bytes(range(1, 33))))
 K2 = encode_key(x25519.public_key(bytes(range(2, 34))))
@@ -361,3 +361,40 @@ def test_not_stored_and_corrupted_are_told_apart(tmp_path: Path) -> None:
     st.path(3).write_text("{}")
     with pytest.raises(cs.Corrupted):
         st.read(3)
+
+
+def _relayed(relays: object) -> dict:
+    return doc(
+        peers=[
+            {"name": "node2", "public_key": K1, "endpoint": "10.0.0.2:9253"},
+            {"name": "node3", "public_key": K2, "endpoint": None, "relays": relays},
+        ]
+    )
+
+
+def test_a_peer_names_its_relays_and_the_hash_of_a_document_without_them_is_unchanged() -> None:
+    d = cs.validate(_relayed(["node2"]))
+    assert d["peers"][1]["relays"] == ["node2"]
+    assert cs.relay_routes(d) == {decode_key(K2): (("node2", decode_key(K1)),)}
+    plain = cs.validate(doc())
+    assert "relays" not in plain["peers"][0]
+    with_empty = doc()
+    with_empty["peers"][0]["relays"] = []
+    assert cs.config_hash(cs.validate(with_empty)) == cs.config_hash(plain)  # versions made before keep their hash
+    assert cs.config_hash(d) != cs.config_hash(cs.validate(_relayed([])))  # the relays are part of the version
+
+
+@pytest.mark.parametrize(
+    ("relays", "fragment"),
+    [
+        ("node2", "must be a list of the names of other peers"),
+        ([2], "must be a list of the names of other peers"),
+        (["node2", "node2"], "names a relay twice"),
+        (["node3"], "a peer cannot be its own relay"),
+        (["node9"], "'node9' is not a peer of this configuration"),
+    ],
+)
+def test_bad_relays_name_the_peer(relays: object, fragment: str) -> None:
+    with pytest.raises(cs.ConfigInvalid) as e:
+        cs.validate(_relayed(relays))
+    assert e.value.key == "peers[1] (node3).relays" and fragment in str(e.value)

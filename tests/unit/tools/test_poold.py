@@ -869,3 +869,27 @@ def test_the_status_line_follows_sessions_as_they_come(node: Path, monkeypatch: 
     dev.inbound(LOW)
     d.step()
     assert sent[-1].endswith("2 session(s) held")
+
+
+def test_a_configuration_version_names_the_relays_of_its_peers(node: Path) -> None:
+    """At an active version a peer's relays are the version's (docs/relay.md section 2): a peer
+    only the version knows, with no endpoint, is reached through the door; rolled back to a
+    version without relays, poold no longer tries the door for it."""
+    write_conf(node, PEERS)  # pool.conf names no relays
+    dev = FakeDevice()
+    clock = Clock()
+    d = make(node, dev, clock)
+    d.step()
+    doc = json.loads(
+        Path(version_doc(node, "v1.json", {"high": (HIGH, "10.253.0.12:9253"), "far": (OTHER, None)})).read_text()
+    )
+    poolctl_run(dev, node, "config", "apply", version_doc(node, "v1.json", {"high": (HIGH, "10.253.0.12:9253")}))
+    doc["peers"][1]["relays"] = ["high"]
+    (node / "v2.json").write_text(json.dumps(doc))
+    poolctl_run(dev, node, "config", "apply", str(node / "v2.json"))
+    d.step()
+    assert d.relays_of(OTHER) == ("high",)
+    assert [s.peer_port for s in dev.sessions() if bytes(s.peer_public_key) == OTHER] == [conf.RELAY_DOOR.port]
+    poolctl_run(dev, node, "config", "rollback")  # to v1: "far" is not a peer any more
+    d.step()
+    assert d.relays_of(OTHER) == () and OTHER not in d.targets

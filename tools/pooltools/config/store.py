@@ -72,7 +72,7 @@ DEFAULTS: dict[str, int] = {
     "max_sessions": 256,
 }
 TOP_KEYS = (*RANGES, "peers")
-PEER_KEYS = ("name", "public_key", "endpoint")
+PEER_KEYS = ("name", "public_key", "endpoint", "relays")
 # Any scalar works: a low-order point gives an all-zero X25519 result (kmod/peer.c pool_key_usable).
 _PROBE = bytes.fromhex("581d3a9c1764e20b934f2ac87105be36d9608e124bf729835ca10e67d43b9548")
 
@@ -154,7 +154,15 @@ def _peer(i: int, p: object) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigInvalid(f"{where}.endpoint", str(exc)) from None
         endpoint = format_endpoint(ep.addr, ep.port)
-    return {"name": name, "public_key": encode_key(raw), "endpoint": endpoint}
+    out = {"name": name, "public_key": encode_key(raw), "endpoint": endpoint}
+    relays = p.get("relays", [])
+    if not isinstance(relays, list) or not all(isinstance(r, str) for r in relays):
+        raise ConfigInvalid(f"{where}.relays", "must be a list of the names of other peers")
+    if len(set(relays)) != len(relays):
+        raise ConfigInvalid(f"{where}.relays", "names a relay twice")
+    if relays:  # left out when empty: a document without relays keeps the hash it always had
+        out["relays"] = list(relays)
+    return out
 
 
 def validate(doc: object, own_public_key: bytes | None = None) -> dict[str, Any]:
@@ -185,8 +193,26 @@ def validate(doc: object, own_public_key: bytes | None = None) -> dict[str, Any]
         names[q["name"]] = i
         keys[q["public_key"]] = q["name"]
         norm.append(q)
+    for i, q in enumerate(norm):
+        for relay in q.get("relays", ()):
+            if relay == q["name"]:
+                raise ConfigInvalid(f"peers[{i}] ({q['name']}).relays", "a peer cannot be its own relay")
+            if relay not in names:
+                raise ConfigInvalid(
+                    f"peers[{i}] ({q['name']}).relays", f"'{relay}' is not a peer of this configuration"
+                )
     out["peers"] = sorted(norm, key=lambda q: q["name"])
     return out
+
+
+Routes = dict[bytes, tuple[tuple[str, bytes], ...]]
+
+
+def relay_routes(cfg: dict[str, Any]) -> Routes:
+    """Peer key -> its relays as (name, key), in order, for the peers of a validated document
+    that name relays (docs/relay.md section 2)."""
+    keys = {p["name"]: decode_key(p["public_key"]) for p in cfg["peers"]}
+    return {keys[p["name"]]: tuple((r, keys[r]) for r in p["relays"]) for p in cfg["peers"] if p.get("relays")}
 
 
 def parse(text: str | bytes, source: str = "config") -> dict[str, Any]:

@@ -27,12 +27,14 @@ from pooltools.config.store import (
     ConfigInvalid,
     Corrupted,
     NotStored,
+    Routes,
     Store,
     StoreError,
     Version,
     canonical,
     config_hash,
     parse,
+    relay_routes,
     unified_diff,
     validate,
 )
@@ -111,6 +113,30 @@ def _active(store: Store, cur: uapi.PoolConfig) -> Version | None:
     if cur.version == 0:
         return None
     return store.find_hash(bytes(cur.hash), cur.version)
+
+
+class VersionRelays:
+    """The relays named by the configuration version pool.ko runs (peer key -> (name, key)
+    pairs), read from the store once per version: poold and pool_relay ask every pass."""
+
+    def __init__(self, state_dir: str | Path, log: logging.Logger) -> None:
+        self.store, self.log = Store(state_dir), log
+        self.seen: tuple[int, bytes] | None = None
+        self.routes: Routes = {}
+
+    def of(self, cur: uapi.PoolConfig) -> Routes:
+        ref = (cur.version, bytes(cur.hash))
+        if ref != self.seen:
+            self.seen, self.routes = ref, {}
+            if cur.version:
+                try:
+                    active = _active(self.store, cur)
+                except (StoreError, OSError) as exc:
+                    active = None
+                    self.log.warning("configuration version %d: relays not read: %s", cur.version, exc)
+                if active is not None:
+                    self.routes = relay_routes(active.config)
+        return self.routes
 
 
 def apply_version(

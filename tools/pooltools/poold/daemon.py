@@ -47,7 +47,7 @@ from pooltools import __version__
 from pooltools.common import keyfile, sdnotify
 from pooltools.config import conf
 from pooltools.config.store import Store, StoreError
-from pooltools.config.versions import restore_at_boot
+from pooltools.config.versions import VersionRelays, restore_at_boot
 from pooltools.kernel import journal as jr
 from pooltools.kernel import uapi
 from pooltools.kernel.device import (
@@ -175,6 +175,8 @@ class Poold:
         # the trust store poold connects to and names peers from: pool.conf's [peer] sections at
         # version 0, the kernel's (the active version's) otherwise
         self.targets: dict[bytes, conf.PeerConf] = {}
+        self.version_relays: VersionRelays | None = None  # the active version's relays, read once per version
+        self.active_routes: dict[bytes, tuple[tuple[str, bytes], ...]] = {}
 
     # ---- configuration
 
@@ -272,6 +274,7 @@ class Poold:
             )
         self.config_version = cur.version
         self.tentative_deadline_ns = tentative_deadline_ns(cur)
+        self.follow_relays(cur)
         self.refresh_targets()
         self.apply_listener()
         self.applied = True
@@ -302,7 +305,14 @@ class Poold:
                         self.apply_peers()
             self.config_version = cur.version
             self.retry_now(f"configuration version {cur.version}")
+        self.follow_relays(cur)
         self.refresh_targets()
+
+    def follow_relays(self, cur: uapi.PoolConfig) -> None:
+        assert self.conf is not None
+        if self.version_relays is None:
+            self.version_relays = VersionRelays(self.conf.node.state_dir, log)
+        self.active_routes = self.version_relays.of(cur)
 
     def retry_now(self, why: str) -> None:
         """A new trust store or configuration: the failures behind the backoff may be over
@@ -567,9 +577,12 @@ class Poold:
         self.harvest()
 
     def relays_of(self, key: bytes) -> tuple[str, ...]:
-        """The relays pool.conf names for this peer, whichever trust store is in force
-        (configuration versions carry no relays yet)."""
+        """A peer's relays: those the active configuration version names for it, otherwise
+        those pool.conf names for the same key (docs/relay.md section 2)."""
         assert self.conf is not None
+        routes = self.active_routes.get(key)
+        if routes:
+            return tuple(name for name, _ in routes)
         p = self.conf.peer_by_key().get(key)
         return p.relays if p is not None else ()
 

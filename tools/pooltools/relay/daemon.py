@@ -17,6 +17,8 @@ from pooltools.common.fsutil import atomic_write, file_signature
 from pooltools.common.link import SessionLink
 from pooltools.common.sessions import SessionWatcher
 from pooltools.config import conf
+from pooltools.config.store import Routes
+from pooltools.config.versions import VersionRelays
 from pooltools.kernel import uapi
 from pooltools.kernel.device import PoolError
 from pooltools.kernel.netaddr import format_addr
@@ -51,6 +53,8 @@ class RelayDaemon:
         self.enrolment = en.load(enrolment_path)
         self.enrolment_sig = file_signature(enrolment_path)
         self.pool_conf = conf.load(conf_path)
+        self.version_relays = VersionRelays(self.pool_conf.node.state_dir, log)
+        self.active_routes: Routes = {}  # what the configuration version pool.ko runs names
         self.hosts: dict[bytes, str] = {}  # peer key -> address its session comes from
         self.indexes: dict[bytes, int] = {}  # peer key -> the session its channel rides on
         self.relay = Relay(
@@ -87,9 +91,12 @@ class RelayDaemon:
     # ---- who is who
 
     def routes(self) -> dict[bytes, list[bytes]]:
-        """Destination key -> its relays' keys, from pool.conf's [peer] relays."""
+        """Destination key -> its relays' keys: those the active configuration version names,
+        otherwise pool.conf's [peer] relays (poold connects by the same rule)."""
         by_name = {p.name: p.public_key for p in self.pool_conf.peers}
-        return {p.public_key: [by_name[r] for r in p.relays] for p in self.pool_conf.peers if p.relays}
+        routes = {p.public_key: [by_name[r] for r in p.relays] for p in self.pool_conf.peers if p.relays}
+        routes.update({dest: [key for _, key in relays] for dest, relays in self.active_routes.items()})
+        return routes
 
     def _wanted(self, info: Any) -> bool:
         key = bytes(info.peer_public_key)
@@ -123,6 +130,10 @@ class RelayDaemon:
                 del self.relay.channels[key]
                 self.watcher.forget(self.indexes.pop(key, -1))
         self.relay.local_pool = ("127.0.0.1", self.pool_port())
+        try:
+            self.active_routes = self.version_relays.of(self.dev.config_get())
+        except PoolError as exc:
+            log.warning("configuration version not read: %s", exc)
         self.watcher.discover()
 
     def pool_port(self) -> int:
