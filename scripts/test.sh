@@ -12,6 +12,8 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
+# Tests that skip when a prerequisite is missing by hand fail here: the test command runs them all.
+export POOL_TEST_STRICT=1
 logs="${POOL_TEST_LOG_DIR:-.cache/test-logs}"
 mkdir -p "$logs"
 
