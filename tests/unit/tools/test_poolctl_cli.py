@@ -155,6 +155,7 @@ def test_peers_add_list_remove(dev: FakeDevice, capsys: pytest.CaptureFixture[st
     assert rc == 0 and doc["changed"] is False
     rc, doc = jrun(capsys, dev, "peers", "list")
     assert [p["name"] for p in doc["peers"]] == ["node2"]
+    assert jrun(capsys, dev, "peers") == (0, doc)  # no action: the list
     rc, out, _ = run(capsys, dev, "peers", "list")
     assert out.splitlines()[0].split() == ["NAME", "PUBLIC", "KEY", "ENDPOINT", "SESSIONS", "HANDSHAKE", "AUTH", "FAIL"]
     rc, doc = jrun(capsys, dev, "peers", "remove", "node2")
@@ -294,7 +295,7 @@ def test_unloaded_module_mid_way(dev: FakeDevice, capsys: pytest.CaptureFixture[
     [
         [],
         ["bogus"],
-        ["peers"],
+        ["peers", "bogus"],
         ["peers", "add", "x"],
         ["listen", "--port", "70000"],
         ["close", "x"],
@@ -446,6 +447,7 @@ def test_journal_show_verify(dev: FakeDevice, capsys: pytest.CaptureFixture[str]
     assert doc["next_seq"] == 3 and doc["head_hash"] == e["hash"]
     rc, doc = jrun(capsys, dev, "journal", "show", "--limit", "1")
     assert [x["seq"] for x in doc["entries"]] == [2]
+    assert jrun(capsys, dev, "journal")[1]["entries"] == jrun(capsys, dev, "journal", "show")[1]["entries"]
     rc, doc = jrun(capsys, dev, "journal", "verify")
     assert rc == 0 and doc["ok"] is True and doc["checked"] == 3 and doc["problems"] == []
 

@@ -668,7 +668,7 @@ def build_parser() -> Parser:
 
     peers = sub.add_parser("peers", help="the trust store", parents=[common])
     psub = peers.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
-    psub.required = True
+    peers.set_defaults(func=cmd_peers_list)  # `poolctl peers` lists, as `wg show` shows
     sp = add(psub, "add", cmd_peers_add, "trust a peer's public key")
     sp.add_argument("name", help="peer name (1-31 of A-Z a-z 0-9 . _ -)")
     sp.add_argument("public_key", help="peer's public key, base64")
@@ -708,7 +708,7 @@ def build_parser() -> Parser:
 
     jp = sub.add_parser("journal", help="the module's hash-chained journal", parents=[common])
     jsub = jp.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
-    jsub.required = True
+    jp.set_defaults(func=cmd_journal_show, from_seq=0, limit=0)  # `poolctl journal` shows it whole
     sp = add(jsub, "show", cmd_journal_show, "print journal entries (oldest first)")
     sp.add_argument("--from", dest="from_seq", type=_u64, default=0, help="first seq to show")
     sp.add_argument("--limit", "--last", dest="limit", type=int, default=0, help="only the newest N entries")
