@@ -11,7 +11,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 # The lab's default name; helpers and CI may run their own with POOL_LAB_NAME=...
 export POOL_LAB_NAME ?= lab
 
-.PHONY: help bootstrap demo test unit kmod sanity lint molecule bench lab-image lab-up lab-down collection clean \
+.PHONY: help bootstrap demo lab-ssh test unit kmod sanity lint molecule bench lab-image lab-up lab-down collection clean \
 	debug-kernel test-debug soak
 
 help:
@@ -19,6 +19,7 @@ help:
 	@echo "make test   - bootstrap, then every test: unit, kmod builds, sanity, lint, molecule (one shared lab)"
 	@echo "make bench  - benchmarks in the lab (figures and ratios against a same-run baseline)"
 	@echo "make lab-up / lab-down - boot or destroy the lab alone"
+	@echo "make lab-ssh NODE=node1 - a root shell on a lab node"
 	@echo "make debug-kernel - build Debian 12's kernel with KASAN, lockdep, kmemleak (once, cached)"
 	@echo "make test-debug - the transport tests on a lab running that kernel"
 	@echo "make soak   - one session of 16 GiB across the ring counters' wrap, then 30 min of rekeys"
@@ -37,6 +38,10 @@ collection: bootstrap
 demo: bootstrap collection
 	python3 molecule/lab/pool_lab.py up
 	ansible-playbook -i inventories/lab playbooks/site.yml
+	scripts/demo-summary.sh
+
+lab-ssh: bootstrap
+	python3 molecule/lab/pool_lab.py ssh $(or $(NODE),node1)
 
 lab-image: bootstrap
 	python3 molecule/lab/pool_lab.py image
