@@ -126,14 +126,15 @@ def test_signed_statements_agree_with_each_nodes_own_figures(relay: RelayLab) ->
     while True:
         held = {}
         for observer, subject in pairs:
-            mine = next(p for p in relay.status(subject)["peers"] if p["key"] == observer.key)
-            held[(observer.name, subject.name)] = [s for s in mine["statements"] if s["observer"] == observer.name]
+            row = next(p for p in relay.status(subject)["peers"] if p["key"] == observer.key)
+            held[(observer.name, subject.name)] = row["statement_about_this_node"]
         if all(held.values()) or time.monotonic() > deadline:
             break
         time.sleep(5)
     assert all(held.values()), f"statements missing after 150 s: {held}"
     for observer, subject in pairs:
-        st = held[(observer.name, subject.name)][0]
+        st = held[(observer.name, subject.name)]
+        assert st["observer"] == observer.name
         own = relay.figures(observer, subject)
         print(f"{observer.name} about {subject.name}: signed score {st['score']}, its own {own['score']}")
         assert st["score"] == pytest.approx(own["score"], rel=0.01), (st, own)

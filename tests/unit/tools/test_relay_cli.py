@@ -189,3 +189,32 @@ def test_apply_sets_everything_at_once_or_nothing(
         code, doc = apply(text)
         assert code == 2 and why in doc["error"]["why"], doc
     assert en.load(tmp_path / "relay.json").version == 1  # nothing of the bad documents landed
+
+
+def test_status_shows_what_each_peer_signed_about_this_node(tmp_path: Path) -> None:
+    """A peer's statement about this node (its view of what this node relayed for it) shows
+    under that peer in the status, checked against the peer's signing key."""
+    import os
+
+    from pooltools.common import keyfile
+    from pooltools.protocol.x25519 import public_key
+    from pooltools.relay import control, statements
+    from pooltools.relay.daemon import RelayDaemon
+
+    key = tmp_path / "private.key"
+    keyfile.generate(key)
+    (tmp_path / "pool.conf").write_text(POOL_CONF.replace("/etc/pool/private.key", str(key)))
+    peer_private = os.urandom(32)
+    peer = public_key(peer_private)
+    path = tmp_path / "relay.json"
+    en.save(path, en.enrolled(en.Enrolment(relay=True), en.peer(encode_key(peer), "node1")))
+    d = RelayDaemon(FakeDevice, path, tmp_path / "ledger.json", tmp_path / "pool.conf", tmp_path / "status.json")
+    said = statements.Statement(peer, d.public, 5 << 20, 1 << 20, 64 << 20, int(d.clock())).sign(peer_private)
+    reply = d.relay.handle(peer, control.Scores(statements.public_signing_key(peer_private), (said,)))
+    assert control.decode_reply(reply)["taken"] == 1
+    d.write_status()
+    rows = json.loads((tmp_path / "status.json").read_text())["peers"]
+    row = next(r for r in rows if r["name"] == "node1")
+    about_us = row["statement_about_this_node"]
+    assert (about_us["observer"], about_us["contributed"], about_us["consumed"]) == ("node1", 5 << 20, 1 << 20)
+    assert about_us["score"] == round((69 << 20) / (65 << 20), 4) and row["statements"] == []

@@ -113,7 +113,16 @@ def cmd_peers(args: argparse.Namespace, _factory: Callable[[], Any]) -> int:
                 **p.__dict__,
                 **{
                     k: f[k]
-                    for k in ("contributed", "consumed", "score", "tier", "channel", "signing_key", "statements")
+                    for k in (
+                        "contributed",
+                        "consumed",
+                        "score",
+                        "tier",
+                        "channel",
+                        "signing_key",
+                        "statement_about_this_node",
+                        "statements",
+                    )
                     if k in f
                 },
             }

@@ -14,6 +14,7 @@ from typing import Any
 
 from pooltools.common import keyfile
 from pooltools.common.fsutil import atomic_write, file_signature
+from pooltools.common.jsonmsg import Refusal
 from pooltools.common.link import SessionLink
 from pooltools.common.sessions import SessionWatcher
 from pooltools.config import conf
@@ -26,7 +27,7 @@ from pooltools.protocol.keys import decode_key, encode_key
 from pooltools.protocol.x25519 import public_key as x25519_public
 from pooltools.relay import control, statements
 from pooltools.relay import enrolment as en
-from pooltools.relay.channel import ControlChannel
+from pooltools.relay.channel import ChannelClosed, ControlChannel
 from pooltools.relay.ledger import Ledger
 from pooltools.relay.service import Relay, Signed
 
@@ -185,7 +186,9 @@ class RelayDaemon:
                     "channel": key in self.relay.channels and not self.relay.channels[key].closed.is_set(),
                     **self.relay.figures(key),
                     "signing_key": encode_key(self.relay.signing_keys[key]) if key in self.relay.signing_keys else None,
-                    # what others signed about this peer (docs/relay.md section 6a)
+                    # what this peer signed about this node, and what others signed about this
+                    # peer (docs/relay.md section 6a)
+                    "statement_about_this_node": self._statement_doc(self.relay.held(key, self.public)),
                     "statements": [self._statement_doc(t) for t in self.relay.held_about(key)],
                 }
             )
@@ -213,7 +216,9 @@ class RelayDaemon:
             ],
         }
 
-    def _statement_doc(self, t: Signed) -> dict[str, Any]:
+    def _statement_doc(self, t: Signed | None) -> dict[str, Any] | None:
+        if t is None:
+            return None
         st = t.statement
         return {
             "observer": self.name(st.observer),
@@ -250,8 +255,22 @@ class RelayDaemon:
             mine = self.relay.statement_of(own, key).sign(self.static_private)
             passed_on = [t.signed for t in vouchers if t.statement.observer != key]
             req = control.Scores(self.signing_key, (mine, *passed_on[: control.MAX_STATEMENTS - 1]))
-            with contextlib.suppress(Exception):
-                self.workers.submit(ch.ask, req)
+            with contextlib.suppress(RuntimeError):  # the pool shuts down: the relay stops
+                self.workers.submit(self._report, key, ch, req)
+
+    def _report(self, key: bytes, ch: ControlChannel, req: control.Scores) -> None:
+        """One scores message; what the peer did with it is logged (nothing else depends on it)."""
+        try:
+            answer = control.decode_reply(ch.ask(req))
+        except (ChannelClosed, Refusal) as exc:
+            log.info("scores to %s: %s", self.name(key), exc)
+            return
+        log.debug(
+            "scores to %s: %d statement(s) taken, %d with an observer it never met",
+            self.name(key),
+            answer.get("taken", 0),
+            answer.get("unknown_observer", 0),
+        )
 
     async def run(self, relay_listen: tuple[str | None, int], door: tuple[str, int], stop: asyncio.Event) -> None:
         started = asyncio.Event()

@@ -143,6 +143,11 @@ class Relay:
                 int(now),
             )
 
+    def held(self, observer: bytes, subject: bytes) -> Signed | None:
+        """observer's latest statement about subject, if this node holds one."""
+        with self.lock:
+            return self.statements.get((observer, subject))
+
     def held_about(self, subject: bytes) -> list[Signed]:
         with self.lock:
             return [t for (_o, s), t in sorted(self.statements.items()) if s == subject]
