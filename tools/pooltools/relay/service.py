@@ -259,16 +259,19 @@ class Relay:
         if grant is None:
             log.info("relay port: unknown, used or expired ticket from %s", conn.getpeername())
             return
-        loop = asyncio.get_running_loop()
+        onward = (grant.host, grant.port) if isinstance(grant, Forward) else self.local_pool
         try:
-            if isinstance(grant, Forward):
-                target = await asyncio.wait_for(connect(grant.host, grant.port), HANDSHAKE_WAIT)
-                await loop.sock_sendall(target, grant.ticket)
-            else:
-                target = await asyncio.wait_for(connect(*self.local_pool), HANDSHAKE_WAIT)
+            target = await asyncio.wait_for(connect(*onward), HANDSHAKE_WAIT)
         except (TimeoutError, OSError) as exc:
             log.warning("relay port: onward connection failed: %s", exc)
             return
+        if isinstance(grant, Forward):
+            try:
+                await asyncio.get_running_loop().sock_sendall(target, grant.ticket)
+            except OSError as exc:
+                target.close()
+                log.warning("relay port: onward connection failed: %s", exc)
+                return
         if isinstance(grant, Forward):
             c = Carried("relay", (grant.source, grant.dest), b"", self.clock())
             c.flow.on_bytes = self.count(grant.source, "consumed")
