@@ -127,8 +127,8 @@ class Listener:
     async def _serve(self, conn: socket.socket) -> None:
         try:
             await self._on_connection(conn)
-        except Exception:
-            log.exception("connection from %s", conn.getpeername() if conn.fileno() >= 0 else "?")
+        except Exception:  # a bug costs this connection, not the listener
+            log.exception("relayed connection on port %d failed", self.port)
         finally:
             if conn.fileno() >= 0:  # refused: what it sent is dropped, so that it sees a FIN, not a reset
                 _discard_input(conn)
