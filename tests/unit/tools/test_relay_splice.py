@@ -174,15 +174,19 @@ async def _tcp_pair() -> tuple[socket.socket, socket.socket]:
 
 def test_the_last_words_of_an_end_that_resets_reach_the_other_end() -> None:
     """B sends its last bytes and resets while A keeps sending (docs/protocol.md section 4: a
-    CLOSE followed by a reset): asyncio's reader would discard what it buffered, and closing A's
-    side with A's bytes unread resets A too. A still gets every byte B sent."""
+    CLOSE followed by a reset): asyncio's reader would discard what it buffered, closing A's side
+    with A's bytes unread resets A too, and the direction towards B failing (B is gone) must not
+    stop the direction from B. A still gets every byte B sent."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         a, a_in = await _tcp_pair()
         b, b_in = await _tcp_pair()
+        # small buffers towards A: when B resets, most of its last words still wait in the relay
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        a_in.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         task = asyncio.create_task(splice(a_in, b_in, Flow()))
-        last_words = os.urandom(1 << 20)
+        last_words = os.urandom(3 << 20)
         flooding = True
 
         async def flood() -> None:  # A never stops sending: the relay always has A's bytes unread

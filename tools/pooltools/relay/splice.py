@@ -243,10 +243,16 @@ async def pump(
             left = got
             while left:
                 n = await admit(left) if admit else left
-                if flip_at is not None and offset <= flip_at < offset + n:
-                    await _flip_one(pipe_out, dest, n, flip_at - offset)
-                else:
-                    await _drain(pipe_out, dest, n)
+                try:
+                    if flip_at is not None and offset <= flip_at < offset + n:
+                        await _flip_one(pipe_out, dest, n, flip_at - offset)
+                    else:
+                        await _drain(pipe_out, dest, n)
+                except (ConnectionError, TimeoutError) as exc:
+                    # dest is gone: stop here, but not the other direction, which still
+                    # forwards what dest sent before it went (the CLOSE before its reset)
+                    log.debug("relayed connection: the receiving end went away: %s", exc)
+                    return
                 count(n)
                 offset += n
                 left -= n
