@@ -124,7 +124,8 @@ class VersionRelays:
         self.seen: tuple[int, bytes] | None = None
         self.routes: Routes = {}
 
-    def of(self, cur: uapi.PoolConfig) -> Routes:
+    def follow(self, cur: uapi.PoolConfig) -> None:
+        """routes for the version cur says pool.ko runs (the store is read when it changed)."""
         ref = (cur.version, bytes(cur.hash))
         if ref != self.seen:
             self.seen, self.routes = ref, {}
@@ -136,7 +137,6 @@ class VersionRelays:
                     self.log.warning("configuration version %d: relays not read: %s", cur.version, exc)
                 if active is not None:
                     self.routes = relay_routes(active.config)
-        return self.routes
 
 
 def apply_version(

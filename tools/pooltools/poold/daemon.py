@@ -176,7 +176,6 @@ class Poold:
         # version 0, the kernel's (the active version's) otherwise
         self.targets: dict[bytes, conf.PeerConf] = {}
         self.version_relays: VersionRelays | None = None  # the active version's relays, read once per version
-        self.active_routes: dict[bytes, tuple[tuple[str, bytes], ...]] = {}
 
     # ---- configuration
 
@@ -312,7 +311,7 @@ class Poold:
         assert self.conf is not None
         if self.version_relays is None:
             self.version_relays = VersionRelays(self.conf.node.state_dir, log)
-        self.active_routes = self.version_relays.of(cur)
+        self.version_relays.follow(cur)
 
     def retry_now(self, why: str) -> None:
         """A new trust store or configuration: the failures behind the backoff may be over
@@ -580,7 +579,7 @@ class Poold:
         """A peer's relays: those the active configuration version names for it, otherwise
         those pool.conf names for the same key (docs/relay.md section 2)."""
         assert self.conf is not None
-        routes = self.active_routes.get(key)
+        routes = self.version_relays.routes.get(key) if self.version_relays else None
         if routes:
             return tuple(name for name, _ in routes)
         p = self.conf.peer_by_key().get(key)

@@ -18,7 +18,6 @@ from pooltools.common.jsonmsg import Refusal
 from pooltools.common.link import SessionLink
 from pooltools.common.sessions import SessionWatcher
 from pooltools.config import conf
-from pooltools.config.store import Routes
 from pooltools.config.versions import VersionRelays
 from pooltools.kernel import uapi
 from pooltools.kernel.device import PoolError
@@ -54,8 +53,8 @@ class RelayDaemon:
         self.enrolment = en.load(enrolment_path)
         self.enrolment_sig = file_signature(enrolment_path)
         self.pool_conf = conf.load(conf_path)
+        # the relays the configuration version pool.ko runs names, read once per version
         self.version_relays = VersionRelays(self.pool_conf.node.state_dir, log)
-        self.active_routes: Routes = {}  # what the configuration version pool.ko runs names
         self.hosts: dict[bytes, str] = {}  # peer key -> address its session comes from
         self.indexes: dict[bytes, int] = {}  # peer key -> the session its channel rides on
         self.relay = Relay(
@@ -96,7 +95,7 @@ class RelayDaemon:
         otherwise pool.conf's [peer] relays (poold connects by the same rule)."""
         by_name = {p.name: p.public_key for p in self.pool_conf.peers}
         routes = {p.public_key: [by_name[r] for r in p.relays] for p in self.pool_conf.peers if p.relays}
-        routes.update({dest: [key for _, key in relays] for dest, relays in self.active_routes.items()})
+        routes.update({dest: [key for _, key in relays] for dest, relays in self.version_relays.routes.items()})
         return routes
 
     def _wanted(self, info: Any) -> bool:
@@ -132,7 +131,7 @@ class RelayDaemon:
                 self.watcher.forget(self.indexes.pop(key, -1))
         self.relay.local_pool = ("127.0.0.1", self.pool_port())
         try:
-            self.active_routes = self.version_relays.of(self.dev.config_get())
+            self.version_relays.follow(self.dev.config_get())
         except PoolError as exc:
             log.warning("configuration version not read: %s", exc)
         self.watcher.discover()
