@@ -131,7 +131,7 @@ def test_signed_statements_agree_with_each_nodes_own_figures(relay: RelayLab) ->
         for observer, subject in pairs:
             row = next(p for p in relay.status(subject)["peers"] if p["key"] == observer.key)
             held[(observer.name, subject.name)] = row["statement_about_this_node"]
-        fresh = all(st and st["at"] > began[observer] for (observer, _), st in held.items())
+        fresh = all(st and st["at"] > began[observer] for (observer, _subject), st in held.items())
         if fresh or time.monotonic() > deadline:
             break
         time.sleep(5)
