@@ -8,7 +8,7 @@
 # Not part of `make test` (the debug kernel roughly triples the transport tests' time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export POOL_LAB_KERNEL=debug POOL_LAB_NAME="${POOL_DEBUG_LAB:-debug}"
+export POOL_LAB_KERNEL=debug POOL_LAB_NAME="${POOL_DEBUG_LAB:-debug}" POOL_TEST_FULL=1
 debug_dir="$(scripts/build-debug-kernel.sh)"
 # The fleet builder (this controller, site.yml's default package mode) builds pool.ko against
 # the debug kernel's headers, which are in no archive: install them here from the build.

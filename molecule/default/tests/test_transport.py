@@ -45,7 +45,11 @@ WORK = "/root/ktest"
 PORT = 9253
 REF_PORT = 9300  # where a reference peer serves inside a VM
 BAD_KERNEL_LINES = re.compile(r"BUG|WARNING|Oops|Call Trace")
-BULK_BYTES = 1 << 30
+# `make test` must fit CI's 40 minutes with every scenario, so it moves less than the issues'
+# must-shows did; POOL_TEST_FULL=1 (`make test-debug`, or by hand) moves their full sizes. The
+# send ring's counter wrap has a kernel self-test of its own, and `make soak` moves 16 GiB.
+FULL_SIZES = os.environ.get("POOL_TEST_FULL") == "1"
+BULK_BYTES = (1 << 30) if FULL_SIZES else (256 << 20)
 # 10,000 in `make test`; `make soak` runs the fuzz test with 100,000 (POOL_FUZZ_COUNT)
 FUZZ_COUNT = int(os.environ.get("POOL_FUZZ_COUNT", "10000"))
 PERSISTED_JOURNAL = "/var/lib/pool/journal.jsonl"
@@ -254,7 +258,7 @@ def delta(before: dict, after: dict, *names: str) -> dict:
     return {k: after[k] - before[k] for k in names}
 
 
-# ---- 1. sessions both ways, 1 GiB with a SHA-256 match ---------------------------
+# ---- 1. sessions both ways, 256 MiB (1 GiB in full) with a SHA-256 match ----------
 
 
 def _new_session_index(node: Node, peer: Node, exclude: set[int], timeout: float = 60) -> int:
@@ -296,7 +300,8 @@ def test_bulk_sessions_both_directions(lab: Lab) -> None:
     big = _bulk_over_new_session(lab, n1, n2, BULK_BYTES)
     big_s = time.monotonic() - t0
     print(
-        f"\n1 GiB node1 -> node2 over a node1-initiated session: {big['seconds']} s, {big['throughput_mbit_s']} Mbit/s"
+        f"\n{BULK_BYTES >> 20} MiB node1 -> node2 over a node1-initiated session: {big['seconds']} s,"
+        f" {big['throughput_mbit_s']} Mbit/s"
     )
     assert big["sha256_ok"], f"SHA-256 mismatch at node2: {big}"
     assert big["server_bytes"] == BULK_BYTES
@@ -306,7 +311,7 @@ def test_bulk_sessions_both_directions(lab: Lab) -> None:
         f"64 MiB node2 -> node1 over a node2-initiated session: {back['seconds']} s, {back['throughput_mbit_s']} Mbit/s"
     )
     assert back["sha256_ok"], f"SHA-256 mismatch at node1: {back}"
-    lab.timings["bulk_1gib_s"] = big_s
+    lab.timings["bulk_s"] = big_s
     lab.timings["bulk_back_s"] = time.monotonic() - t1
     # the roles each side played in its own session, as pool.ko reports them
     roles = {}
@@ -365,17 +370,18 @@ def test_handshake_refused_counted_journaled(lab: Lab, case: str) -> None:
     assert not n2.live_with(pub(n1, "stranger")), "a session with the untrusted key exists on node2"
 
 
-# ---- 3. rekey every 10 s under traffic -----------------------------------------------
+# ---- 3. rekey every 5 s under traffic ------------------------------------------------
 
 
 def test_rekey_under_continuous_traffic(lab: Lab) -> None:
     n1, n2 = lab.n1, lab.n2
     s1 = n1.live_with(n2.key)[0]
     s2 = n2.live_with(n1.key)[0]
-    seconds = 70
+    # rekey_seconds at its minimum (5): 45 s of traffic see about 9 rekeys on each side
+    seconds = 45
     nonce = uuid.uuid4().hex[:7]
     rekey_before = n2.poolctl("config", "show")["rekey_seconds"]
-    with tunables([n1, n2], rekey_seconds=10):
+    with tunables([n1, n2], rekey_seconds=5):
         recv2 = _bg(
             n2.run,
             f"{n2.py} {PROBE} seq-recv --peer {n1.key} --channel 9 --timeout {seconds + 120} --nonce {nonce}a",
