@@ -1,7 +1,10 @@
-"""The stdlib helpers import and work without `cryptography` (the CLIs on nodes need no extra package)."""
+"""Without `cryptography` (python3-cryptography on the nodes) the parts that need no key still
+import and work, and every tool that needs a key says which package is missing."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,18 +32,54 @@ def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_stdlib_modules_without_cryptography() -> None:
+def test_keyless_modules_without_cryptography() -> None:
     p = run(
         "from pooltools.protocol import x25519, keys, address, wire, noise, session\n"
-        "k = x25519.generate_private(); pub = x25519.public_key(k)\n"
+        "pub = bytes(range(1, 33))\n"
         "assert keys.decode_key(keys.encode_key(pub)) == pub\n"
         "print(address.format_address(address.pool_address(pub)))\n"
         "print(len(noise.hkdf(b's', b'i', b'l', 176)), wire.Header.decode(wire.Header(3, 1, payload_len=16).encode()).type)\n"
+        "try:\n"
+        "    x25519.generate_private()\n"
+        "except x25519.BackendMissing as exc:\n"
+        "    print(exc)\n"
         "assert 'cryptography' not in sys.modules\n"
     )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[0].startswith("00010001:")
-    assert p.stdout.splitlines()[1] == "176 3"
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("00010001:")
+    assert lines[1] == "176 3"
+    assert lines[2].startswith("X25519 keys need the 'cryptography' package") and "python3-cryptography" in lines[2]
+
+
+def test_poolctl_says_what_is_missing(tmp_path: Path) -> None:
+    p = run(
+        "from pooltools.poolctl import cli\nsys.exit(cli.main(['--json', 'identity', 'generate', '--key-file', sys.argv[1]]))\n",
+        str(tmp_path / "private.key"),
+    )
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stderr.startswith("poolctl: python3-cryptography: X25519 keys need"), p.stderr
+    assert json.loads(p.stdout)["error"]["what"] == "python3-cryptography"
+    assert not (tmp_path / "private.key").exists()
+
+
+def test_poold_says_what_is_missing(tmp_path: Path) -> None:
+    from pooltools.common import keyfile
+
+    key = tmp_path / "private.key"
+    keyfile.generate(key)
+    peer = base64.b64encode(bytes(range(1, 33))).decode()
+    (tmp_path / "pool.conf").write_text(
+        f"[node]\nprivate_key_file = {key}\n[peer node2]\npublic_key = {peer}\nendpoint = 192.0.2.2:9253\n"
+    )
+    p = run(
+        "from pooltools.poold import daemon\n"
+        "sys.exit(daemon.main(['--config', sys.argv[1], '--device', sys.argv[2], '--wait-module', '0']))\n",
+        str(tmp_path / "pool.conf"),
+        str(tmp_path / "no-device"),
+    )
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stderr.startswith("poold: X25519 keys need the 'cryptography' package"), p.stderr
 
 
 def test_refpeer_says_what_is_missing() -> None:
@@ -51,30 +90,3 @@ def test_refpeer_says_what_is_missing() -> None:
     )
     assert p.returncode == 1
     assert "cryptography" in p.stderr and p.stderr.startswith("refpeer: connect:")
-
-
-def test_the_relay_works_without_cryptography_and_signs_nothing(tmp_path: Path) -> None:
-    """Without python3-cryptography a relay still relays: it sends no statements and takes
-    none (docs/relay.md 6a), instead of failing to start."""
-    from pooltools.common import keyfile
-
-    key = tmp_path / "private.key"
-    keyfile.generate(key)
-    (tmp_path / "pool.conf").write_text(f"[node]\nprivate_key_file = {key}\n")
-    p = run(
-        "from pathlib import Path\n"
-        "from pooltools.kernel.fakedevice import FakeDevice\n"
-        "from pooltools.relay import control, statements\n"
-        "from pooltools.relay.daemon import RelayDaemon\n"
-        "d = Path(sys.argv[1])\n"
-        "r = RelayDaemon(FakeDevice, d / 'relay.json', d / 'ledger.json', d / 'pool.conf', None)\n"
-        "assert r.static_private is None and r.public and not statements.available()\n"
-        "r.send_reports()\n"
-        "req = control.Scores(bytes(32), ({'statement': '{}', 'signature': ''},))\n"
-        "print(control.decode_reply(r.relay.handle(bytes(32), req)))\n"
-        "assert 'cryptography' not in sys.modules\n",
-        str(tmp_path),
-    )
-    assert p.returncode == 0, p.stderr
-    assert "python3-cryptography is not installed" in p.stderr
-    assert p.stdout.strip() == "{'ok': True, 'taken': 0, 'unknown_observer': 1}"

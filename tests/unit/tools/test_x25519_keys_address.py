@@ -1,4 +1,4 @@
-"""Stdlib helpers: X25519 against RFC 7748 and `cryptography`, key text form, POOL addresses."""
+"""X25519 (on cryptography) against RFC 7748, key text form, POOL addresses."""
 
 from __future__ import annotations
 
@@ -81,19 +81,6 @@ def test_wrong_lengths() -> None:
         x25519.public_key(b"\x01" * 31)
     with pytest.raises(ValueError, match="public key must be 32 bytes"):
         x25519.x25519(bytes(32), b"\x09")
-
-
-def test_matches_cryptography() -> None:
-    xc = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.x25519")
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    for _ in range(5):
-        a, b = x25519.generate_private(), x25519.generate_private()
-        ka = xc.X25519PrivateKey.from_private_bytes(a)
-        kb = xc.X25519PrivateKey.from_private_bytes(b)
-        pub_b = kb.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        assert x25519.public_key(b) == pub_b
-        assert x25519.x25519(a, pub_b) == ka.exchange(kb.public_key())
 
 
 # ---- keys ----

@@ -34,6 +34,7 @@ from pooltools.kernel.device import (
 from pooltools.kernel.netaddr import format_endpoint, parse_endpoint
 from pooltools.protocol.address import format_address, pool_address
 from pooltools.protocol.keys import encode_key
+from pooltools.protocol.x25519 import BackendMissing
 from pooltools.protocol.x25519 import public_key as x25519_public
 
 PROG = "poolctl"
@@ -759,6 +760,8 @@ def main(argv: Sequence[str] | None = None, device_factory: DeviceFactory | None
         return args.func(args, out, factory)
     except PoolError as exc:
         return _fail(out, exc.what, exc.why, exc.exit_code)
+    except BackendMissing as exc:
+        return _fail(out, "python3-cryptography", str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail(out, "interrupted", "Ctrl-C", EXIT_FAILURE)
     except BrokenPipeError:

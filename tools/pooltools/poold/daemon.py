@@ -61,6 +61,7 @@ from pooltools.kernel.device import (
 )
 from pooltools.kernel.netaddr import Endpoint
 from pooltools.protocol.keys import encode_key
+from pooltools.protocol.x25519 import BackendMissing
 from pooltools.protocol.x25519 import public_key as x25519_public
 
 log = logging.getLogger("poold")
@@ -867,6 +868,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except BackendMissing as exc:
+        print(f"poold: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.check_config is not None:
         path = args.check_config or args.config
         try:

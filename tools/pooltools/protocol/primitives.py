@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any
 
-from . import wire
+from . import wire, x25519
 from .errors import ChallengeTooHardError, LowOrderPointError
 from .wire import Header
-from .x25519 import clamp
 
 NAME = b"POOL/1 X25519 ChaChaPoly SHA256"
 LABEL_MAC = b"POOL/1 mac"
@@ -71,35 +68,19 @@ def mix(ck: bytes, dh_out: bytes) -> tuple[bytes, bytes]:
     return okm[:32], okm[32:]
 
 
-def _x() -> Any:
-    from cryptography.hazmat.primitives.asymmetric import x25519 as xc
-
-    return xc
-
-
 def dh(private: bytes, public: bytes) -> bytes:
     """X25519; LowOrderPointError on an all-zero result."""
-    xc = _x()
     try:
-        out = xc.X25519PrivateKey.from_private_bytes(bytes(private)).exchange(
-            xc.X25519PublicKey.from_public_bytes(bytes(public))
-        )
-    except ValueError as exc:  # cryptography refuses all-zero results itself
+        return x25519.x25519(private, public)
+    except ValueError as exc:
         raise LowOrderPointError("X25519 result is all zero (low-order point)") from exc
-    if not any(out):
-        raise LowOrderPointError("X25519 result is all zero (low-order point)")
-    return out
 
 
-def public_key(private: bytes) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    key = _x().X25519PrivateKey.from_private_bytes(bytes(private))
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+public_key = x25519.public_key
 
 
 def generate_keypair() -> tuple[bytes, bytes]:
-    secret = clamp(os.urandom(32))
+    secret = x25519.generate_private()
     return secret, public_key(secret)
 
 

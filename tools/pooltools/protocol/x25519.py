@@ -1,20 +1,35 @@
-"""Pure-Python X25519 (RFC 7748), standard library only.
+"""X25519 (RFC 7748) keys and key agreement, done by ``cryptography`` (OpenSSL).
 
-Slow (a few milliseconds per scalar multiplication) but enough for key
-generation and tests on nodes without the ``cryptography`` package. The
-reference peer uses ``cryptography`` for speed.
+The nodes get it from Debian (python3-cryptography, installed by role pool.ops.node). It is
+imported on first use, so that the parts of the tools that need no key (the codec, the
+journal, the kernel binding) still import without it, and a tool that needs a key says
+which package is missing instead of failing at import.
 """
 
 from __future__ import annotations
 
-import os
+from types import ModuleType
 
-__all__ = ["KEY_LEN", "clamp", "generate_private", "public_key", "x25519"]
+__all__ = ["KEY_LEN", "BackendMissing", "clamp", "generate_private", "public_key", "x25519"]
 
 KEY_LEN = 32
-_P = 2**255 - 19
-_A24 = 121665
 _BASE = (9).to_bytes(32, "little")
+
+
+class BackendMissing(ImportError):
+    """python3-cryptography is not installed, and an X25519 operation needs it."""
+
+
+def _backend() -> ModuleType:
+    try:
+        from cryptography.hazmat.primitives.asymmetric import x25519 as backend
+    except ImportError as exc:
+        raise BackendMissing(
+            "X25519 keys need the 'cryptography' package, which is not installed"
+            " (Debian: apt install python3-cryptography)",
+            name="cryptography",
+        ) from exc
+    return backend
 
 
 def _check(name: str, value: bytes) -> None:
@@ -25,7 +40,8 @@ def _check(name: str, value: bytes) -> None:
 
 
 def clamp(scalar: bytes) -> bytes:
-    """Return the RFC 7748 clamped form of a 32-byte scalar."""
+    """The RFC 7748 clamped form of a 32-byte scalar (how the key is stored and shown;
+    X25519 itself clamps whatever it is given)."""
     _check("scalar", scalar)
     k = bytearray(scalar)
     k[0] &= 248
@@ -34,64 +50,36 @@ def clamp(scalar: bytes) -> bytes:
     return bytes(k)
 
 
-def _decode_scalar(k: bytes) -> int:
-    return int.from_bytes(clamp(k), "little")
-
-
-def _decode_u(u: bytes) -> int:
-    b = bytearray(u)
-    b[31] &= 127  # RFC 7748 5: mask the most significant bit
-    return int.from_bytes(b, "little") % _P
-
-
-def _ladder(k: int, u: int) -> int:
-    x1 = u
-    x2, z2 = 1, 0
-    x3, z3 = u, 1
-    swap = 0
-    for t in reversed(range(255)):
-        k_t = (k >> t) & 1
-        swap ^= k_t
-        if swap:
-            x2, x3 = x3, x2
-            z2, z3 = z3, z2
-        swap = k_t
-        a = (x2 + z2) % _P
-        aa = a * a % _P
-        b = (x2 - z2) % _P
-        bb = b * b % _P
-        e = (aa - bb) % _P
-        c = (x3 + z3) % _P
-        d = (x3 - z3) % _P
-        da = d * a % _P
-        cb = c * b % _P
-        x3 = (da + cb) % _P
-        x3 = x3 * x3 % _P
-        z3 = (da - cb) % _P
-        z3 = x1 * (z3 * z3 % _P) % _P
-        x2 = aa * bb % _P
-        z2 = e * ((aa + _A24 * e) % _P) % _P
-    if swap:
-        x2, x3 = x3, x2
-        z2, z3 = z3, z2
-    return x2 * pow(z2, _P - 2, _P) % _P
-
-
 def x25519(private: bytes, public: bytes) -> bytes:
-    """X25519(private, public); raises ValueError on an all-zero (low-order) result."""
+    """X25519(private, public); ValueError on an all-zero (low-order) result."""
     _check("private key", private)
     _check("public key", public)
-    out = _ladder(_decode_scalar(bytes(private)), _decode_u(bytes(public))).to_bytes(32, "little")
-    if out == bytes(32):
+    backend = _backend()
+    try:
+        out = backend.X25519PrivateKey.from_private_bytes(bytes(private)).exchange(
+            backend.X25519PublicKey.from_public_bytes(bytes(public))
+        )
+    except ValueError as exc:  # OpenSSL refuses an all-zero result itself
+        raise ValueError("X25519 result is all zero: the public key is a low-order point") from exc
+    if not any(out):
         raise ValueError("X25519 result is all zero: the public key is a low-order point")
     return out
 
 
 def generate_private() -> bytes:
-    """A new clamped 32-byte private key from os.urandom."""
-    return clamp(os.urandom(KEY_LEN))
+    """A new private key from the operating system's random source, in clamped form."""
+    backend = _backend()
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = backend.X25519PrivateKey.generate()
+    return clamp(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
 
 
 def public_key(private: bytes) -> bytes:
     """The public key (u-coordinate) of a private key."""
-    return x25519(private, _BASE)
+    _check("private key", private)
+    backend = _backend()
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = backend.X25519PrivateKey.from_private_bytes(bytes(private))
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)

@@ -28,6 +28,7 @@ from pooltools.kernel.device import (
     PoolError,
 )
 from pooltools.kernel.netaddr import format_addr
+from pooltools.protocol.x25519 import BackendMissing
 from pooltools.relay import control
 from pooltools.relay import enrolment as en
 from pooltools.relay.daemon import RelayDaemon
@@ -298,6 +299,8 @@ def main(argv: list[str] | None = None, device_factory: Callable[[], Any] | None
         return fail(PROG, args, "configuration", str(exc), EXIT_USAGE)
     except PoolError as exc:
         return fail(PROG, args, exc.what, exc.why, exc.exit_code)
+    except BackendMissing as exc:
+        return fail(PROG, args, "python3-cryptography", str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return fail(PROG, args, "interrupted", "Ctrl-C", EXIT_FAILURE)
     except OSError as exc:

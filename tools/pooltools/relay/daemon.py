@@ -80,13 +80,7 @@ class RelayDaemon:
         except PoolError as exc:
             log.warning("no signed statements: %s", exc)
             return None, b"", b""
-        try:
-            signing = statements.public_signing_key(private)
-        except ImportError:
-            # nodes need only the standard library; signing takes python3-cryptography
-            log.warning("no signed statements: python3-cryptography is not installed")
-            return None, x25519_public(private), b""
-        return private, x25519_public(private), signing
+        return private, x25519_public(private), statements.public_signing_key(private)
 
     # ---- who is who
 

@@ -33,15 +33,6 @@ class UnknownObserver(StatementError):
     """A well-formed statement whose observer has no signing key known here."""
 
 
-def available() -> bool:
-    """Whether this node can sign and check statements (python3-cryptography installed)."""
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def signing_key(static_private: bytes):  # -> Ed25519PrivateKey (imported lazily)
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
