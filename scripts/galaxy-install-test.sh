@@ -64,6 +64,12 @@ done
 junk="$(cd "$installed" && find . \( -name .venv -o -name .cache -o -name __pycache__ -o -name '*.pyc' \
 	-o -name '*.ko' -o -name '*.o' -o -name '*.egg-info' -o -path ./tools/build -o -name .git \) -print | head -5)"
 [ -z "$junk" ] || { echo "galaxy-install-test: build output or caches in the collection: $junk" >&2; exit 1; }
+dev_only=()
+for f in molecule scripts kmod/tests inventories/lab tests/unit/tools tests/unit/lab Makefile run requirements.txt; do
+	[ ! -e "$installed/$f" ] || dev_only+=("$f")
+done
+[ "${#dev_only[@]}" -eq 0 ] ||
+	{ echo "galaxy-install-test: development-only paths in the collection: ${dev_only[*]}" >&2; exit 1; }
 
 cd "$tmp"
 if [ -z "$inventory" ]; then

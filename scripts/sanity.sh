@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# ansible-test sanity on a clean copy of the collection.
+# ansible-test sanity on the collection as its built tarball installs it.
 #
 # ansible-test wants the collection at .../ansible_collections/pool/ops and
-# tests every file it finds there, so this copies the files git knows (tracked,
-# plus new files not ignored by .gitignore: no caches, no venv, no build
-# output) into a temporary tree, runs the sanity tests there and removes it.
+# tests every file it finds there, so this builds the tarball, installs it into
+# a temporary tree, runs the sanity tests there and removes it.
 #
 # No docker here: the tests run --local from a venv of their own
 # (.cache/sanity-venv, with the ansible-core pinned in requirements.txt), and
@@ -64,30 +63,20 @@ fi
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/pool-sanity.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 dest="$tmp/ansible_collections/pool/ops"
-mkdir -p "$dest"
 
-# What ansible-test checks is the Ansible content (plugins, roles, playbooks,
-# their tests, meta, docs). Left out, because they are not Ansible plugins and
-# ansible-test's plugin rules (pylint's ban on "_" names, module shebangs) do
-# not fit them; ruff (make lint) and their own tests (make unit, make kmod)
-# cover them instead:
-#   tools/            the pooltools Python application (Python >= 3.11)
-#   kmod/             the kernel module (C)
-#   molecule/lab/     the QEMU lab driver run on the controller
-#   scripts/*.py      host-side generators
-#   tests/unit/tools/ the tools' unit tests
-EXCLUDE='^(tools/|kmod/|molecule/lab/|scripts/[^/]*\.py$|tests/unit/tools/)'
-
-cd "$root"
-git ls-files -z --cached --others --exclude-standard |
-	while IFS= read -r -d '' f; do
-		if [ -e "$f" ] && ! [[ "$f" =~ $EXCLUDE ]]; then printf '%s\0' "$f"; fi
-	done |
-	rsync -a --from0 --files-from=- ./ "$dest/"
+# The collection exactly as users get it: built with ansible-galaxy (galaxy.yml's build_ignore
+# leaves the development-only paths out) and installed from the tarball. Every test, no
+# ignore file.
+"$venv/bin/ansible-galaxy" collection build --output-path "$tmp/build" "$root" >/dev/null
+ANSIBLE_COLLECTIONS_PATH="$tmp" "$venv/bin/ansible-galaxy" collection install --offline -p "$tmp" "$tmp"/build/pool-ops-*.tar.gz >/dev/null
+if [ -e "$dest/tests/sanity" ]; then
+	echo "sanity: the collection ships tests/sanity (ignore files): remove them, fix the findings" >&2
+	exit 1
+fi
 
 cd "$dest"
 # ansible-test lists files with git when it finds a repository; give it one
-# holding exactly the copied files.
+# holding exactly the installed files.
 git init -q . && git add -A . && git -c user.name=sanity -c user.email=sanity@localhost commit -qm sanity
 
 "$venv/bin/ansible-test" sanity --local --requirements --python "$python_version" --color no "$@"

@@ -166,7 +166,7 @@ def parse(text: str, filename: str = "pool.conf") -> PoolConf:
         seen_keys[p.public_key] = name
         out.append(p)
     names = {p.name for p in out}
-    for p, (_, _, vals) in zip(out, peers, strict=True):
+    for p, (_name, _line, vals) in zip(out, peers, strict=True):
         for relay in p.relays:
             if relay == p.name or relay not in names:
                 why = "is the peer itself" if relay == p.name else "is no [peer] section of this file"

@@ -264,7 +264,7 @@ class JournalFile:
                 os.fsync(f.fileno())
         self.head = entries[-1] if entries else None
         if self.head is None and self.rotated(1).exists():
-            older, _ = read_file(self.rotated(1))
+            older, _good = read_file(self.rotated(1))
             self.head = older[-1] if older else None
         return entries
 

@@ -582,7 +582,7 @@ class Poold:
         assert self.conf is not None
         routes = self.version_relays.routes.get(key) if self.version_relays else None
         if routes:
-            return tuple(name for name, _ in routes)
+            return tuple(name for name, _key in routes)
         p = self.conf.peer_by_key().get(key)
         return p.relays if p is not None else ()
 

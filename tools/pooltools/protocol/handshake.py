@@ -167,7 +167,7 @@ class Initiator:
         ack = wire.HsAck.decode(payload)
         # both ids enter the transcript: a rewritten rid fails the confirm tag
         h = sha256(self.h, self.iid, hdr.rid, ack.ephemeral)
-        ck, _ = mix(self.ck, dh(self.e, ack.ephemeral))
+        ck, _key = mix(self.ck, dh(self.e, ack.ephemeral))
         ck, k = mix(ck, dh(self.s, ack.ephemeral))
         if aead_decrypt(k, ZERO_NONCE, ack.confirm, h) != b"":
             raise AuthFailError("ACK confirm tag does not verify")
@@ -306,7 +306,7 @@ class Responder:
         E_r = public_key(e_r)
         rid = bytes(rid) if rid is not None else self.rng(8)
         h = sha256(h, iid, rid, E_r)
-        ck, _ = mix(ck, dh(e_r, r.ephemeral))
+        ck, _key = mix(ck, dh(e_r, r.ephemeral))
         ck, k = mix(ck, dh(e_r, s_i))
         confirm = aead_encrypt(k, ZERO_NONCE, b"", h)
         h = sha256(h, confirm)

@@ -1,6 +1,6 @@
 """POOL/1 constants and building blocks (docs/protocol.md sections 2 to 6).
 
-SHA-256, HMAC and HKDF come from the standard library; X25519 and
+SHA-256 and HMAC come from the standard library; X25519, HKDF and
 ChaCha20-Poly1305 from ``cryptography``, imported lazily so that importing
 this module does not need it.
 """
@@ -51,16 +51,13 @@ def hmac_sha256(key: bytes, *parts: bytes) -> bytes:
 
 
 def hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
-    """RFC 5869 HKDF-SHA256, extract then expand."""
+    """RFC 5869 HKDF-SHA256, extract then expand (an empty salt is 32 zero bytes)."""
     if not 0 < length <= 255 * 32:
         raise ValueError(f"HKDF length {length} out of range")
-    prk = hmac_sha256(salt if salt else bytes(32), ikm)
-    out, t, i = b"", b"", 1
-    while len(out) < length:
-        t = hmac_sha256(prk, t, info, bytes([i]))
-        out += t
-        i += 1
-    return out[:length]
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt or None, info=info).derive(ikm)
 
 
 def mix(ck: bytes, dh_out: bytes) -> tuple[bytes, bytes]:

@@ -170,7 +170,7 @@ class Rekeyer:
             t = rekey_keys(self.rk, dh(e_b, msg.ephemeral))
             self._pending = t
             self.state = RekeyState.REPLY_SENT
-            send, _ = self._orient(t)
+            send, _recv = self._orient(t)
             return RekeyAction(send=wire.Rekey(wire.RekeyKind.REPLY, nxt, public_key(e_b)), new_send=send)
         if msg.kind == wire.RekeyKind.REPLY:
             if self.state != RekeyState.INIT_SENT:
@@ -186,7 +186,7 @@ class Rekeyer:
         if self.state != RekeyState.REPLY_SENT or self._pending is None:
             raise RekeyError("REKEY SWITCH without our REPLY")
         t = self._pending
-        _, recv = self._orient(t)
+        _send, recv = self._orient(t)
         self._finish(t)
         return RekeyAction(new_recv=recv, epoch_done=nxt)
 

@@ -89,7 +89,7 @@ class RelayDaemon:
         otherwise pool.conf's [peer] relays (poold connects by the same rule)."""
         by_name = {p.name: p.public_key for p in self.pool_conf.peers}
         routes = {p.public_key: [by_name[r] for r in p.relays] for p in self.pool_conf.peers if p.relays}
-        routes.update({dest: [key for _, key in relays] for dest, relays in self.version_relays.routes.items()})
+        routes.update({dest: [key for _name, key in relays] for dest, relays in self.version_relays.routes.items()})
         return routes
 
     def _wanted(self, info: Any) -> bool:

@@ -54,7 +54,7 @@ def weighted_share(capacity: int, demands: Mapping[str, tuple[float, int]]) -> d
         if weight <= 0 or want < 0:
             raise ValueError(f"peer {key}: weight {weight} must be positive, demand {want} not negative")
     grant = dict.fromkeys(demands, 0)
-    open_ = {k for k, (_, want) in demands.items() if want > 0}
+    open_ = {k for k, (_weight, want) in demands.items() if want > 0}
     left = capacity
     while left > 0 and open_:
         total = sum(demands[k][0] for k in open_)
@@ -133,7 +133,7 @@ class Scheduler:
                 continue
             self.total.take(granted, now)
             self.bucket(peer).take(granted, now)
-            _, fut = self.waiting[peer].pop(0)
+            _asked, fut = self.waiting[peer].pop(0)
             fut.set_result(granted)
 
     async def _run(self) -> None:

@@ -63,7 +63,7 @@ async def connect(host: str, port: int) -> socket.socket:
     """A non-blocking TCP connection to host:port (each address tried in turn)."""
     loop = asyncio.get_running_loop()
     failure: OSError = OSError(f"{host}: no address")
-    for family, kind, proto, _, address in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    for family, kind, proto, _canonname, address in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         sock = _prepare(socket.socket(family, kind, proto))
         try:
             await loop.sock_connect(sock, address)
@@ -115,7 +115,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(self.sock)
+                conn, _address = await loop.sock_accept(self.sock)
             except OSError as exc:  # EMFILE and its kind: not the listener's end
                 log.warning("accept: %s", exc)
                 await asyncio.sleep(0.5)

@@ -83,7 +83,7 @@ class Statement:
 
 def _int(doc: dict[str, Any], name: str, low: int) -> int:
     v = doc.get(name)
-    if type(v) is not int or not low <= v <= MAX_COUNT:
+    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= MAX_COUNT:
         raise StatementError(f"statement member {name!r} must be an integer from {low} to 2^62")
     return v
 

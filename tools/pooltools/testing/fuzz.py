@@ -267,7 +267,7 @@ class Fuzzer:
                 if await self._heartbeat_ok(peer):
                     self.heartbeats_answered += 1
                 history: list[bytes] = []
-                for _ in range(self.rng.randint(1, 4)):
+                for _step in range(self.rng.randint(1, 4)):
                     good = peer.s.seal(PacketType.HEARTBEAT, wire.Telemetry().encode(), flags=Flag.TELEMETRY)
                     peer.writer.write(good)
                     history.append(good)
@@ -296,9 +296,9 @@ class Fuzzer:
         cases = list(SESSION_CASES)
         # every in-session case at least once when there is room, then at random
         session = (cases * (n_session // len(cases) + 1))[: min(n_session, len(cases))]
-        session += [r.choice(cases) for _ in range(n_session - len(session))]
+        session += [r.choice(cases) for _i in range(n_session - len(session))]
         r.shuffle(session)
-        fresh = [r.choice(FRESH_CASES) for _ in range(count - n_session)]
+        fresh = [r.choice(FRESH_CASES) for _i in range(count - n_session)]
         start = time.monotonic()
         batch = 256
         half = len(session) // 2

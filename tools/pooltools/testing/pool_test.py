@@ -195,7 +195,7 @@ def serve(t: Transport, log: Callable[[str], None], timeout: float | None = None
         elif op == "ping":
             count = int(req.get("count", 0))
             t.send(control("ready"))
-            for _ in range(count):
+            for _i in range(count):
                 data = t.recv(timeout)
                 if data is None:
                     return served
@@ -251,7 +251,7 @@ def ping(t: Transport, count: int, size: int, timeout: float | None) -> dict[str
     _expect(t, "ready", timeout)
     payload = os.urandom(size)
     rtts: list[float] = []
-    for _ in range(count):
+    for _i in range(count):
         t0 = time.perf_counter_ns()
         t.send(payload)
         back = t.recv(timeout)
@@ -305,7 +305,7 @@ def _pool_session(args: argparse.Namespace, dev: Any, wait: bool) -> Any:
 
 
 def _tcp_target(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    host, _colon, port = text.rpartition(":")
     if not host:
         return "", int(port)
     return host.strip("[]"), int(port)
@@ -353,7 +353,7 @@ def cmd_server(args: argparse.Namespace, device_factory: Callable[[], Any]) -> i
             while True:
                 conn, peer = ls.accept()
                 log(f"tcp: client {peer[0]}:{peer[1]}")
-                _, status = _serve_client(TcpTransport(conn), log)
+                _served, status = _serve_client(TcpTransport(conn), log)
                 if args.once:
                     return status
     dev = device_factory()

@@ -578,7 +578,7 @@ async def run_pool_test_server(peer: PeerSession, channel: int = POOL_TEST_CHANN
             results["bulk"].append({"bytes": got, "sha256": h.hexdigest(), "seconds": round(secs, 3)})
         elif op == "ping":
             await peer.send(control("ready"), channel)
-            for _ in range(int(req.get("count", 0))):
+            for _i in range(int(req.get("count", 0))):
                 data = await _recv_on(peer, channel)
                 if data is None:
                     break

@@ -176,7 +176,7 @@ class Store:
 
     def stat(self, path: str) -> dict[str, Any]:
         with self.locked(path):
-            meta, _ = self._state(path)
+            meta, _visible = self._state(path)
         cur = meta.current
         if cur is None:
             raise VaultError(Err.NOT_FOUND, f"no file {path!r}")
@@ -184,7 +184,7 @@ class Store:
 
     def history(self, path: str) -> list[dict[str, Any]]:
         with self.locked(path):
-            meta, _ = self._state(path)
+            meta, _visible = self._state(path)
         if not meta.versions:
             raise VaultError(Err.NOT_FOUND, f"the vault keeps nothing for {path!r}")
         return [v.public() for v in meta.versions]
@@ -239,7 +239,7 @@ class Store:
 
     def expect_base(self, path: str, base: str, force: bool) -> None:
         with self.locked(path):
-            meta, _ = self._state(path)
+            meta, _visible = self._state(path)
             self.check_base(meta, base, force)
 
     def delete(self, path: str, base: str, force: bool, peer: str) -> int:

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pooltools.common import jsonmsg
-from pooltools.common.jsonmsg import Kind, Refusal, UnsupportedFormat, int_member, member  # noqa: F401 (the vault's API)
+from pooltools.common.jsonmsg import Kind, Refusal, member
+
+# Part of the vault's message API, from the shared JSON message helpers.
+UnsupportedFormat = jsonmsg.UnsupportedFormat
+int_member = jsonmsg.int_member
 
 CHANNEL = 86
 FORMAT = 1
