@@ -20,11 +20,14 @@ class LinkClosed(Exception):
 
 
 class Link(Protocol):
-    def send(self, data: bytes, timeout: float | None = None) -> None: ...
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Send one message."""
 
-    def recv(self, timeout: float | None = None) -> bytes | None: ...  # None: the other end closed
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        """The next message; None when the other end closed."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the link."""
 
 
 class SessionLink:

@@ -22,10 +22,12 @@ MAX_NAME = 64
 
 class Entry(Protocol):
     @property
-    def key(self) -> str: ...
+    def key(self) -> str:
+        """The peer's public key (base64)."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The peer's name."""
 
 
 E = TypeVar("E", bound=Entry)

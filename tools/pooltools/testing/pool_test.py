@@ -53,11 +53,14 @@ MAX_MESSAGE = uapi.POOL_MAX_MESSAGE
 class Transport(Protocol):
     name: str
 
-    def send(self, data: bytes) -> None: ...
+    def send(self, data: bytes) -> None:
+        """Send one message."""
 
-    def recv(self, timeout: float | None = None) -> bytes | None: ...
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        """The next message; None when the other end closed."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the transport."""
 
 
 class PoolTransport:
