@@ -11,12 +11,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 # The lab's default name; helpers and CI may run their own with POOL_LAB_NAME=...
 export POOL_LAB_NAME ?= lab
 
-.PHONY: help bootstrap demo lab-ssh test unit kmod sanity lint molecule bench lab-image lab-up lab-down collection clean \
+.PHONY: help bootstrap demo lab-ssh test unit kmod sanity lint docs molecule bench lab-image lab-up lab-down collection clean \
 	debug-kernel test-debug soak
 
 help:
 	@echo "make demo   - bootstrap, boot the three-VM lab, run playbooks/site.yml against it"
-	@echo "make test   - bootstrap, then every test: unit, kmod builds, sanity, lint, molecule (one shared lab)"
+	@echo "make test   - bootstrap, then every test: unit, kmod builds, sanity, lint, docs, molecule (one shared lab)"
 	@echo "make bench  - benchmarks in the lab (figures and ratios against a same-run baseline)"
 	@echo "make lab-up / lab-down - boot or destroy the lab alone"
 	@echo "make lab-ssh NODE=node1 - a root shell on a lab node"
@@ -68,6 +68,9 @@ sanity: bootstrap collection
 lint: bootstrap collection
 	ruff check .
 	ansible-lint --profile production
+
+docs: bootstrap collection
+	scripts/docs.sh
 
 molecule: bootstrap collection
 	scripts/molecule-all.sh

@@ -2,13 +2,13 @@
 # `make test` (the README's test command, and CI's): every test stage.
 #
 # The lab stage (molecule: every scenario on one QEMU lab, without KVM the long pole) starts
-# first, in the background; the host stages (unit, kmod, sanity, lint) run meanwhile, one after
+# first, in the background; the host stages (unit, kmod, sanity, lint, docs) run meanwhile, one after
 # the other. Each stage's output goes to $POOL_TEST_LOG_DIR/<stage>.log and is printed whole when
 # the stage ends, so the output reads stage by stage; a table of the stages' times closes it.
 # Exits non-zero when any stage failed (all stages run to their end either way).
 #
 #   scripts/test.sh                 every stage
-#   scripts/test.sh unit lint       only these (names: unit kmod sanity lint molecule)
+#   scripts/test.sh unit lint       only these (names: unit kmod sanity lint docs molecule)
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
@@ -17,7 +17,7 @@ export POOL_TEST_STRICT=1
 logs="${POOL_TEST_LOG_DIR:-.cache/test-logs}"
 mkdir -p "$logs"
 
-all=(unit kmod sanity lint molecule)
+all=(unit kmod sanity lint docs molecule)
 stages=("$@")
 [ "${#stages[@]}" -gt 0 ] || stages=("${all[@]}")
 for s in "${stages[@]}"; do
@@ -30,6 +30,7 @@ run_stage() {
 	kmod) scripts/build-kmod.sh ;;
 	sanity) scripts/sanity.sh ;;
 	lint) ruff check . && ansible-lint --profile production ;;
+	docs) scripts/docs.sh ;;
 	# The lab (QEMU under TCG takes every cycle it gets) yields the CPU to the host stages that
 	# run beside it, so that their timing-sensitive tests see no multi-second stalls.
 	molecule) nice -n 10 scripts/molecule-all.sh ;;
