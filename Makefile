@@ -11,7 +11,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 # The lab's default name; helpers and CI may run their own with POOL_LAB_NAME=...
 export POOL_LAB_NAME ?= lab
 
-.PHONY: help bootstrap demo lab-ssh test unit kmod sanity lint docs molecule bench lab-image lab-up lab-down collection clean \
+.PHONY: help bootstrap demo lab-ssh test unit kmod sanity lint docs ee molecule bench lab-image lab-up lab-down collection clean \
 	debug-kernel test-debug soak
 
 help:
@@ -71,6 +71,10 @@ lint: bootstrap collection
 
 docs: bootstrap collection
 	scripts/docs.sh
+
+# The execution environment's build context (.cache/ee-context); `scripts/ee.sh build TAG` builds
+# the image where podman or docker can pull its base image.
+ee: docs
 
 molecule: bootstrap collection
 	scripts/molecule-all.sh

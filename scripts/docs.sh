@@ -56,3 +56,6 @@ antsibull-docs --config-file docs/docsite/antsibull-docs.cfg collection --cleanu
 	--fail-on-error --use-current --dest-dir "$site/rst" pool.ops
 sphinx-build -M html "$site/rst" "$site/build" -q -c docs/docsite -W --keep-going
 echo "docsite: $site/build/html/index.html"
+
+echo "== execution environment"
+ANSIBLE_BUILDER="$venv/bin/ansible-builder" "$root/scripts/ee.sh" create
