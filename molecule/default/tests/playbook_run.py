@@ -1,20 +1,22 @@
-"""Run ansible-playbook from a test against the molecule lab and read its play recap.
+"""Run ansible-playbook from a test against the molecule lab and read its stats.
 
-Molecule exports ANSIBLE_FORCE_COLOR to the verifier, and Ansible lets it win over
-ANSIBLE_NOCOLOR: the child gets both unset-and-off here, and escapes are stripped anyway,
-so a recap line always parses.
+The run goes through ansible-runner, whose stats come from Ansible's own events (per host: ok,
+changed, unreachable, failed, skipped, rescued, ignored), not from the coloured text of a play
+recap.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
+import tempfile
+from pathlib import Path
 
+import ansible_runner
 import pytest
 
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-RECAP_LINE = re.compile(r"^(\S+)\s*:\s*(ok=\d+.*)$", re.M)
+# ansible-runner's stats, named as the play recap names them.
+STAT_NAMES = {"ok": "ok", "changed": "changed", "dark": "unreachable", "failures": "failed",
+              "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}  # fmt: skip
 
 
 def lab_inventory() -> str:
@@ -26,19 +28,31 @@ def lab_inventory() -> str:
     return os.path.dirname(inventory)
 
 
-def run(argv: list[str], what: str, timeout: int = 3600) -> tuple[str, dict[str, dict[str, int]]]:
-    """Run argv (an ansible-playbook command line); assert success; return (output, recaps).
-
-    recaps maps each host of the PLAY RECAP to its counters (ok, changed, unreachable,
-    failed, skipped, rescued, ignored).
-    """
-    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_FORCE_COLOR"}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default")
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    out = ANSI_ESCAPE.sub("", done.stdout)
-    assert done.returncode == 0, f"{what} failed (exit {done.returncode}):\n{out[-3000:]}\n{done.stderr[-2000:]}"
-    recaps = {
-        host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)} for host, counters in RECAP_LINE.findall(out)
+def run(playbook: Path, inventory: str, args: list[str], what: str, timeout: int = 3600) -> dict[str, dict[str, int]]:
+    """Run playbook with ansible-runner; assert success; return each host's counters."""
+    with tempfile.TemporaryDirectory(prefix="pool-runner.") as private:
+        r = ansible_runner.run(
+            private_data_dir=private,
+            playbook=str(playbook),
+            inventory=inventory,
+            cmdline=" ".join(args),
+            envvars={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+            timeout=timeout,
+            quiet=True,
+        )
+        failed = [
+            f"{e['event_data'].get('task', '?')} on {e['event_data'].get('host', '?')}: "
+            f"{e['event_data'].get('res', {}).get('msg', '')}"
+            for e in r.events
+            if e.get("event") in ("runner_on_failed", "runner_on_unreachable")
+            and not e["event_data"].get("ignore_errors")
+        ]
+        stats = r.stats or {}
+    hosts = set().union(*(stats.get(k, {}) for k in STAT_NAMES))
+    counters = {
+        host: {name: int(stats.get(key, {}).get(host, 0)) for key, name in STAT_NAMES.items()} for host in hosts
     }
-    assert recaps, f"{what}: no PLAY RECAP in its output:\n{out[-2000:]}"
-    return out, recaps
+    if r.status != "successful" or r.rc != 0:
+        pytest.fail(f"{what}: {r.status} (exit {r.rc}): {failed}")
+    assert counters, f"{what}: ansible-runner reported no stats"
+    return counters

@@ -10,6 +10,7 @@ tests that follow run on it unchanged in behaviour.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -22,13 +23,13 @@ SITE = ROOT / "playbooks" / "site.yml"
 
 
 def run_kmod_part(src: Path | None) -> dict[str, int]:
-    """site.yml's kmod part on node1; returns the recap of node1 (ok, changed, failures)."""
-    argv = ["ansible-playbook", "-i", lab_inventory(), str(SITE), "--tags", "kmod", "--limit", "node1"]
+    """site.yml's kmod part on node1; returns node1's counters (ok, changed, failed, ...)."""
+    args = ["--tags", "kmod", "--limit", "node1"]
     if src is not None:
-        argv += ["-e", json.dumps({"pool_kmod_src": str(src)})]
-    _out, recaps = run(argv, "site.yml --tags kmod --limit node1")
-    assert "node1" in recaps, f"no recap for node1: {recaps}"
-    return recaps["node1"]
+        args += ["-e", shlex.quote(json.dumps({"pool_kmod_src": str(src)}))]
+    counters = run(SITE, lab_inventory(), args, "site.yml --tags kmod --limit node1")
+    assert "node1" in counters, f"no stats for node1: {counters}"
+    return counters["node1"]
 
 
 def module_facts(host) -> dict[str, str]:
