@@ -54,7 +54,7 @@ echo "galaxy-install-test: installed into $installed"
 missing=()
 for f in MANIFEST.json FILES.json meta/runtime.yml playbooks/site.yml \
 	roles/kmod/tasks/main.yml roles/node/tasks/main.yml roles/node/meta/argument_specs.yml \
-	plugins/modules/info.py plugins/modules/identity.py plugins/modules/kmod.py \
+	plugins/modules/node_info.py plugins/modules/identity.py plugins/modules/kmod.py \
 	plugins/module_utils/poolctl.py kmod/dkms.conf kmod/Kbuild kmod/uapi/pool.h \
 	tools/pyproject.toml tools/systemd/poold.service tools/pooltools/poolctl/cli.py; do
 	[ -e "$installed/$f" ] || missing+=("$f")

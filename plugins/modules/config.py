@@ -104,7 +104,7 @@ notes:
   - The health check reads sessions of this node only. Peers that change their keys must be rolled out on
     both sides (for example with C(serial) and the same O(confirm_within)).
 seealso:
-  - module: pool.ops.info
+  - module: pool.ops.node_info
 """
 
 EXAMPLES = r"""

@@ -29,7 +29,7 @@ attributes:
     description: In check mode a missing key is reported as a change and the public key is null.
   diff_mode:
     support: full
-    description: The diff shows the key file appearing or its mode changing, never its content.
+    description: The diff shows the key file appearing, going or its mode changing, never its content.
 options:
   path:
     description:
@@ -41,8 +41,11 @@ options:
       - V(present) makes the key if it is missing.
       - V(regenerated) always makes a new key (rotation). Every peer must then learn the new public key; sessions
         made with the old key close when poold loads the new one.
+      - V(absent) removes the key file (a node leaving the fleet). A running poold keeps the key it loaded until it
+        restarts; remove the node from its peers' trust stores too. The file is unlinked, not overwritten: on
+        journaling filesystems and SSDs overwriting would not erase it either.
     type: str
-    choices: [present, regenerated]
+    choices: [present, regenerated, absent]
     default: present
   org_id:
     description:
@@ -61,7 +64,7 @@ options:
 requirements:
   - The POOL tools (C(poolctl)) on the node; pool.ko need not be loaded.
 seealso:
-  - module: pool.ops.info
+  - module: pool.ops.node_info
 """
 
 EXAMPLES = r"""
@@ -77,11 +80,17 @@ EXAMPLES = r"""
   pool.ops.identity:
     path: /etc/pool/private.key
     state: regenerated
+
+- name: Remove the identity of a node leaving the fleet
+  pool.ops.identity:
+    state: absent
 """
 
 RETURN = r"""
 public_key:
-  description: The node's public key (base64, 44 characters); null in check mode when the key does not exist yet.
+  description:
+    - The node's public key (base64, 44 characters); null in check mode when the key does not exist yet, and with
+      O(state=absent).
   returned: always
   type: str
   sample: 3y1bEa4ZkL4I0mZ0x9u5q6v2Q4iCzH3q7ZtBv6eVw1E=
@@ -157,6 +166,26 @@ def fix_attributes(module, path, diff):
     return changed
 
 
+def remove(module, params):
+    """state=absent: unlink the key file (and make that durable); the tools are not needed."""
+    path = params["path"]
+    result = {"changed": False, "created": False, "path": path, "public_key": None, "address": None}
+    if not os.path.lexists(path):
+        return result
+    if os.path.islink(path) or not os.path.isfile(path):
+        module.fail_json(msg="%s exists and is not a regular file: it is not a key this module made" % path, **result)
+    result["changed"] = True
+    result["diff"] = {"before": {"path": path, "state": "present"}, "after": {"path": path, "state": "absent"}}
+    if not module.check_mode:
+        os.unlink(path)
+        parent = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(parent)
+        finally:
+            os.close(parent)
+    return result
+
+
 def ensure(module, params):
     path = params["path"]
     result = {"changed": False, "created": False, "path": path, "public_key": None, "address": None}
@@ -204,7 +233,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", default="/etc/pool/private.key"),
-            state=dict(type="str", choices=["present", "regenerated"], default="present"),
+            state=dict(type="str", choices=["present", "regenerated", "absent"], default="present"),
             org_id=dict(type="int", default=0),
             segment_id=dict(type="int", default=0),
             poolctl_path=dict(type="path"),
@@ -214,6 +243,8 @@ def main():
     for name in ("org_id", "segment_id"):
         if not 0 <= module.params[name] < 2**64:
             module.fail_json(msg="%s must be between 0 and 2^64-1, got %d" % (name, module.params[name]))
+    if module.params["state"] == "absent":
+        module.exit_json(**remove(module, module.params))
     module.exit_json(**ensure(module, module.params))
 
 

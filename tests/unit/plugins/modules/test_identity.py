@@ -117,3 +117,30 @@ def test_no_poolctl(tmp_path, monkeypatch, capsys):
 def test_org_id_range(tmp_path, fake, capsys):
     code, res = run_module(identity.main, args(fake, tmp_path / "k", org_id=-1), capsys)
     assert code == 1 and "org_id" in res["msg"]
+
+
+def test_absent_removes_the_key_then_idempotent(tmp_path, fake, capsys):
+    key = tmp_path / "private.key"
+    key.write_text("SECRET-KEY-MATERIAL\n")
+    key.chmod(0o600)
+    code, res = run_module(identity.main, args(fake, key, state="absent", _ansible_check_mode=True), capsys)
+    assert code == 0 and res["changed"] is True and key.exists()
+    code, res = run_module(identity.main, args(fake, key, state="absent"), capsys)
+    assert code == 0 and res["changed"] is True and res["public_key"] is None
+    assert res["diff"] == {
+        "before": {"path": str(key), "state": "present"},
+        "after": {"path": str(key), "state": "absent"},
+    }
+    assert not key.exists() and fake.calls == []  # no poolctl needed
+    code, res = run_module(identity.main, args(fake, key, state="absent"), capsys)
+    assert code == 0 and res["changed"] is False
+
+
+def test_absent_refuses_what_is_not_a_key_file(tmp_path, fake, capsys):
+    target = tmp_path / "elsewhere"
+    target.write_text("x")
+    link = tmp_path / "private.key"
+    link.symlink_to(target)
+    code, res = run_module(identity.main, args(fake, link, state="absent"), capsys)
+    assert code == 1 and "not a regular file" in res["msg"]
+    assert link.is_symlink() and target.exists()

@@ -1,10 +1,10 @@
-"""pool.ops.info against a fake poolctl and fake sysfs."""
+"""pool.ops.node_info against a fake poolctl and fake sysfs."""
 
 from __future__ import annotations
 
 import pytest
 from ansible_collections.pool.ops.plugins.module_utils import poolctl as poolctl_utils
-from ansible_collections.pool.ops.plugins.modules import info
+from ansible_collections.pool.ops.plugins.modules import node_info as info
 from ansible_collections.pool.ops.tests.unit.plugins.fake_poolctl import FakePoolctl, run_module
 
 PUB = "q" * 43 + "="

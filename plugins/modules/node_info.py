@@ -9,9 +9,9 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: info
+module: node_info
 short_description: Facts about POOL (pool.ko, identity, peers, sessions) on a node
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Reports whether the pool.ko kernel module is loaded and which build it is (version, srcversion, signer),
     read from C(/sys/module/pool) and C(modinfo).
@@ -20,6 +20,7 @@ description:
     and the head of the change journal, all read through C(poolctl --json).
   - Works on nodes without POOL; the result then says C(loaded=false) with empty fields.
   - Changes nothing.
+  - Called C(pool.ops.info) before 0.2.0; that name still works, with a deprecation warning, until 1.0.0.
 author:
   - POOL operations team (@pool-ops)
 attributes:
@@ -56,7 +57,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Read the POOL facts of every node
-  pool.ops.info:
+  pool.ops.node_info:
   register: pool_info
 
 - name: Show the sessions of this node
@@ -64,7 +65,7 @@ EXAMPLES = r"""
     var: pool_info.sessions
 
 - name: Wait until the listener is up
-  pool.ops.info:
+  pool.ops.node_info:
     gather: [stats]
   register: pool_info
   until: pool_info.listening
@@ -72,7 +73,7 @@ EXAMPLES = r"""
   delay: 3
 
 - name: Only the kernel module (works before the tools are installed)
-  pool.ops.info:
+  pool.ops.node_info:
     gather: []
   register: pool_kmod
 """
