@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 
 from ansible_collections.pool.ops.plugins.module_utils import dkms
@@ -150,11 +151,39 @@ class KmodHost:
         _rc, out, _err = self.dkms(["status", "-m", self.name], check=False)
         return dkms.parse_status(out, self.name)
 
+    def note_attribute(self, path, what, before, after):
+        """Report (action, diff) an attribute of a file this module owns going from before to after."""
+        if self.m._diff:
+            header = "%s (%s)" % (path, what)
+            self.diff.append(
+                {"before_header": header, "after_header": header, "before": before + "\n", "after": after + "\n"}
+            )
+        self.act("set the %s of %s to %s (was %s)" % (what, path, after, before))
+
+    def fix_attributes(self, path, mode):
+        """Mode and owner (the module's user) of a file this module wrote: corrected and reported
+        when they drifted; returns whether they did."""
+        st = os.stat(path)
+        owner = (os.geteuid(), os.getegid())
+        drifted = False
+        if stat.S_IMODE(st.st_mode) != mode:
+            self.note_attribute(path, "mode", "%04o" % stat.S_IMODE(st.st_mode), "%04o" % mode)
+            if not self.check:
+                os.chmod(path, mode)
+            drifted = True
+        if (st.st_uid, st.st_gid) != owner:
+            self.note_attribute(path, "owner", "%d:%d" % (st.st_uid, st.st_gid), "%d:%d" % owner)
+            if not self.check:
+                os.chown(path, *owner)
+            drifted = True
+        return drifted
+
     def write_file(self, path, content, mode=0o644):
-        """Write a small config file if its content differs; diff and changed."""
+        """Write a small config file if its content differs, or correct its mode and owner if those
+        drifted; diff and changed."""
         before = read_file(path)
         if before == content:
-            return False
+            return self.fix_attributes(path, mode)
         if self.m._diff:
             self.diff.append({"before_header": path, "after_header": path, "before": before or "", "after": content})
         if not self.check:
@@ -364,6 +393,8 @@ class KmodHost:
                 if self.check:
                     return None, cert, None
                 atomic_write(cert, content, 0o644)
+            else:
+                self.fix_attributes(cert, 0o644)
             key_text = p["signing_key_content"].strip() + "\n"
             key = os.path.join(self.tmpdir(), "signing.key")
             if not self.check:
@@ -376,7 +407,11 @@ class KmodHost:
             if self.check:
                 return None, cert, None
             self.create_key(key, cert, der)
-        elif not os.path.isfile(der) and not self.check:
+            return key, cert, self.openssl_facts(cert)
+        self.ensure_signing_dir(sdir)
+        self.fix_attributes(key, 0o600)
+        self.fix_attributes(cert, 0o644)
+        if not os.path.isfile(der) and not self.check:
             self.cmd(
                 [self.need_bin("openssl", "openssl"), "x509", "-in", cert, "-outform", "DER", "-out", der],
                 what="openssl x509 -outform DER",
@@ -385,8 +420,11 @@ class KmodHost:
 
     def ensure_signing_dir(self, sdir):
         if os.path.isdir(sdir):
-            if os.stat(sdir).st_mode & 0o077 and not self.check:
-                os.chmod(sdir, 0o700)
+            have = stat.S_IMODE(os.stat(sdir).st_mode)
+            if have & 0o077:  # only ever tightened: others must not reach the key
+                self.note_attribute(sdir, "mode", "%04o" % have, "%04o" % (have & 0o700))
+                if not self.check:
+                    os.chmod(sdir, have & 0o700)
             return
         self.act("create %s" % sdir)
         if not self.check:

@@ -30,6 +30,8 @@ description:
     into the MOK list (C(mokutil --import)), idempotently through C(mokutil --test-key).
   - A second run with the same source changes nothing and rebuilds nothing. A failed build leaves the
     previous version installed and loaded, and removes the half-added new version.
+  - Every change is reported, including a corrected mode or owner of a file it wrote (the configuration files,
+    the signing certificate and key) and a signing folder tightened to 0700.
   - When O(remote_src=false) (the default) the action plugin packs the source files on the controller
     into a tar archive, copies it to the node's temporary directory and hands it to the module.
 author:
@@ -40,7 +42,8 @@ attributes:
     description: Reports what would change (source version, builds, files, load) without doing it.
   diff_mode:
     support: full
-    description: Shows C(/etc/modprobe.d), C(/etc/modules-load.d) content and the version changes.
+    description:
+      - Shows C(/etc/modprobe.d), C(/etc/modules-load.d) content, corrected modes and owners, and the version changes.
   platform:
     support: full
     platforms: posix
@@ -219,7 +222,6 @@ EXAMPLES = r"""
     enroll_mok: true
     mok_password: "{{ vault_pool_mok_password }}"
   register: pool_kmod
-  no_log: false
 
 - name: Install and load the package a build host made with pool.ops.kmod_package
   pool.ops.kmod:

@@ -267,6 +267,40 @@ def test_write_file_diff_and_check_mode(tmp_path):
     assert not k.write_file(str(path), "new\n")
 
 
+def test_write_file_reports_and_fixes_mode_drift(tmp_path):
+    path = tmp_path / "pool.conf"
+    path.write_text("same\n")
+    path.chmod(0o666)
+    _module, k = make(check_mode=True)
+    assert k.write_file(str(path), "same\n")
+    assert (path.stat().st_mode & 0o777) == 0o666  # check mode changes nothing
+    assert k.actions == [f"set the mode of {path} to 0644 (was 0666)"]
+    assert k.diff == [
+        {"before_header": f"{path} (mode)", "after_header": f"{path} (mode)", "before": "0666\n", "after": "0644\n"}
+    ]
+    _module, k = make()
+    assert k.write_file(str(path), "same\n") and k.changed
+    assert (path.stat().st_mode & 0o777) == 0o644
+    _module, k = make()
+    assert not k.write_file(str(path), "same\n") and not k.changed
+
+
+def test_loose_signing_folder_is_reported(tmp_path):
+    sdir = tmp_path / "signing"
+    sdir.mkdir()
+    sdir.chmod(0o755)
+    _module, k = make(check_mode=True)
+    k.ensure_signing_dir(str(sdir))
+    assert k.changed and k.actions == [f"set the mode of {sdir} to 0700 (was 0755)"]
+    assert (sdir.stat().st_mode & 0o777) == 0o755
+    _module, k = make()
+    k.ensure_signing_dir(str(sdir))
+    assert k.changed and (sdir.stat().st_mode & 0o777) == 0o700
+    _module, k = make()
+    k.ensure_signing_dir(str(sdir))
+    assert not k.changed
+
+
 @pytest.mark.parametrize(
     ("live_version", "live_src", "params_changed", "reload"),
     [
