@@ -44,15 +44,50 @@ attributes:
 options:
   config:
     description:
-      - The configuration document. Keys C(heartbeat_seconds) (1-3600), C(rekey_seconds) (5-2147483648),
-        C(rekey_packets) (1-4294967295), C(puzzle_difficulty) (0-20), C(max_sessions) (1-65536), each
-        defaulting to pool.ko's default, and C(peers), a list of dicts with C(name), C(public_key) (base64) and
-        optional C(endpoint) (C(a.b.c.d:port) or C([v6]:port)) and C(relays) (names of other peers of the document,
-        tried in order through pool_relay when the endpoint fails).
+      - The configuration document (docs/protocol.md section 7). A key left out takes pool.ko's default.
+      - The controller checks it before anything reaches the node (the action plugin validates the same
+        specification), so a wrong type, a missing field or a value pool.ko refuses fails naming the field.
       - A template can be rendered into it with the C(ansible.builtin.template) lookup and the C(from_json)
         filter; the role C(pool.ops.config) does this (its variable C(pool_config_src)).
       - Mutually exclusive with O(rollback_to); O(rollback=true) takes no O(config).
     type: dict
+    suboptions:
+      heartbeat_seconds:
+        description: Seconds between heartbeats on every session, 1-3600 (pool.ko's default 5).
+        type: int
+      rekey_seconds:
+        description: Seconds after which a session rekeys, 5-2147483648 (default 3600).
+        type: int
+      rekey_packets:
+        description: Packets after which a session rekeys, 1-4294967295 (default 1073741824).
+        type: int
+      puzzle_difficulty:
+        description: Leading zero bits of the handshake puzzle asked of unknown initiators, 0-20 (default 16).
+        type: int
+      max_sessions:
+        description: Sessions pool.ko holds at most, 1-65536 (default 256).
+        type: int
+      peers:
+        description: The whole trust store; a peer left out is no longer trusted. Left out, no peer is trusted.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: The peer's name on this node (letters, digits, C(.), C(_), C(-); at most 31 characters).
+            type: str
+            required: true
+          public_key:
+            description: The peer's static public key (base64, 44 characters).
+            type: str
+            required: true
+          endpoint:
+            description: Where the peer listens, C(a.b.c.d:port) or C([v6]:port); left out, this node only accepts.
+            type: str
+          relays:
+            description:
+              - Names of other peers of the document, tried in order through pool_relay when the endpoint fails.
+            type: list
+            elements: str
   confirm_within:
     description:
       - Seconds pool.ko waits for the confirmation before it restores the previous version by itself. Must be
@@ -200,6 +235,13 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pool.ops.plugins.module_utils.config_doc import (
+    ARGUMENT_SPEC,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_IF,
+    document,
+    problems,
+)
 from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
     PoolctlError,
     require_tool,
@@ -330,7 +372,7 @@ class Config(object):
     # ---- actions
     def apply(self):
         p = self.params
-        data = json.dumps(p["config"])
+        data = json.dumps(document(p["config"]))
         window = ["--confirm-within", str(p["confirm_within"])]
         dry = self.run(["config", "apply", "-", "--dry-run", *window], data=data)
         self.take(dry)
@@ -405,37 +447,16 @@ class Config(object):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            config=dict(type="dict"),
-            confirm_within=dict(type="int", default=60),
-            health_timeout=dict(type="int", default=30),
-            health_peers=dict(type="bool", default=True),
-            health_command=dict(type="str"),
-            rollback=dict(type="bool", default=False),
-            rollback_to=dict(type="int"),
-            state_dir=dict(type="path"),
-            poolctl_path=dict(type="path"),
-        ),
-        mutually_exclusive=[("config", "rollback_to")],
-        required_if=[("rollback", False, ("config", "rollback_to"), True)],
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_if=REQUIRED_IF,
         supports_check_mode=True,
     )
-    p = module.params
-    if p["rollback"] and (p["config"] is not None or p["rollback_to"] is not None):
-        module.fail_json(msg="rollback=true takes neither config nor rollback_to: use one of the three")
-    if not 0 <= p["confirm_within"] <= 86400:
-        module.fail_json(msg="confirm_within must be 0-86400 seconds (pool.ko's limit), got %d" % p["confirm_within"])
-    if p["health_timeout"] < 0:
-        module.fail_json(msg="health_timeout must be >= 0, got %d" % p["health_timeout"])
-    if p["config"] is not None and p["confirm_within"] and p["health_timeout"] >= p["confirm_within"]:
-        module.fail_json(
-            msg="health_timeout (%d s) must be shorter than confirm_within (%d s): otherwise pool.ko "
-            "rolls back before the checks end" % (p["health_timeout"], p["confirm_within"])
-        )
-    if p["rollback_to"] is not None and p["rollback_to"] < 1:
-        module.fail_json(msg="rollback_to must be a stored version number (1 or more), got %d" % p["rollback_to"])
+    found = problems(module.params)
+    if found:
+        module.fail_json(msg="; ".join(found), problems=found)
     cfg = Config(module)
-    if p["config"] is not None:
+    if module.params["config"] is not None:
         cfg.apply()
     else:
         cfg.rollback()

@@ -42,8 +42,8 @@ options:
       - V(regenerated) always makes a new key (rotation). Every peer must then learn the new public key; sessions
         made with the old key close when poold loads the new one.
       - V(absent) removes the key file (a node leaving the fleet). A running poold keeps the key it loaded until it
-        restarts; remove the node from its peers' trust stores too. The file is unlinked, not overwritten: on
-        journaling filesystems and SSDs overwriting would not erase it either.
+        restarts; remove the node from its peers' trust stores too. The file is unlinked, not overwritten (on
+        journaling filesystems and SSDs overwriting would not erase it either).
     type: str
     choices: [present, regenerated, absent]
     default: present

@@ -152,10 +152,21 @@ def test_failing_health_command_rolls_back(fake, capsys) -> None:
     assert fake.dev().config_get().heartbeat_seconds == 5
 
 
-def test_invalid_values_refused_before_anything_changes(fake, capsys) -> None:
+def test_invalid_values_refused_before_anything_runs(fake, capsys) -> None:
     before = fake.dev().mutations
     code, res = run(fake, capsys, config=cfg(puzzle_difficulty=40))
-    assert code == 1 and "puzzle_difficulty: 40 is out of range (0-20)" in res["msg"]
+    assert code == 1 and "config.puzzle_difficulty: 40 is out of range (0-20)" in res["msg"]
+    assert fake.dev().mutations == before
+    assert fake.verbs() == []  # refused by the module's own checks: poolctl never ran
+
+
+def test_a_document_the_node_refuses_changes_nothing(fake, capsys) -> None:
+    """What only the node can check (here an endpoint's form) is refused by poolctl there."""
+    before = fake.dev().mutations
+    doc = cfg()
+    doc["peers"][0]["endpoint"] = "not-an-endpoint"
+    code, res = run(fake, capsys, config=doc)
+    assert code == 1 and "endpoint" in res["msg"], res["msg"]
     assert fake.dev().mutations == before
     assert fake.verbs() == ["config apply", "config show"]  # the refused apply, then the active version read
     c = fake.dev().config_get()
