@@ -12,7 +12,8 @@
 # project supports, does not ship.
 #
 # No docker here: the tests run --local from a venv per release (.cache/sanity-venv-<release>),
-# and ansible-test makes one venv per sanity test under ~/.ansible/test/venv with its pinned
+# and ansible-test makes one venv per sanity test under ~/.ansible/test/venv (HOME is
+# .cache/sanity-home for it, so that is in the checkout's cache) with its pinned
 # requirements from PyPI. To seed pip in those venvs ansible-test downloads get-pip.py from
 # ci-files.testing.ansible.com; machines that reach only PyPI cannot, so when that file is not
 # cached this script caches a stand-in that installs the bundled pip (ensurepip) and then the
@@ -42,6 +43,11 @@ fi
 command -v shellcheck >/dev/null ||
 	{ echo "sanity: shellcheck not found: apt-get install shellcheck" >&2; exit 1; }
 
+# ansible-test keeps its venvs and downloads in ~/.ansible/test: under this home, in the
+# checkout's cache, rather than the user's.
+test_home="$root/.cache/sanity-home"
+mkdir -p "$test_home"
+
 # A venv with ansible-core $1 at .cache/sanity-venv-$1; prints its path.
 core_venv() {
 	local venv="$root/.cache/sanity-venv-$1"
@@ -64,7 +70,7 @@ src = pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_require
 print(re.search(r"pip='([0-9.]+)'", src.read_text()).group(1))
 PY
 )"
-	get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+	get_pip="$test_home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 	[ ! -s "$get_pip" ] || return 0
 	mkdir -p "$(dirname "$get_pip")"
 	if curl -fsS -m 10 -o "$get_pip.download" \
@@ -106,8 +112,8 @@ for core in "${cores[@]}"; do
 	# exactly the installed files.
 	(cd "$dest" && git init -q . && git add -A . &&
 		git -c user.name=sanity -c user.email=sanity@localhost commit -qm sanity)
-	(cd "$dest" && "$venv/bin/ansible-test" sanity --local --requirements --python "$python_version" \
-		--color no "$@") || status=1
+	(cd "$dest" && HOME="$test_home" "$venv/bin/ansible-test" sanity --local --requirements \
+		--python "$python_version" --color no "$@") || status=1
 	PATH="$venv/bin:$PATH" "$root/scripts/galaxy-install-test.sh" || status=1
 done
 exit "$status"

@@ -14,6 +14,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 # Tests that skip when a prerequisite is missing by hand fail here: the test command runs them all.
 export POOL_TEST_STRICT=1
+# Ansible's own files (temporary files, SSH control sockets, galaxy cache) stay in the checkout's
+# cache instead of ~/.ansible, so that the tests leave nothing behind in the user's home.
+export ANSIBLE_HOME="$PWD/.cache/ansible-home"
 logs="${POOL_TEST_LOG_DIR:-.cache/test-logs}"
 mkdir -p "$logs"
 
