@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -966,7 +967,7 @@ def qemu_command(
         *private,
         "-device", "virtio-rng-pci",
         "-serial", f"file:{n.console}",
-        "-monitor", f"unix:{n.monitor},server=on,wait=off",
+        "-qmp", f"unix:{n.monitor},server=on,wait=off",
         "-pidfile", n.pidfile, "-daemonize",
     ]  # fmt: skip
 
@@ -1131,8 +1132,6 @@ def down(quiet: bool = False) -> None:
 
 # ---------------------------------------------------------------- reset
 
-MONITOR_PROMPT = b"(qemu) "
-
 
 def connect_unix(path: str, timeout: float) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -1145,51 +1144,64 @@ def connect_unix(path: str, timeout: float) -> socket.socket:
     return s
 
 
-def monitor_command(
+def qmp_command(
     path: str,
     command: str,
+    arguments: dict[str, Any] | None = None,
     timeout: float = 10.0,
     connect: Callable[[str, float], socket.socket] = connect_unix,
-) -> str:
-    """Run one command on a VM's QEMU (HMP) monitor socket; return what it printed.
+) -> Any:
+    """Run one command on a VM's QMP socket (QEMU's machine interface); return its "return" value.
 
-    The monitor greets with a banner and a "(qemu) " prompt, echoes the command and
-    prints the next prompt when the command is done.
+    QMP speaks JSON, one message per line: a greeting, then capabilities negotiation, then
+    commands, each answered by a reply with the command's id. Events may come between them and
+    are skipped. An "error" reply raises LabError with QEMU's description.
     """
-    if not command or "\n" in command or "\r" in command:
-        raise LabError(f"bad monitor command {command!r}")
     try:
         s = connect(path, timeout)
     except OSError as e:
-        raise LabError(f"cannot connect to the QEMU monitor {path}: {e.strerror or e}") from None
+        raise LabError(f"cannot connect to QEMU's QMP socket {path}: {e.strerror or e}") from None
+    buf = b""
 
-    def until_prompt() -> bytes:
-        buf = b""
-        while not buf.endswith(MONITOR_PROMPT):
+    def message() -> dict[str, Any]:
+        nonlocal buf
+        while b"\n" not in buf:
             try:
                 chunk = s.recv(4096)
             except OSError as e:  # socket.timeout is an OSError
-                raise LabError(f"QEMU monitor {path}: no prompt ({e.strerror or e})") from None
+                raise LabError(f"QMP {path}: no answer ({e.strerror or e})") from None
             if not chunk:
-                raise LabError(f"QEMU monitor {path} closed the connection before its prompt")
+                raise LabError(f"QMP {path}: QEMU closed the connection")
             buf += chunk
-        return buf
+        line, buf = buf.split(b"\n", 1)
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            raise LabError(f"QMP {path}: not JSON: {line[:80]!r}") from None
+        if not isinstance(doc, dict):
+            raise LabError(f"QMP {path}: not a QMP message: {line[:80]!r}")
+        return doc
+
+    def execute(name: str, args: dict[str, Any] | None, ident: str) -> Any:
+        s.sendall(json.dumps({"execute": name, "arguments": args or {}, "id": ident}).encode() + b"\n")
+        while True:
+            doc = message()
+            if doc.get("id") != ident:
+                continue  # an event, or an answer to nothing of ours
+            if "error" in doc:
+                err = doc["error"]
+                raise LabError(f"QMP {path}: {name}: {err.get('desc', err) if isinstance(err, dict) else err}")
+            if "return" not in doc:
+                raise LabError(f"QMP {path}: {name}: a reply without a return value: {doc}")
+            return doc["return"]
 
     try:
-        until_prompt()  # banner
-        s.sendall(command.encode() + b"\n")
-        raw = until_prompt()
+        if "QMP" not in message():
+            raise LabError(f"QMP {path}: no QMP greeting (is it the HMP monitor?)")
+        execute("qmp_capabilities", None, "capabilities")
+        return execute(command, arguments, "command")
     finally:
         s.close()
-    # Drop the echo (with readline's escape sequences) and the closing prompt.
-    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", raw[: -len(MONITOR_PROMPT)].decode(errors="replace"))
-    lines = [ln.strip() for ln in text.replace("\r", "\n").split("\n") if ln.strip()]
-    if lines and lines[0].endswith(command):
-        lines = lines[1:]
-    out = "\n".join(lines)
-    if "unknown command" in out or out.startswith("Error"):
-        raise LabError(f"QEMU monitor {path}: {command}: {lines[0] if lines else out}")
-    return out
 
 
 def reset(node_name: str, timeout: float) -> Node:
@@ -1206,7 +1218,7 @@ def reset(node_name: str, timeout: float) -> Node:
     if not pid_alive(n.pid):
         raise LabError(f"{n.name}: qemu (pid {n.pid}) is not running: run down, then up")
     t0 = time.monotonic()
-    monitor_command(n.monitor, "system_reset")
+    qmp_command(n.monitor, "system_reset")
     print(f"pool_lab: {n.name} reset, waiting for SSH on 127.0.0.1:{n.port}", file=sys.stderr)
     # The reset happens in qemu's main loop before it forwards any new connection, so the
     # first SSH answer below comes from the rebooted guest.

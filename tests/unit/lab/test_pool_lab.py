@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -308,26 +309,19 @@ def test_status_of_a_lab_that_is_down(cache, capsys):
     assert '"up": false' in capsys.readouterr().out
 
 
-# ---- reset: the QEMU monitor command and the argument handling, with a fake monitor socket
+# ---- reset: QMP, with a fake QMP socket
 
-BANNER = b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) "
-
-
-def echo(command: str) -> bytes:
-    """What QEMU's readline sends back while a command is typed: each prefix, redrawn."""
-    out = b""
-    for i in range(1, len(command) + 1):
-        out += command[:i].encode() + b"\x1b[K" + b"\x1b[D" * i
-    return out[: -len(b"\x1b[D") * len(command)] + b"\r\n"
+GREETING = {"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 22}}, "capabilities": ["oob"]}}
 
 
-class FakeMonitor:
-    """A connected monitor socket: replies come in small chunks, what is sent is kept."""
+class FakeQMP:
+    """A connected QMP socket: answers arrive in small chunks, with an event in between; what is
+    sent is kept. replies maps a command to its "return" value or to an error description."""
 
-    def __init__(self, replies: dict[bytes, bytes], banner: bytes = BANNER, chunk: int = 7) -> None:
+    def __init__(self, replies: dict[str, object], greeting: object = GREETING, chunk: int = 7) -> None:
         self.replies = replies
-        self.pending = banner
-        self.sent = b""
+        self.pending = b"" if greeting is None else json.dumps(greeting).encode() + b"\r\n"
+        self.sent: list[dict] = []
         self.closed = False
         self.chunk = chunk
 
@@ -336,56 +330,67 @@ class FakeMonitor:
         return data
 
     def sendall(self, data: bytes) -> None:
-        self.sent += data
-        cmd = data.rstrip(b"\n")
-        self.pending += echo(cmd.decode()) + self.replies.get(cmd, b"unknown command: '" + cmd + b"'\r\n") + b"(qemu) "
+        msg = json.loads(data)
+        self.sent.append(msg)
+        event = {"event": "RESET", "data": {"guest": False}, "timestamp": {"seconds": 1, "microseconds": 2}}
+        if msg["execute"] == "qmp_capabilities":
+            reply = {"return": {}, "id": msg["id"]}
+        elif msg["execute"] in self.replies and not isinstance(self.replies[msg["execute"]], Exception):
+            reply = {"return": self.replies[msg["execute"]], "id": msg["id"]}
+        else:
+            desc = str(self.replies.get(msg["execute"], f"The command {msg['execute']} has not been found"))
+            reply = {"error": {"class": "CommandNotFound", "desc": desc}, "id": msg["id"]}
+        self.pending += json.dumps(event).encode() + b"\r\n" + json.dumps(reply).encode() + b"\r\n"
 
     def close(self) -> None:
         self.closed = True
 
 
-def test_monitor_command_sends_one_line_and_returns_the_output():
-    fake = FakeMonitor({b"info status": b"VM status: running\r\n"})
+def test_qmp_negotiates_then_runs_the_command():
+    fake = FakeQMP({"query-status": {"status": "running", "running": True}})
     connected = []
 
     def connect(path, timeout):
         connected.append((path, timeout))
         return fake
 
-    assert pool_lab.monitor_command("/run/node1.monitor", "info status", 3, connect) == "VM status: running"
-    assert fake.sent == b"info status\n"
+    assert pool_lab.qmp_command("/run/node1.monitor", "query-status", timeout=3, connect=connect) == {
+        "status": "running",
+        "running": True,
+    }
+    assert [m["execute"] for m in fake.sent] == ["qmp_capabilities", "query-status"]
+    assert fake.closed and connected == [("/run/node1.monitor", 3)]
+
+
+def test_qmp_system_reset_returns_nothing():
+    fake = FakeQMP({"system_reset": {}})
+    assert pool_lab.qmp_command("/m", "system_reset", connect=lambda p, t: fake) == {}
+    assert fake.sent[-1] == {"execute": "system_reset", "arguments": {}, "id": "command"}
+
+
+def test_qmp_error_is_qemus_description():
+    fake = FakeQMP({})
+    with pytest.raises(pool_lab.LabError, match=r"^QMP /m: system_rest: The command system_rest has not been found$"):
+        pool_lab.qmp_command("/m", "system_rest", connect=lambda p, t: fake)
     assert fake.closed
-    assert connected == [("/run/node1.monitor", 3)]
 
 
-def test_monitor_system_reset_prints_nothing():
-    fake = FakeMonitor({b"system_reset": b""})
-    assert pool_lab.monitor_command("/m", "system_reset", connect=lambda p, t: fake) == ""
-    assert fake.sent == b"system_reset\n"
+def test_qmp_closed_before_the_greeting():
+    fake = FakeQMP({}, greeting=None)
+    with pytest.raises(pool_lab.LabError, match="QEMU closed the connection"):
+        pool_lab.qmp_command("/m", "system_reset", connect=lambda p, t: fake)
+    assert fake.sent == []  # nothing sent before QEMU said it speaks QMP
 
 
-def test_monitor_unknown_command_fails_in_one_line():
-    fake = FakeMonitor({})
-    with pytest.raises(pool_lab.LabError, match=r"^QEMU monitor /m: system_rest: unknown command: 'system_rest'$"):
-        pool_lab.monitor_command("/m", "system_rest", connect=lambda p, t: fake)
-    assert fake.closed
+def test_qmp_refuses_a_socket_that_is_not_qmp():
+    fake = FakeQMP({}, greeting={"hello": 1})
+    with pytest.raises(pool_lab.LabError, match="no QMP greeting"):
+        pool_lab.qmp_command("/m", "system_reset", connect=lambda p, t: fake)
 
 
-def test_monitor_closed_before_the_prompt():
-    fake = FakeMonitor({}, banner=b"QEMU 7.2.22 monitor")
-    with pytest.raises(pool_lab.LabError, match="closed the connection before its prompt"):
-        pool_lab.monitor_command("/m", "system_reset", connect=lambda p, t: fake)
-    assert fake.sent == b""  # nothing sent to a monitor that never prompted
-
-
-def test_monitor_command_refuses_more_than_one_line():
-    with pytest.raises(pool_lab.LabError, match="bad monitor command"):
-        pool_lab.monitor_command("/m", "system_reset\nquit", connect=lambda p, t: FakeMonitor({}))
-
-
-def test_monitor_socket_missing(tmp_path):
-    with pytest.raises(pool_lab.LabError, match=r"cannot connect to the QEMU monitor .*node1\.monitor"):
-        pool_lab.monitor_command(str(tmp_path / "node1.monitor"), "system_reset", timeout=1)
+def test_qmp_socket_missing(tmp_path):
+    with pytest.raises(pool_lab.LabError, match=r"cannot connect to QEMU's QMP socket .*node1\.monitor"):
+        pool_lab.qmp_command(str(tmp_path / "node1.monitor"), "system_reset", timeout=1)
 
 
 def up_lab(rd: Path) -> pool_lab.State:
@@ -402,20 +407,20 @@ def test_cli_reset_resets_the_named_node_and_waits_for_ssh(cache, monkeypatch, c
     st = up_lab(pool_lab.run_dir())
     calls = []
     monkeypatch.setattr(pool_lab, "pid_alive", lambda pid: True)
-    monkeypatch.setattr(pool_lab, "monitor_command", lambda path, cmd: calls.append(("monitor", path, cmd)) or "")
+    monkeypatch.setattr(pool_lab, "qmp_command", lambda path, cmd: calls.append(("qmp", path, cmd)) or {})
 
     def wait(nodes, timeout, answers, alive):
         calls.append(("wait", [n.name for n in nodes], timeout))
 
     monkeypatch.setattr(pool_lab, "wait_for_ssh", wait)
     assert pool_lab.main(["reset", "node2", "--timeout", "120"]) == 0
-    assert calls == [("monitor", st.nodes[1].monitor, "system_reset"), ("wait", ["node2"], 120.0)]
+    assert calls == [("qmp", st.nodes[1].monitor, "system_reset"), ("wait", ["node2"], 120.0)]
     assert "node2 answers SSH" in capsys.readouterr().err
 
 
 def test_cli_reset_unknown_node(cache, monkeypatch, capsys):
     up_lab(pool_lab.run_dir())
-    monkeypatch.setattr(pool_lab, "monitor_command", lambda *a: pytest.fail("monitor used"))
+    monkeypatch.setattr(pool_lab, "qmp_command", lambda *a: pytest.fail("QMP used"))
     assert pool_lab.main(["reset", "node9"]) == 1
     assert capsys.readouterr().err.strip() == "pool_lab: lab 'unit' has no VM 'node9' (it has node1, node2, node3)"
 
@@ -428,7 +433,7 @@ def test_cli_reset_without_a_lab(cache, capsys):
 def test_cli_reset_of_a_stopped_vm(cache, monkeypatch, capsys):
     up_lab(pool_lab.run_dir())
     monkeypatch.setattr(pool_lab, "pid_alive", lambda pid: False)
-    monkeypatch.setattr(pool_lab, "monitor_command", lambda *a: pytest.fail("monitor used"))
+    monkeypatch.setattr(pool_lab, "qmp_command", lambda *a: pytest.fail("QMP used"))
     assert pool_lab.main(["reset", "node1"]) == 1
     assert "node1: qemu (pid 4243) is not running" in capsys.readouterr().err
 
