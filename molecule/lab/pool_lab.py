@@ -817,6 +817,10 @@ def render_inventory(st: State, rd: Path) -> str:
         "  vars:",
         f"    pool_lab_name: {q(st.name)}",
         f"    pool_lab_run_dir: {q(str(rd))}",
+        # The lab's fleet signing key and module packages (role pool.ops.kmod builds on the
+        # controller): in the lab's own folder, not in the user's home where a fleet's would be.
+        f"    pool_kmod_builder_signing_dir: {q(str(rd / 'fleet-signing'))}",
+        f"    pool_kmod_builder_package_dir: {q(str(rd / 'packages'))}",
     ]
     return "\n".join(lines) + "\n"
 
