@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The execution environment of ee/execution-environment.yml (docs/operations/awx.md).
+# The execution environment of ee/execution-environment.yml (docs/operations-awx.md).
 #
 #   scripts/ee.sh create    the build context, in .cache/ee-context (no image, no registry)
 #   scripts/ee.sh build TAG the image too, with podman or docker (pulls the base image)

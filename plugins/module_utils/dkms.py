@@ -186,7 +186,7 @@ def prepare_tree(contents, name):
     validate_name(name)
     conf = contents.get("dkms.conf")
     if conf is None:
-        raise SourceError("dkms.conf missing from the module source: add it (see docs/modules/kmod.md)")
+        raise SourceError("dkms.conf missing from the module source: add it (see docs/module-kmod.md)")
     conf_text = conf.decode("utf-8", "replace")
     package = conf_value(conf_text, "PACKAGE_NAME")
     if package != name:

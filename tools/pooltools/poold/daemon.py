@@ -3,7 +3,7 @@
 - reads /etc/pool/pool.conf (docs/pool.conf.md), loads the identity into the
   module and, while pool.ko runs no configuration version (version 0), the
   trust store from its [peer] sections, changing only what differs;
-- precedence with configuration versions (poolctl config, docs/operations/config.md):
+- precedence with configuration versions (poolctl config, docs/operations-config.md):
   identity and listener always come from pool.conf; the trust store and the
   tunables belong to the active version whenever pool.ko runs one (version > 0):
   poold then applies no [peer] section over it (it logs that it defers) and
