@@ -6,13 +6,16 @@ node1 -> node2, and the round trip each adds, all in the same run (docs/relay.md
 - relayed: the same over the session poold holds between node1 and node3, which runs through
   node2 (the lab's pool_relays group);
 rounds alternate the two so that a change in the shared host's load lands on both.
-Figures are printed and written as JSON.
+Figures are printed and written as JSON, with the host CPU each VM's QEMU used during each
+transfer and how busy the host was: under emulation the three VMs share the host's cores, and the
+relayed path keeps three of them busy where the direct one keeps two.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,6 +45,29 @@ def over_held_session(lab: Lab, client: str, server: str, args: str, timeout: fl
             srv.wait()
 
 
+def cpu_snapshot(lab: Lab) -> dict[str, float]:
+    """CPU seconds each VM's QEMU has used, and the host's busy and total CPU seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    snap = {}
+    for name, node in lab.nodes.items():
+        fields = Path(f"/proc/{node.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        snap[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    snap["host_total"] = sum(cpu) / tick
+    snap["host_busy"] = (sum(cpu) - cpu[3] - cpu[4]) / tick  # all but idle and iowait
+    return snap
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Percent of one host core each VM used, and the host's busy percent over all its cores."""
+    use = {
+        name: round(100 * (after[name] - before[name]) / seconds, 1) for name in before if not name.startswith("host")
+    }
+    span = after["host_total"] - before["host_total"]
+    use["host_busy"] = round(100 * (after["host_busy"] - before["host_busy"]) / span, 1) if span else 0.0
+    return use
+
+
 def relayed_path(lab: Lab) -> str:
     out = json.loads(lab.ssh("node1", "poolctl --json sessions"))
     key3 = json.loads(lab.ssh("node3", "poolctl --json identity show"))["public_key"]
@@ -66,10 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             r: dict[str, Any] = {}
             for name, peer in (("direct", "node2"), ("relayed", "node3")):
+                before, t0 = cpu_snapshot(lab), time.monotonic()
                 doc = over_held_session(lab, "node1", peer, f"--bytes {args.bytes} --pings {args.pings}", args.timeout)
+                cpu = cpu_used(before, cpu_snapshot(lab), time.monotonic() - t0)
                 if not doc["bulk"]["sha256_ok"]:
                     raise BenchError(f"{name}: SHA-256 mismatch: {doc['bulk']}")
-                r[name] = {"mbit_s": doc["bulk"]["throughput_mbit_s"], "rtt_ms": doc["ping"]["rtt_us"]["p50"] / 1000}
+                r[name] = {
+                    "mbit_s": doc["bulk"]["throughput_mbit_s"],
+                    "rtt_ms": doc["ping"]["rtt_us"]["p50"] / 1000,
+                    "cpu_percent": cpu,
+                }
             r["ratio"] = round(r["relayed"]["mbit_s"] / r["direct"]["mbit_s"], 3)
             r["extra_rtt_ms"] = round(r["relayed"]["rtt_ms"] - r["direct"]["rtt_ms"], 3)
             rounds.append(r)
@@ -82,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{i:<6} {r['direct']['mbit_s']:>14.1f} {r['relayed']['mbit_s']:>15.1f} {r['ratio']:>6.2f}"
             f" {r['extra_rtt_ms']:>13.2f}"
         )
+    print("host CPU while each ran (percent of one core per VM; host busy over all cores):")
+    for i, r in enumerate(rounds, 1):
+        for name in ("direct", "relayed"):
+            use = r[name]["cpu_percent"]
+            vms = ", ".join(f"{n} {v:.0f}%" for n, v in use.items() if n != "host_busy")
+            print(f"  round {i} {name:<8} {vms}; host busy {use['host_busy']:.0f}% of {os.cpu_count()} cores")
     figures = {
         "bytes": args.bytes,
         "rounds": rounds,
