@@ -34,5 +34,9 @@ class ActionModule(ActionBase):
         if found:
             result.update(failed=True, msg="; ".join(found), problems=found)
             return result
-        result.update(self._execute_module(module_name="pool.ops.config", task_vars=task_vars))
+        result.update(
+            self._execute_module(module_name="pool.ops.config", task_vars=task_vars, wrap_async=self._task.async_val)
+        )
+        if not self._task.async_val:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
