@@ -46,8 +46,18 @@ TOPOLOGY = HERE / "topology.json"
 
 # Bump when the build procedure itself (not the package list or script) changes.
 RECIPE_VERSION = 1
-SUITE = "bookworm"
-SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
+# The Debian releases a lab node can run (topology.json's "release", or POOL_LAB_RELEASE for
+# every node): each has an image of its own, built from the same package list and script.
+RELEASES = ("bookworm", "trixie")
+DEFAULT_RELEASE = "bookworm"
+# The host's release, whose apt sources name the mirrors the images are built from.
+HOST_SUITE = "bookworm"
+
+
+def release_suites(release: str) -> tuple[str, str, str]:
+    return (release, f"{release}-updates", f"{release}-security")
+
+
 PACKAGES = (
     "linux-image-amd64",
     "linux-headers-amd64",
@@ -143,6 +153,15 @@ def firmware_override() -> str:
     return fw
 
 
+def release_override() -> str:
+    """POOL_LAB_RELEASE: the Debian release of every node; unset or empty: each node's from
+    topology.json (bookworm unless it says otherwise)."""
+    release = os.environ.get("POOL_LAB_RELEASE", "")
+    if release and release not in RELEASES:
+        raise LabError(f"bad POOL_LAB_RELEASE {release!r}: use one of {', '.join(RELEASES)}")
+    return release
+
+
 def need_ovmf() -> None:
     """A one-line error naming the ovmf package when the UEFI firmware files are missing."""
     missing = [f for f in (OVMF_CODE, OVMF_VARS) if not os.path.isfile(f)]
@@ -213,6 +232,7 @@ class Topology:
     links: tuple[LinkSpec, ...]
     unreachable4: ipaddress.IPv4Network
     unreachable6: ipaddress.IPv6Network
+    release: dict[str, str] = field(default_factory=dict)  # node -> Debian release (default bookworm)
 
     def subset(self, count: int) -> Topology:
         """The first `count` nodes and the links that still join two of them."""
@@ -226,7 +246,17 @@ class Topology:
             members = tuple(n for n in link.nodes if n in names)
             if len(members) >= 2:
                 links.append(LinkSpec(link.name, link.interface, link.ipv4, link.ipv6, members))
-        return Topology(names, {n: self.firmware[n] for n in names}, tuple(links), self.unreachable4, self.unreachable6)
+        return Topology(
+            names,
+            {n: self.firmware[n] for n in names},
+            tuple(links),
+            self.unreachable4,
+            self.unreachable6,
+            {n: self.release_of(n) for n in names},
+        )
+
+    def release_of(self, node: str) -> str:
+        return self.release.get(node, DEFAULT_RELEASE)
 
     def host_number(self, node: str) -> int:
         return 10 + self.nodes.index(node) + 1
@@ -257,15 +287,19 @@ def load_topology(path: Path = TOPOLOGY) -> Topology:
     if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), dict) or not raw["nodes"]:
         raise bad("'nodes' must be an object naming at least one node")
     nodes = tuple(raw["nodes"])
-    firmware = {}
+    firmware: dict[str, str] = {}
+    release: dict[str, str] = {}
     for name, spec in raw["nodes"].items():
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
             raise bad(f"node name {name!r}: use lower-case letters, digits and '-'")
-        if not isinstance(spec, dict) or set(spec) - {"firmware"}:
-            raise bad(f"nodes.{name}: only 'firmware' may be set")
+        if not isinstance(spec, dict) or set(spec) - {"firmware", "release"}:
+            raise bad(f"nodes.{name}: only 'firmware' and 'release' may be set")
         firmware[name] = spec.get("firmware", "bios")
         if firmware[name] not in FIRMWARES:
             raise bad(f"nodes.{name}.firmware {firmware[name]!r}: use {' or '.join(FIRMWARES)}")
+        release[name] = spec.get("release", DEFAULT_RELEASE)
+        if release[name] not in RELEASES:
+            raise bad(f"nodes.{name}.release {release[name]!r}: use one of {', '.join(RELEASES)}")
     try:
         unreachable4 = ipaddress.IPv4Network(raw["unreachable"]["ipv4"])
         unreachable6 = ipaddress.IPv6Network(raw["unreachable"]["ipv6"])
@@ -295,17 +329,17 @@ def load_topology(path: Path = TOPOLOGY) -> Topology:
         if link.ipv4.num_addresses < 10 + len(nodes) + 2:
             raise bad(f"links.{name}.ipv4 {link.ipv4} is too small for {len(nodes)} nodes")
         links.append(link)
-    return Topology(nodes, firmware, tuple(links), unreachable4, unreachable6)
+    return Topology(nodes, firmware, tuple(links), unreachable4, unreachable6, release)
 
 
 # ---------------------------------------------------------------- image
 
 
-def recipe_hash(packages: Iterable[str], script: str) -> str:
+def recipe_hash(packages: Iterable[str], script: str, release: str = DEFAULT_RELEASE) -> str:
     """sha256 over everything that defines the image's content."""
     recipe = {
         "version": RECIPE_VERSION,
-        "suites": list(SUITES),
+        "suites": list(release_suites(release)),
         "packages": sorted(set(packages)),
         "script": script,
         "disk": DISK_SIZE,
@@ -346,12 +380,12 @@ def image_packages() -> list[str]:
     return [p for p in PACKAGES if p not in DEBIAN_KERNEL_PACKAGES] + debug_kernel_debs()
 
 
-def current_recipe_hash() -> str:
-    return recipe_hash(image_packages(), CUSTOMIZE.read_text())
+def current_recipe_hash(release: str = DEFAULT_RELEASE) -> str:
+    return recipe_hash(image_packages(), CUSTOMIZE.read_text(), release)
 
 
-def image_dir(digest: str | None = None) -> Path:
-    return cache_root() / "images" / (digest or current_recipe_hash())
+def image_dir(digest: str | None = None, release: str = DEFAULT_RELEASE) -> Path:
+    return cache_root() / "images" / (digest or current_recipe_hash(release))
 
 
 def parse_sources(texts: Iterable[str]) -> dict[str, str]:
@@ -361,9 +395,9 @@ def parse_sources(texts: Iterable[str]) -> dict[str, str]:
     def note(uri: str, suites: list[str]) -> None:
         uri = uri.rstrip("/")
         for s in suites:
-            if s == f"{SUITE}-security" or s.startswith(f"{SUITE}/updates"):
+            if s == f"{HOST_SUITE}-security" or s.startswith(f"{HOST_SUITE}/updates"):
                 found.setdefault("security", uri)
-            elif s in (SUITE, f"{SUITE}-updates"):
+            elif s in (HOST_SUITE, f"{HOST_SUITE}-updates"):
                 found.setdefault("debian", uri)
 
     for text in texts:
@@ -421,9 +455,13 @@ def image_ready(d: Path) -> bool:
     return all((d / n).is_file() for n in ("disk.qcow2", "vmlinuz", "initrd.img", "manifest.json"))
 
 
-def build_image(force: bool = False, quiet: bool = False) -> Path:
-    """Build the base image unless the one for the current recipe is cached."""
-    digest = current_recipe_hash()
+def build_image(force: bool = False, quiet: bool = False, release: str = DEFAULT_RELEASE) -> Path:
+    """Build the base image of a Debian release unless the one for the current recipe is cached."""
+    if release not in RELEASES:
+        raise LabError(f"bad release {release!r}: use one of {', '.join(RELEASES)}")
+    if release != DEFAULT_RELEASE and lab_kernel() == "debug":
+        raise LabError(f"POOL_LAB_KERNEL=debug is {DEFAULT_RELEASE}'s kernel: it cannot boot a {release} image")
+    digest = current_recipe_hash(release)
     final = image_dir(digest)
     packages = image_packages()
     if image_ready(final) and not force:
@@ -445,7 +483,8 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
             sys.executable,
             str(Path(__file__).resolve()),
         ]
-        if subprocess.run([*cmd, "image", *(["--force"] if force else [])]).returncode != 0 or not image_ready(final):
+        argv = [*cmd, "image", "--release", release, *(["--force"] if force else [])]
+        if subprocess.run(argv).returncode != 0 or not image_ready(final):
             raise LabError("building the lab image through sudo failed (see above)")
         return final
     with locked(final.parent / f".{digest}.lock"):
@@ -456,10 +495,11 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
         try:
             root = work / "root"
             debian, security = host_mirrors()
+            suite, updates, security_suite = release_suites(release)
             mirrors = [
-                f"deb {debian} {SUITE} main",
-                f"deb {debian} {SUITE}-updates main",
-                f"deb {security} {SUITE}-security main",
+                f"deb {debian} {suite} main",
+                f"deb {debian} {updates} main",
+                f"deb {security} {security_suite} main",
             ]
             cmd = [
                 mmdebstrap,
@@ -482,7 +522,7 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
                 f"--customize-hook=copy-in {CUSTOMIZE} /tmp",
                 f'--customize-hook=chroot "$1" sh /tmp/{CUSTOMIZE.name}',
                 f'--customize-hook=rm -f "$1/tmp/{CUSTOMIZE.name}"',
-                SUITE,
+                suite,
                 str(root),
                 *mirrors,
             ]
@@ -513,6 +553,7 @@ def build_image(force: bool = False, quiet: bool = False) -> Path:
             raw.unlink()
             manifest = {
                 "recipe": digest,
+                "release": release,
                 "kernel": kver,
                 "packages": packages,
                 "mirrors": mirrors,
@@ -617,6 +658,9 @@ class Node:
     pidfile: str
     monitor: str
     firmware: str = "bios"
+    release: str = DEFAULT_RELEASE
+    image: str = ""  # the image folder its overlay and kernel come from
+    kernel: str = ""
     # One entry per private link, in topology order: link, interface, mac, ipv4, ipv6, prefix4, prefix6.
     links: list[dict] = field(default_factory=list)
     # The nodes sharing a link with this one: name -> link, interface, ipv4, ipv6 (their address there).
@@ -661,7 +705,7 @@ class State:
         atomic_write(rd / "state.json", json.dumps(asdict(self), indent=2) + "\n")
 
 
-def make_node(rd: Path, topo: Topology, name: str, port: int, firmware: str = "") -> Node:
+def make_node(rd: Path, topo: Topology, name: str, port: int, firmware: str = "", release: str = "") -> Node:
     """A node of the topology: its NIC on each of its links, and its neighbours' addresses there."""
     i = topo.nodes.index(name) + 1
     host = topo.host_number(name)
@@ -699,6 +743,7 @@ def make_node(rd: Path, topo: Topology, name: str, port: int, firmware: str = ""
         pidfile=str(rd / f"{name}.pid"),
         monitor=str(rd / f"{name}.monitor"),
         firmware=firmware or topo.firmware[name],
+        release=release or topo.release_of(name),
         links=links,
         neighbours=neighbours,
     )
@@ -783,6 +828,7 @@ def render_inventory(st: State, rd: Path) -> str:
             f"          pool_lab_ipv6: {q(n.ipv6)}",
             f"          pool_lab_interface: {q(n.links[0]['interface'] if n.links else '')}",
             f"          pool_lab_firmware: {q(n.firmware)}",
+            f"          pool_lab_release: {q(n.release)}",
             f"          pool_lab_links: {json.dumps(links)}",
             f"          pool_lab_neighbours: {json.dumps(n.neighbours)}",
             # Each node trusts and connects to the nodes it shares a link with, at their
@@ -988,11 +1034,14 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
     firmware = firmware_override()
     if "uefi" in ([firmware] if firmware else topo.firmware.values()):
         need_ovmf()
+    release = release_override()
+    releases = {n: release or topo.release_of(n) for n in topo.nodes}
     old = State.load(rd)
     if (
         old
         and old.count == count
         and old.firmware == firmware
+        and all(n.release == releases[n.name] for n in old.nodes)
         and old.nodes
         and all(pid_alive(n.pid) for n in old.nodes)
         and all(ssh_answers(rd, n) for n in old.nodes)
@@ -1001,8 +1050,10 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
         print(f"pool_lab: lab {name!r} already up ({count} VMs)", file=sys.stderr)
         return old
     down(quiet=True)
-    img = build_image()
-    manifest = json.loads((img / "manifest.json").read_text())
+    # One image per release the nodes run; the default release's first, as before.
+    images = {r: build_image(release=r) for r in sorted(set(releases.values()), key=lambda r: r != DEFAULT_RELEASE)}
+    kernels = {r: json.loads((d / "manifest.json").read_text())["kernel"] for r, d in images.items()}
+    img = images[releases[topo.nodes[0]]]
     rd.mkdir(parents=True, exist_ok=True)
     os.chmod(rd, 0o700)
     pubkey = ensure_key(rd)
@@ -1014,7 +1065,7 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
         count=count,
         accel=accel,
         image=str(img),
-        kernel=manifest["kernel"],
+        kernel=kernels[releases[topo.nodes[0]]],
         mcast={link.name: mcast_group(f"{name}:{link.name}") for link in topo.links},
         inventory=str(inventory),
         firmware=firmware,
@@ -1023,13 +1074,26 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
     for i, node_name in enumerate(topo.nodes, 1):
         port = free_port(port_base + i if port_base else 0, used)
         used.append(port)
-        st.nodes.append(make_node(rd, topo, node_name, port, firmware))
+        n = make_node(rd, topo, node_name, port, firmware, releases[node_name])
+        n.image, n.kernel = str(images[n.release]), kernels[n.release]
+        st.nodes.append(n)
     st.save(rd)
     t0 = time.monotonic()
     try:
         for n in st.nodes:
             subprocess.run(
-                [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(img / "disk.qcow2"), n.overlay],
+                [
+                    qemu_img,
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-F",
+                    "qcow2",
+                    "-b",
+                    str(Path(n.image) / "disk.qcow2"),
+                    n.overlay,
+                ],
                 check=True,
             )
             if n.firmware == "uefi":
@@ -1038,7 +1102,7 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
                 Path(n.console).unlink()
             for attempt in range(5):
                 r = subprocess.run(
-                    qemu_command(qemu, st, n, img, pubkey, memory, cpus, topo),
+                    qemu_command(qemu, st, n, Path(n.image), pubkey, memory, cpus, topo),
                     stdin=subprocess.DEVNULL,
                     capture_output=True,
                     text=True,
@@ -1241,7 +1305,8 @@ def status(as_json: bool) -> int:
     else:
         nodes = [
             {"name": n.name, "pid": n.pid, "running": pid_alive(n.pid), "ssh_port": n.port,
-             "ipv4": n.ipv4, "ipv6": n.ipv6, "firmware": n.firmware, "console": n.console,
+             "ipv4": n.ipv4, "ipv6": n.ipv6, "firmware": n.firmware, "release": n.release,
+             "kernel": n.kernel or st.kernel, "console": n.console,
              "links": n.links, "neighbours": n.neighbours}
             for n in st.nodes
         ]  # fmt: skip
@@ -1280,7 +1345,10 @@ def status(as_json: bool) -> int:
             for n in out["nodes"]:
                 state = "running" if n["running"] else "stopped"
                 addrs = " ".join(f"{lk['interface']} {lk['ipv4']} {lk['ipv6']}" for lk in n["links"])
-                print(f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['firmware']} {addrs}")
+                print(
+                    f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['release']}"
+                    f" {n['kernel']} {n['firmware']} {addrs}"
+                )
             print(f"  inventory: {out['inventory']}")
         if out["stray_pids"]:
             print(f"  stray qemu pids: {out['stray_pids']} (run down)")
@@ -1295,6 +1363,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("image", help="build the base image unless cached")
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.add_argument(
+        "--release",
+        choices=RELEASES,
+        default=os.environ.get("POOL_LAB_RELEASE") or DEFAULT_RELEASE,
+        help="the Debian release (default: POOL_LAB_RELEASE, else %(default)s)",
+    )
     p.add_argument("--print", action="store_true", help="only print the image directory (no build)")
     p = sub.add_parser("up", help="boot the VMs and write the inventory")
     p.add_argument(
@@ -1325,9 +1399,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "image":
             if args.print:
-                print(image_dir())
+                print(image_dir(release=args.release))
             else:
-                print(build_image(force=args.force))
+                print(build_image(force=args.force, release=args.release))
         elif args.cmd == "up":
             up(args.count, args.memory, args.cpus, args.timeout, args.inventory.resolve(), args.ssh_port_base)
         elif args.cmd == "down":

@@ -50,6 +50,39 @@ def test_recipe_hash_follows_the_recipe():
     assert len(base) == 64
 
 
+def test_each_release_has_an_image_of_its_own(cache):
+    bookworm = pool_lab.current_recipe_hash()
+    assert pool_lab.current_recipe_hash("bookworm") == bookworm
+    assert pool_lab.current_recipe_hash("trixie") != bookworm
+    assert pool_lab.image_dir(release="trixie").name == pool_lab.current_recipe_hash("trixie")
+    assert pool_lab.release_suites("trixie") == ("trixie", "trixie-updates", "trixie-security")
+
+
+def test_a_release_is_chosen_per_node_or_for_all(tmp_path, monkeypatch):
+    topo = json.loads(pool_lab.TOPOLOGY.read_text())
+    topo["nodes"]["node3"]["release"] = "trixie"
+    path = tmp_path / "topology.json"
+    path.write_text(json.dumps(topo))
+    t = pool_lab.load_topology(path)
+    assert [t.release_of(n) for n in t.nodes] == ["bookworm", "bookworm", "trixie"]
+    assert t.subset(2).release == {"node1": "bookworm", "node2": "bookworm"}
+    assert pool_lab.make_node(tmp_path, t, "node3", 40003).release == "trixie"
+    assert pool_lab.make_node(tmp_path, t, "node3", 40003, release="bookworm").release == "bookworm"
+    monkeypatch.setenv("POOL_LAB_RELEASE", "trixie")
+    assert pool_lab.release_override() == "trixie"
+    monkeypatch.setenv("POOL_LAB_RELEASE", "sid")
+    with pytest.raises(pool_lab.LabError, match="bad POOL_LAB_RELEASE 'sid'"):
+        pool_lab.release_override()
+
+
+def test_the_debug_kernel_boots_only_its_own_release(cache, monkeypatch):
+    monkeypatch.setenv("POOL_LAB_KERNEL", "debug")
+    with pytest.raises(pool_lab.LabError, match="cannot boot a trixie image"):
+        pool_lab.build_image(release="trixie")
+    with pytest.raises(pool_lab.LabError, match="bad release"):
+        pool_lab.build_image(release="sid")
+
+
 def test_current_recipe_includes_the_customize_script():
     assert pool_lab.current_recipe_hash() == pool_lab.recipe_hash(pool_lab.PACKAGES, pool_lab.CUSTOMIZE.read_text())
 
@@ -126,12 +159,14 @@ def test_inventory_rendering(tmp_path):
     assert n2["ansible_ssh_private_key_file"] == str(rd / "id_ed25519")
     assert f"UserKnownHostsFile={rd / 'known_hosts'}" in n2["ansible_ssh_common_args"]
     assert n2["pool_lab_ipv4"] == "10.253.0.12"
+    assert n2["pool_lab_release"] == "bookworm"
     assert n2["pool_lab_ipv6"] == "fd53:253::12"
     assert n2["pool_lab_links"] == {
         "a": {"interface": "lab-a", "ipv4": "10.253.0.12", "ipv6": "fd53:253::12"},
         "b": {"interface": "lab-b", "ipv4": "10.253.1.12", "ipv6": "fd53:253:1::12"},
     }
     assert inv["all"]["vars"]["pool_lab_name"] == "unit"
+    assert inv["all"]["vars"]["pool_kmod_builder_signing_dir"] == str(rd / "fleet-signing")
     # node1 and node3 reach each other through node2's relay, and accept it
     relays = inv["all"]["children"]["pool_relays"]["hosts"]
     assert relays["node2"] == {"pool_relay_enabled": True, "pool_relay_peers": [{"name": "node1"}, {"name": "node3"}]}
@@ -218,6 +253,8 @@ def test_nodes_get_distinct_addresses_and_macs(tmp_path):
         (lambda t: t["links"]["b"].update(ipv4="192.168.1.0/24"), "inside 'unreachable'"),
         (lambda t: t["links"]["b"].update(interface="lab-a"), "links.b.interface"),
         (lambda t: t["nodes"]["node3"].update(firmware="coreboot"), "nodes.node3.firmware"),
+        (lambda t: t["nodes"]["node3"].update(release="buster"), "nodes.node3.release 'buster'"),
+        (lambda t: t["nodes"]["node3"].update(kernel="6.12"), "only 'firmware' and 'release' may be set"),
         (lambda t: t.pop("unreachable"), "'unreachable'"),
     ],
 )
