@@ -45,7 +45,8 @@ DEFAULT_INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
 TOPOLOGY = HERE / "topology.json"
 
 # Bump when the build procedure itself (not the package list or script) changes.
-RECIPE_VERSION = 1
+# 2: the nodes' toolchain moved to a build root beside the disk (strip_toolchain).
+RECIPE_VERSION = 2
 # The Debian releases a lab node can run (topology.json's "release", or POOL_LAB_RELEASE for
 # every node): each has an image of its own, built from the same package list and script.
 RELEASES = ("bookworm", "trixie")
@@ -54,8 +55,10 @@ DEFAULT_RELEASE = "bookworm"
 HOST_SUITE = "bookworm"
 
 
-def release_suites(release: str) -> tuple[str, str, str]:
-    return (release, f"{release}-updates", f"{release}-security")
+def release_suites(release: str) -> tuple[str, str, str, str]:
+    """The release, its updates and security suites, and its backports (a newer kernel for the
+    kernel-upgrade test; nothing comes from there unless asked for)."""
+    return (release, f"{release}-updates", f"{release}-security", f"{release}-backports")
 
 
 PACKAGES = (
@@ -91,6 +94,9 @@ PACKAGES = (
     # The transport tests' reference peer and probes (pooltools.testing.refpeer) use it for AEAD and
     # X25519; installing it in every test run would cost minutes of dpkg under emulation.
     "python3-cryptography",
+    # The lab boots its kernels directly (no bootloader): playbooks/kernel_upgrade.yml reboots
+    # into a new kernel with kexec (pool_upgrade_kexec in the inventory).
+    "kexec-tools",
 )
 DISK_SIZE = "8G"
 
@@ -151,6 +157,13 @@ def firmware_override() -> str:
     if fw and fw not in FIRMWARES:
         raise LabError(f"bad POOL_LAB_FIRMWARE {fw!r}: use {' or '.join(FIRMWARES)}")
     return fw
+
+
+def node_releases(topo: Topology) -> dict[str, str]:
+    """Each node's Debian release: POOL_LAB_RELEASE for all, else topology.json's; bookworm for
+    all under POOL_LAB_KERNEL=debug, whose kernel is built from bookworm's source."""
+    release = release_override() or (DEFAULT_RELEASE if lab_kernel() == "debug" else "")
+    return {n: release or topo.release_of(n) for n in topo.nodes}
 
 
 def release_override() -> str:
@@ -452,7 +465,44 @@ def locked(path: Path):
 
 
 def image_ready(d: Path) -> bool:
-    return all((d / n).is_file() for n in ("disk.qcow2", "vmlinuz", "initrd.img", "manifest.json"))
+    return (
+        all((d / n).is_file() for n in ("disk.qcow2", "vmlinuz", "initrd.img", "manifest.json"))
+        and (d / "buildroot" / "etc" / "debian_version").is_file()
+    )
+
+
+# What a node needs only to build kernel modules: the image's tree keeps none of it (nodes install
+# pool.ko as a package built elsewhere, the fleet way); the build root beside the disk keeps all.
+TOOLCHAIN = re.compile(r"^(build-essential|dkms|make|(gcc|g\+\+|cpp)(-[0-9]+)?|linux-(headers|kbuild)-.+)$")
+
+
+def strip_toolchain(root: Path, log: Path) -> list[str]:
+    """Purge the compiler, DKMS and the kernel headers from the tree ``root`` (with what only they
+    needed); returns the packages purged."""
+    chroot = [need("chroot"), str(root)]
+    listed = subprocess.run(
+        [*chroot, "dpkg-query", "-W", "-f", "${Package}\n"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    doomed = sorted(p for p in listed if TOOLCHAIN.match(p))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    proc = root / "proc"
+    subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+    try:
+        with open(log, "a") as lf:
+            rc = subprocess.run(
+                [*chroot, "apt-get", "purge", "-y", "--autoremove", *doomed],
+                stdout=lf,
+                stderr=subprocess.STDOUT,
+                env=env,
+            ).returncode
+    finally:
+        subprocess.run(["umount", str(proc)], check=False)
+    if rc != 0:
+        raise LabError(f"purging the toolchain from the image failed (exit {rc})", tail(log, 30))
+    left = subprocess.run([*chroot, "dpkg", "-s", "gcc"], capture_output=True).returncode
+    if left == 0:
+        raise LabError("the image still has gcc after the toolchain was purged", tail(log, 30))
+    return doomed
 
 
 def build_image(force: bool = False, quiet: bool = False, release: str = DEFAULT_RELEASE) -> Path:
@@ -495,11 +545,12 @@ def build_image(force: bool = False, quiet: bool = False, release: str = DEFAULT
         try:
             root = work / "root"
             debian, security = host_mirrors()
-            suite, updates, security_suite = release_suites(release)
+            suite, updates, security_suite, backports = release_suites(release)
             mirrors = [
                 f"deb {debian} {suite} main",
                 f"deb {debian} {updates} main",
                 f"deb {security} {security_suite} main",
+                f"deb {debian} {backports} main",
             ]
             cmd = [
                 mmdebstrap,
@@ -537,6 +588,10 @@ def build_image(force: bool = False, quiet: bool = False, release: str = DEFAULT
             if len(kvers) != 1:
                 raise LabError(f"image has {len(kvers)} kernels ({kvers}), expected one")
             kver = kvers[0]
+            # The build root: the tree as mmdebstrap made it, the headers of exactly this kernel
+            # included; then the disk's tree loses the toolchain.
+            subprocess.run(["cp", "-a", "--reflink=auto", str(root), str(work / "buildroot")], check=True)
+            purged = strip_toolchain(root, log)
             shutil.copy2(root / "boot" / f"vmlinuz-{kver}", work / "vmlinuz")
             shutil.copy2(root / "boot" / f"initrd.img-{kver}", work / "initrd.img")
             raw = work / "disk.raw"
@@ -556,6 +611,7 @@ def build_image(force: bool = False, quiet: bool = False, release: str = DEFAULT
                 "release": release,
                 "kernel": kver,
                 "packages": packages,
+                "purged_into_buildroot": purged,
                 "mirrors": mirrors,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "build_seconds": round(time.monotonic() - t0, 1),
@@ -867,8 +923,21 @@ def render_inventory(st: State, rd: Path) -> str:
         # controller): in the lab's own folder, not in the user's home where a fleet's would be.
         f"    pool_kmod_builder_signing_dir: {q(str(rd / 'fleet-signing'))}",
         f"    pool_kmod_builder_package_dir: {q(str(rd / 'packages'))}",
+        # Each release's kernels build on the controller in the build root made with its image
+        # (the image's own headers and compiler), which needs root: the nodes have no compiler.
+        f"    pool_kmod_builders: {json.dumps(lab_builders(st))}",
+        # Direct kernel boot: a reboot into a new kernel goes through kexec (kernel_upgrade.yml).
+        "    pool_upgrade_kexec: true",
     ]
     return "\n".join(lines) + "\n"
+
+
+def lab_builders(st: State) -> dict[str, dict[str, Any]]:
+    """pool_kmod_builders of a lab: per release its nodes run, the controller in that image's build root."""
+    return {
+        n.release: {"host": "localhost", "become": os.geteuid() != 0, "buildroot": str(Path(n.image) / "buildroot")}
+        for n in sorted(st.nodes, key=lambda n: n.release)
+    }
 
 
 # ---------------------------------------------------------------- ssh
@@ -1034,8 +1103,7 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
     firmware = firmware_override()
     if "uefi" in ([firmware] if firmware else topo.firmware.values()):
         need_ovmf()
-    release = release_override()
-    releases = {n: release or topo.release_of(n) for n in topo.nodes}
+    releases = node_releases(topo)
     old = State.load(rd)
     if (
         old

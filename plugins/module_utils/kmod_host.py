@@ -119,6 +119,10 @@ class KmodHost:
         }
         self.tmpdirs = []
         self.dkms_bin = None
+        # A build root (a Debian tree of another release, entered with chroot) that builds and
+        # signing run in; empty: this host's own system.
+        self.root = ""
+        self.chroot_bin = None
 
     # ---------------------------------------------------------------- helpers
     def act(self, text):
@@ -129,7 +133,8 @@ class KmodHost:
         return run(self.m, argv, what=what, fix=fix, check=check, data=data, env=env)
 
     def tmpdir(self):
-        path = tempfile.mkdtemp(prefix="pool-kmod-")
+        # Inside the build root when there is one, so that commands run in it see the files too.
+        path = tempfile.mkdtemp(prefix="pool-kmod-", dir=self.host_path("/tmp") if self.root else None)
         os.chmod(path, 0o700)
         self.tmpdirs.append(path)
         return path
@@ -145,7 +150,66 @@ class KmodHost:
         return path
 
     def dkms(self, args, what=None, fix=None, check=True):
-        return self.cmd([self.dkms_bin, *args], what=what or "dkms " + " ".join(args), fix=fix, check=check)
+        return self.cmd(
+            self.in_root([self.dkms_bin, *args]), what=what or "dkms " + " ".join(args), fix=fix, check=check
+        )
+
+    # ---------------------------------------------------------------- build root
+    def host_path(self, path):
+        """The path here of ``path`` as the build root sees it (itself without a build root)."""
+        return self.root + path if self.root else path
+
+    def root_path(self, path):
+        """The path in the build root of ``path`` here, which lies under it."""
+        if not self.root:
+            return path
+        rel = os.path.relpath(path, self.root)
+        if rel == ".." or rel.startswith("../"):
+            raise KmodError("%s is outside the build root %s" % (path, self.root))
+        return "/" + rel if rel != "." else "/"
+
+    def in_root(self, argv):
+        """``argv`` run inside the build root (unchanged without one)."""
+        return [self.chroot_bin, self.root, *argv] if self.root else list(argv)
+
+    def resolve(self, path):
+        """The path here that ``path`` (as the build root sees it) ends at, its symbolic links
+        followed inside the build root, never above it; ``path`` itself without a build root."""
+        if not self.root:
+            return path
+        todo = [c for c in path.split("/") if c]
+        done = []
+        hops = 0
+        while todo:
+            c = todo.pop(0)
+            if c == ".":
+                continue
+            if c == "..":
+                if done:
+                    done.pop()
+                continue
+            here = self.root + "/" + "/".join([*done, c])
+            if os.path.islink(here):
+                hops += 1
+                if hops > 40:
+                    raise KmodError("too many symbolic links in %s in the build root %s" % (path, self.root))
+                target = os.readlink(here)
+                if target.startswith("/"):
+                    done = []
+                todo = [x for x in target.split("/") if x] + todo
+            else:
+                done.append(c)
+        return self.root + "/" + "/".join(done)
+
+    def root_bin(self, name, package):
+        """Path inside the build root of a program there, or an error naming the package."""
+        for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+            path = d + "/" + name
+            if os.access(self.resolve(path), os.X_OK):
+                return path
+        raise KmodError(
+            "%s not found in the build root %s: install the %s package into it" % (name, self.root, package)
+        )
 
     def dkms_status(self):
         _rc, out, _err = self.dkms(["status", "-m", self.name], check=False)
@@ -213,9 +277,8 @@ class KmodHost:
                 kernels.append(k)
         return kernels
 
-    @staticmethod
-    def has_headers(kernel):
-        return os.path.exists("/lib/modules/%s/build/Makefile" % kernel)
+    def has_headers(self, kernel):
+        return os.path.exists(self.resolve("/lib/modules/%s/build/Makefile" % kernel))
 
     def target_kernels(self):
         wanted = []
@@ -257,14 +320,20 @@ class KmodHost:
         self.act("install %s" % " ".join(packages))
         if self.check:
             return
-        apt = self.need_bin("apt-get", "apt")
-        argv = [apt, "install", "-y", "--no-install-recommends", *packages]
+        apt = self.root_bin("apt-get", "apt") if self.root else self.need_bin("apt-get", "apt")
+        if self.root and os.path.isfile("/etc/resolv.conf"):
+            # apt in the build root resolves the mirrors' names as this host does.
+            resolv = os.path.join(self.root, "etc", "resolv.conf")
+            if os.path.islink(resolv):
+                os.unlink(resolv)
+            atomic_write(resolv, read_file("/etc/resolv.conf", binary=True), 0o644)
+        argv = self.in_root([apt, "install", "-y", "--no-install-recommends", *packages])
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         rc, _out, _err = run(self.m, argv, check=False, env=env)
         if rc != 0:  # stale or missing package lists: update once, then try again
             run(
                 self.m,
-                [apt, "update"],
+                self.in_root([apt, "update"]),
                 what="apt-get update",
                 env=env,
                 fix="check the apt sources (/etc/apt/sources.list*) and the network",
@@ -496,10 +565,14 @@ class KmodHost:
             "/usr/src/linux-headers-%s/scripts/sign-file" % kernel,
             "/usr/lib/linux-kbuild-%s/scripts/sign-file" % mm,
         ]
-        candidates += sorted(glob.glob("/usr/lib/linux-kbuild-%s*/scripts/sign-file" % mm), reverse=True)
-        candidates += sorted(glob.glob("/usr/lib/linux-kbuild-*/scripts/sign-file"), reverse=True)
+        for pattern in (
+            "/usr/lib/linux-kbuild-%s*/scripts/sign-file" % mm,
+            "/usr/lib/linux-kbuild-*/scripts/sign-file",
+        ):
+            found = glob.glob(self.host_path(pattern))
+            candidates += sorted((self.root_path(f) for f in found), reverse=True)
         for path in candidates:
-            if os.access(path, os.X_OK):
+            if os.access(self.resolve(path), os.X_OK):
                 return path
         raise KmodError(
             "sign-file not found for kernel %s: install %s (it brings linux-kbuild's sign-file)"
@@ -532,8 +605,15 @@ class KmodHost:
         tmp = self.tmpdir()
         plain = os.path.join(tmp, "%s.ko" % self.name)
         atomic_write(plain, dkms.strip_signature(raw), 0o644)
+        if self.root:  # sign-file runs in the build root: the key visits its private folder
+            inner_key, inner_cert = os.path.join(tmp, "signing.key"), os.path.join(tmp, "signing.crt")
+            atomic_write(inner_key, read_file(key, binary=True), 0o600)
+            atomic_write(inner_cert, read_file(cert, binary=True), 0o644)
+            key, cert = inner_key, inner_cert
         self.cmd(
-            [self.sign_file_for(kernel), "sha256", key, cert, plain],
+            self.in_root(
+                [self.sign_file_for(kernel), "sha256", self.root_path(key), self.root_path(cert), self.root_path(plain)]
+            ),
             what="sign-file %s" % path,
             fix="check the signing key and certificate (%s)" % cert,
         )

@@ -68,9 +68,20 @@ options:
   install_headers:
     description:
       - Install the missing C(linux-headers-<release>) packages on the build host with apt (needs root)
-        instead of failing.
+        instead of failing (into O(buildroot) when it is set).
     type: bool
     default: false
+  buildroot:
+    description:
+      - Path on the build host of a Debian root filesystem (made with C(mmdebstrap) or C(debootstrap)) of the
+        Debian release the O(kernels) come from, holding C(dkms), C(build-essential), C(openssl) and the
+        headers of those kernels. The builds and their signing run in it through C(chroot), so that one build
+        host serves several releases, each built with its own release's compiler (a Debian 12 host building for
+        Debian 13's 6.12 kernels, for example), as Debian's own build daemons do.
+      - The private key is copied into a private temporary folder of the build root while signing and removed
+        with it. The packages, the key and its certificate stay outside it.
+      - Needs root (C(become)). Without it the build host's own system builds.
+    type: path
   dest:
     description:
       - Folder on the build host where the packages are written (created, mode 0755).
@@ -111,7 +122,9 @@ options:
     type: str
     default: pool.ops fleet module signing
 notes:
-  - Needs no root unless O(install_headers=true); the DKMS tree is private to the run.
+  - Needs no root unless O(install_headers=true) or O(buildroot) is set; the DKMS tree is private to the run.
+  - With several build hosts (or build roots), give them all the same fleet key (O(signing_key) or
+    O(signing_key_content)), since the nodes check every package against one certificate.
   - C(dkms) itself may sign the build with its own key first (C(/var/lib/dkms/mok.key) when it runs as root);
     that signature is replaced by the fleet key's.
 seealso:
@@ -131,6 +144,16 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   register: pool_packages
+
+- name: Build for Debian 13 nodes on a Debian 12 build host, in a Debian 13 build root
+  pool.ops.kmod_package:
+    src: "{{ playbook_dir }}/../kmod"
+    kernels: [6.12.57+deb13-amd64]
+    buildroot: /srv/buildroots/trixie
+    dest: /srv/pool/packages
+  delegate_to: builder1
+  become: true
+  run_once: true
 
 - name: Build on a build host with the fleet key from Ansible Vault
   pool.ops.kmod_package:
@@ -208,6 +231,11 @@ sig_key:
   description: The key id C(modinfo) reports (the certificate's serial number).
   returned: unless the key is still to be created in check mode
   type: str
+buildroot:
+  description: The build root the builds ran in (empty when the build host's own system built).
+  returned: always
+  type: str
+  sample: /srv/buildroots/trixie
 actions:
   description: What was done (or, in check mode, would be done), in order.
   returned: always
@@ -240,7 +268,14 @@ EPOCH = 315532800
 class Builder(KmodHost):
     def __init__(self, module):
         super(Builder, self).__init__(module)
-        self.result = {"version": None, "packages": [], "built": [], "build_seconds": {}, "removed": []}
+        self.result = {
+            "version": None,
+            "packages": [],
+            "built": [],
+            "build_seconds": {},
+            "removed": [],
+            "buildroot": "",
+        }
 
     def kernels(self):
         wanted = []
@@ -279,7 +314,7 @@ class Builder(KmodHost):
             with open(path, "wb") as f:
                 f.write(data)
         os.makedirs(tree)
-        private = ["--dkmstree", tree, "--sourcetree", srcroot]
+        private = ["--dkmstree", self.root_path(tree), "--sourcetree", self.root_path(srcroot)]
         self.dkms(["add", "-m", self.name, "-v", version, *private], fix="check %s/dkms.conf" % self.p["src"])
         rc, out, err = self.dkms(["build", "-m", self.name, "-v", version, "-k", kernel, *private], check=False)
         if rc != 0:
@@ -349,12 +384,29 @@ class Builder(KmodHost):
             if not self.check:
                 os.unlink(path)
 
+    def enter_root(self, path):
+        """Build in the build root ``path`` from now on."""
+        root = os.path.realpath(path)
+        if not os.path.isdir(root):
+            raise KmodError("buildroot %s is not a folder: make it with mmdebstrap or debootstrap" % path)
+        if root == "/":
+            return
+        if not os.path.isfile(os.path.join(root, "etc", "debian_version")):
+            raise KmodError("buildroot %s holds no Debian system (etc/debian_version is missing)" % path)
+        if os.geteuid() != 0:
+            raise KmodError("buildroot %s needs root to enter it with chroot: run the task with become" % path)
+        self.chroot_bin = self.need_bin("chroot", "coreutils")
+        self.root = root
+        self.result["buildroot"] = root
+
     def run(self):
         p = self.p
         if p["keep"] < 1:
             raise KmodError("keep must be at least 1 (the current package)")
         self.modinfo_bin = self.need_bin("modinfo", "kmod")
-        self.dkms_bin = self.need_bin("dkms", "dkms")
+        if p["buildroot"]:
+            self.enter_root(p["buildroot"])
+        self.dkms_bin = self.root_bin("dkms", "dkms") if self.root else self.need_bin("dkms", "dkms")
         self.dpkg_deb = self.need_bin("dpkg-deb", "dpkg")
         _rc, out, _err = self.cmd(
             [self.need_bin("dpkg", "dpkg"), "--print-architecture"], what="dpkg --print-architecture"
@@ -405,6 +457,7 @@ def main():
             remote_src=dict(type="bool", default=False),
             kernels=dict(type="list", elements="str", required=True),
             install_headers=dict(type="bool", default=False),
+            buildroot=dict(type="path"),
             dest=dict(type="path"),
             keep=dict(type="int", default=2),
             signing_key=dict(type="path"),

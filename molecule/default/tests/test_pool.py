@@ -13,6 +13,7 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -64,6 +65,32 @@ def test_module_loaded_and_signed_by_the_fleet_key(host):
     # key is not in its keyring until enrolled as a MOK; the signer check above
     # is what ties the module to the collection's key)
     assert host.check_output("modinfo -F sig_id pool") == "PKCS#7"
+
+
+def test_one_package_per_kernel_release_signed_by_the_one_fleet_key(host):
+    """The build host built each kernel release the nodes run once (the mixed lab: two), and
+    every node installed the package of its own kernel, of the same source version."""
+    me = host.backend.get_variables()
+    inventory = host.backend.ansible_inventory
+    nodes = {n: testinfra.get_host(f"ansible://{n}", ansible_inventory=inventory) for n in me["groups"]["pool_nodes"]}
+    installed = {
+        n: h.check_output("dpkg-query -W -f '${Package} ${Version}\\n' 'pool-modules-*'").splitlines()
+        for n, h in nodes.items()
+    }
+    kernels = {n: h.check_output("uname -r") for n, h in nodes.items()}
+    for n, lines in installed.items():
+        assert lines == [f"pool-modules-{kernels[n]} {lines[0].split()[1]}"], f"{n}: {lines}"
+    versions = {lines[0].split()[1] for lines in installed.values()}
+    assert len(versions) == 1, f"the nodes run different builds: {installed}"
+    version = versions.pop()
+    built = sorted(Path(me["pool_kmod_builder_package_dir"]).glob(f"pool-modules-*_{version}_*.deb"))
+    assert sorted(p.name.split("_")[0] for p in built) == sorted(f"pool-modules-{k}" for k in set(kernels.values())), (
+        f"packages of {version} on the build host: {[p.name for p in built]}; kernels: {kernels}"
+    )
+    if len({h.check_output(". /etc/os-release && echo $VERSION_CODENAME") for h in nodes.values()}) > 1:
+        assert len(set(kernels.values())) >= 2, f"a mixed fleet runs one kernel: {kernels}"
+    fleet = {h.check_output(f"openssl x509 -in {SIGNING_CERT} -noout -fingerprint -sha256") for h in nodes.values()}
+    assert len(fleet) == 1, f"the nodes hold different fleet certificates: {fleet}"
 
 
 def test_device_mode(host):

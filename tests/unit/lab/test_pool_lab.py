@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_each_release_has_an_image_of_its_own(cache):
     assert pool_lab.current_recipe_hash("bookworm") == bookworm
     assert pool_lab.current_recipe_hash("trixie") != bookworm
     assert pool_lab.image_dir(release="trixie").name == pool_lab.current_recipe_hash("trixie")
-    assert pool_lab.release_suites("trixie") == ("trixie", "trixie-updates", "trixie-security")
+    assert pool_lab.release_suites("trixie") == ("trixie", "trixie-updates", "trixie-security", "trixie-backports")
 
 
 def test_a_release_is_chosen_per_node_or_for_all(tmp_path, monkeypatch):
@@ -73,6 +74,31 @@ def test_a_release_is_chosen_per_node_or_for_all(tmp_path, monkeypatch):
     monkeypatch.setenv("POOL_LAB_RELEASE", "sid")
     with pytest.raises(pool_lab.LabError, match="bad POOL_LAB_RELEASE 'sid'"):
         pool_lab.release_override()
+
+
+def test_the_shared_lab_mixes_releases_except_under_the_debug_kernel(monkeypatch):
+    topo = pool_lab.load_topology()
+    monkeypatch.delenv("POOL_LAB_RELEASE", raising=False)
+    monkeypatch.delenv("POOL_LAB_KERNEL", raising=False)
+    assert pool_lab.node_releases(topo) == {"node1": "bookworm", "node2": "bookworm", "node3": "trixie"}
+    monkeypatch.setenv("POOL_LAB_KERNEL", "debug")
+    assert set(pool_lab.node_releases(topo).values()) == {"bookworm"}
+    monkeypatch.setenv("POOL_LAB_KERNEL", "debian")
+    monkeypatch.setenv("POOL_LAB_RELEASE", "trixie")
+    assert set(pool_lab.node_releases(topo).values()) == {"trixie"}
+
+
+@pytest.mark.parametrize(
+    ("package", "toolchain"),
+    [
+        ("gcc", True), ("gcc-12", True), ("g++-14", True), ("cpp-12", True), ("make", True), ("dkms", True),
+        ("build-essential", True), ("linux-headers-6.1.0-27-amd64", True), ("linux-kbuild-6.12", True),
+        ("linux-image-6.1.0-27-amd64", False), ("libgcc-s1", False), ("gcc-12-base", False),
+        ("python3", False), ("kmod", False), ("openssl", False),
+    ],
+)  # fmt: skip
+def test_the_nodes_lose_only_the_toolchain(package, toolchain):
+    assert bool(pool_lab.TOOLCHAIN.match(package)) is toolchain
 
 
 def test_the_debug_kernel_boots_only_its_own_release(cache, monkeypatch):
@@ -143,6 +169,8 @@ def make_state(rd: Path, count: int = 3, firmware: str = "") -> pool_lab.State:
         mcast={link.name: pool_lab.mcast_group(f"unit:{link.name}") for link in topo.links}, firmware=firmware,
     )  # fmt: skip
     st.nodes = [pool_lab.make_node(rd, topo, name, 40000 + i, firmware) for i, name in enumerate(topo.nodes, 1)]
+    for n in st.nodes:
+        n.image = f"/img/{n.release}"
     return st
 
 
@@ -167,6 +195,13 @@ def test_inventory_rendering(tmp_path):
     }
     assert inv["all"]["vars"]["pool_lab_name"] == "unit"
     assert inv["all"]["vars"]["pool_kmod_builder_signing_dir"] == str(rd / "fleet-signing")
+    # each release builds on the controller, in the build root of its image
+    builders = inv["all"]["vars"]["pool_kmod_builders"]
+    become = os.geteuid() != 0
+    assert builders == {
+        "bookworm": {"host": "localhost", "become": become, "buildroot": "/img/bookworm/buildroot"},
+        "trixie": {"host": "localhost", "become": become, "buildroot": "/img/trixie/buildroot"},
+    }
     # node1 and node3 reach each other through node2's relay, and accept it
     relays = inv["all"]["children"]["pool_relays"]["hosts"]
     assert relays["node2"] == {"pool_relay_enabled": True, "pool_relay_peers": [{"name": "node1"}, {"name": "node3"}]}

@@ -55,7 +55,9 @@ def test_bad_documents_fail_on_the_controller_naming_the_field(tmp_path: Path) -
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook(tmp_path))],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
-    results = json.loads((tmp_path / "out.json").read_text())
+    out = tmp_path / "out.json"
+    assert out.is_file(), "the playbook did not run to its end:\n" + done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(out.read_text())
     for (name, (_config, message)), result in zip(CASES.items(), results, strict=True):
         assert result["failed"], (name, result)
         assert message in result["msg"], (name, result["msg"])

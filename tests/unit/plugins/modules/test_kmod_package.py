@@ -23,6 +23,7 @@ class FakeModule:
             remote_src=True,
             kernels=["6.1.0-9-amd64"],
             install_headers=False,
+            buildroot=None,
             dest="/nonexistent",
             keep=2,
             signing_key=None,
@@ -103,3 +104,82 @@ def test_keep_below_one_is_refused():
     _module, b = builder({"keep": 0})
     with pytest.raises(kmod_host.KmodError, match=re.escape("keep must be at least 1")):
         b.run()
+
+
+def make_root(tmp_path):
+    """A build root with a headers tree reached the way Debian's are: /lib/modules/K/build an
+    absolute link to /usr/src/linux-headers-K, /lib a link to usr/lib (merged /usr)."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/debian_version").write_text("13.2\n")
+    (root / "usr/lib/modules/6.12.1-amd64").mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")
+    headers = root / "usr/src/linux-headers-6.12.1-amd64"
+    headers.mkdir(parents=True)
+    (headers / "Makefile").write_text("# headers\n")
+    (root / "usr/lib/modules/6.12.1-amd64/build").symlink_to("/usr/src/linux-headers-6.12.1-amd64")
+    kbuild = root / "usr/lib/linux-kbuild-6.12/scripts"
+    kbuild.mkdir(parents=True)
+    (kbuild / "sign-file").write_text("#!/bin/sh\n")
+    (kbuild / "sign-file").chmod(0o755)
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/dkms").write_text("#!/bin/sh\n")
+    (root / "usr/sbin/dkms").chmod(0o755)
+    (root / "tmp").mkdir()
+    return root
+
+
+def test_a_build_root_resolves_links_inside_itself_never_the_host(tmp_path):
+    root = make_root(tmp_path)
+    _module, b = builder()
+    b.root, b.chroot_bin = str(root), "/usr/sbin/chroot"
+    assert b.has_headers("6.12.1-amd64")
+    assert not b.has_headers("6.1.0-9-amd64")
+    assert b.resolve("/lib/modules/6.12.1-amd64/build/Makefile") == str(
+        root / "usr/src/linux-headers-6.12.1-amd64/Makefile"
+    )
+    (root / "usr/src/escape").symlink_to("../../../../..")
+    assert b.resolve("/usr/src/escape/etc") == str(root) + "/etc"  # ".." stops at the root
+    assert b.root_bin("dkms", "dkms") == "/usr/sbin/dkms"
+    with pytest.raises(kmod_host.KmodError, match="gcc not found in the build root"):
+        b.root_bin("gcc", "build-essential")
+    assert b.sign_file_for("6.12.1-amd64") == "/usr/lib/linux-kbuild-6.12/scripts/sign-file"
+
+
+def test_a_build_root_runs_dkms_and_sign_file_inside_it(tmp_path):
+    root = make_root(tmp_path)
+    module, b = builder()
+    b.root, b.chroot_bin, b.dkms_bin = str(root), "/usr/sbin/chroot", "/usr/sbin/dkms"
+    work = b.tmpdir()
+    assert work.startswith(str(root / "tmp") + "/")
+    assert b.root_path(work) == "/tmp/" + os.path.basename(work)
+    with pytest.raises(kmod_host.KmodError, match="outside the build root"):
+        b.root_path(str(tmp_path))
+    b.dkms(["build", "-m", "pool"])
+    assert module.calls[-1] == ["/usr/sbin/chroot", str(root), "/usr/sbin/dkms", "build", "-m", "pool"]
+    b.cleanup()
+    assert not os.path.exists(work)
+
+
+def test_a_build_root_must_be_a_debian_tree_entered_as_root(tmp_path, monkeypatch):
+    _module, b = builder()
+    with pytest.raises(kmod_host.KmodError, match="is not a folder"):
+        b.enter_root(str(tmp_path / "missing"))
+    with pytest.raises(kmod_host.KmodError, match="holds no Debian system"):
+        b.enter_root(str(tmp_path))
+    root = make_root(tmp_path)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(kmod_host.KmodError, match="needs root"):
+        b.enter_root(str(root))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    b.enter_root(str(root) + "/")
+    assert b.root == str(root) and b.result["buildroot"] == str(root)
+
+
+def test_without_a_build_root_paths_and_commands_are_the_hosts():
+    module, b = builder()
+    assert b.resolve("/lib/modules/x/build") == "/lib/modules/x/build"
+    assert b.root_path("/tmp/x") == "/tmp/x" and b.host_path("/tmp/x") == "/tmp/x"
+    b.dkms_bin = "/usr/sbin/dkms"
+    b.dkms(["status"])
+    assert module.calls[-1] == ["/usr/sbin/dkms", "status"]
