@@ -218,6 +218,14 @@ class StatusEntry:
         return isinstance(other, StatusEntry) and repr(self) == repr(other)
 
 
+def build_failure(make_log, limit=3):
+    """Why a DKMS build failed, from its make.log: the compiler's first error lines (what a
+    person fixes), else the log's last lines; empty for an empty log."""
+    lines = [line.strip() for line in (make_log or "").splitlines() if line.strip()]
+    errors = [line for line in lines if ": error: " in line or ": fatal error: " in line]
+    return " | ".join((errors or lines[-limit:])[:limit])
+
+
 def parse_status(output, name=None):
     """Entries of ``dkms status`` output (dkms 2 or 3 format), optionally for one module name."""
     entries = []

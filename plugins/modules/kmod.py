@@ -505,8 +505,7 @@ class Kmod(KmodHost):
         if rc == 0:
             return
         log = os.path.join(DKMS_TREE, self.name, version, "build", "make.log")
-        tail = [line for line in (read_file(log) or "").splitlines() if line.strip()][-3:]
-        why = " | ".join(tail) or last_line(err) or last_line(out)
+        why = dkms.build_failure(read_file(log)) or last_line(err) or last_line(out)
         raise KmodError(
             "dkms build of %s/%s for %s failed (exit %d): %s: fix the source (full log: %s); the "
             "previous version stays installed" % (self.name, version, kernel, rc, why, log)

@@ -319,10 +319,16 @@ class Builder(KmodHost):
         rc, out, err = self.dkms(["build", "-m", self.name, "-v", version, "-k", kernel, *private], check=False)
         if rc != 0:
             log = os.path.join(tree, self.name, version, "build", "make.log")
-            tail = [line for line in (read_file(log) or "").splitlines() if line.strip()][-3:]
             raise KmodError(
                 "dkms build of %s/%s for %s failed (exit %d): %s: fix the source; no package was "
-                "written" % (self.name, version, kernel, rc, " | ".join(tail) or last_line(err) or last_line(out))
+                "written"
+                % (
+                    self.name,
+                    version,
+                    kernel,
+                    rc,
+                    dkms.build_failure(read_file(log)) or last_line(err) or last_line(out),
+                )
             )
         base = os.path.join(tree, self.name, version, kernel, self.arch, "module", self.name)
         built = next((base + s for s, _k in COMPRESSIONS if os.path.exists(base + s)), None)

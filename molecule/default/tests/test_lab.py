@@ -28,7 +28,7 @@ def lab_nodes(host) -> dict[str, dict]:
 def test_vm_is_up_as_itself(host):
     assert host.check_output("hostname") == me(host)["inventory_hostname"]
     assert host.system_info.distribution == "debian"
-    assert host.system_info.codename == "bookworm"
+    assert host.system_info.codename == me(host)["pool_lab_release"]
     assert host.service("ssh").is_running
     assert host.service("pool-lab-setup").is_running  # oneshot, RemainAfterExit
 

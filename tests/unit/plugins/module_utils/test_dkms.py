@@ -225,3 +225,16 @@ def test_parse_openssl_x509_and_signature_ok():
     assert not dkms.signature_ok("pool.ops module signing (node1)", "00:11", facts)
     assert not dkms.signature_ok("", "", facts)
     assert dkms.serial_matches("00:AB:CD", "abcd")
+
+
+def test_a_build_failure_names_the_compiler_error_first():
+    log = (
+        "make -C /lib/modules/6.12.9-amd64/build M=/tmp/x modules\n"
+        '/tmp/x/main.c:812:2: error: #error "this source does not build for 6.12"\n'
+        '  812 | #error "this source does not build for 6.12"\n'
+        "make[2]: *** [scripts/Makefile.build:243: /tmp/x/main.o] Error 1\n"
+        "make: *** [Makefile:236: __sub-make] Error 2\n"
+    )
+    assert dkms.build_failure(log) == '/tmp/x/main.c:812:2: error: #error "this source does not build for 6.12"'
+    assert dkms.build_failure("a\nb\n\nc\nd\n") == "b | c | d"  # no compiler error: the last lines
+    assert dkms.build_failure(None) == ""
