@@ -97,6 +97,23 @@ def atomic_write(path, content, mode=0o644):
         os.close(dfd)
 
 
+def correct_attributes(path, mode, owner, check=False):
+    """Set the permission bits ``mode`` and the ``owner`` (uid, gid) of ``path`` where they differ
+    (not in ``check`` mode); returns what differed as [(what, before, after)], "mode" as 0640
+    and "owner" as uid:gid."""
+    st = os.stat(path)
+    drifts = []
+    if st.st_mode & 0o7777 != mode:
+        drifts.append(("mode", "%04o" % (st.st_mode & 0o7777), "%04o" % mode))
+        if not check:
+            os.chmod(path, mode)
+    if (st.st_uid, st.st_gid) != tuple(owner):
+        drifts.append(("owner", "%d:%d" % (st.st_uid, st.st_gid), "%d:%d" % tuple(owner)))
+        if not check:
+            os.chown(path, *owner)
+    return drifts
+
+
 def remove_file(path):
     """Remove ``path`` if it exists; True when something was removed."""
     try:

@@ -26,6 +26,7 @@ import tempfile
 from ansible_collections.pool.ops.plugins.module_utils import dkms
 from ansible_collections.pool.ops.plugins.module_utils.common import (
     atomic_write,
+    correct_attributes,
     last_line,
     read_file,
     remove_file,
@@ -227,20 +228,10 @@ class KmodHost:
     def fix_attributes(self, path, mode):
         """Mode and owner (the module's user) of a file this module wrote: corrected and reported
         when they drifted; returns whether they did."""
-        st = os.stat(path)
-        owner = (os.geteuid(), os.getegid())
-        drifted = False
-        if stat.S_IMODE(st.st_mode) != mode:
-            self.note_attribute(path, "mode", "%04o" % stat.S_IMODE(st.st_mode), "%04o" % mode)
-            if not self.check:
-                os.chmod(path, mode)
-            drifted = True
-        if (st.st_uid, st.st_gid) != owner:
-            self.note_attribute(path, "owner", "%d:%d" % (st.st_uid, st.st_gid), "%d:%d" % owner)
-            if not self.check:
-                os.chown(path, *owner)
-            drifted = True
-        return drifted
+        drifts = correct_attributes(path, mode, (os.geteuid(), os.getegid()), self.check)
+        for what, before, after in drifts:
+            self.note_attribute(path, what, before, after)
+        return bool(drifts)
 
     def write_file(self, path, content, mode=0o644):
         """Write a small config file if its content differs, or correct its mode and owner if those

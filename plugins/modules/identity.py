@@ -114,6 +114,7 @@ created:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pool.ops.plugins.module_utils.common import correct_attributes
 from ansible_collections.pool.ops.plugins.module_utils.poolctl import (
     PoolctlError,
     require_tool,
@@ -145,25 +146,16 @@ def _text(doc, key):
 
 def fix_attributes(module, path, diff):
     """Mode 0600 and owner root:root on an existing key; returns whether it changed."""
-    st = os.stat(path)
-    changed = False
-    if (st.st_mode & 0o7777) != KEY_MODE:
-        diff["before"]["mode"] = "%04o" % (st.st_mode & 0o7777)
-        diff["after"]["mode"] = "%04o" % KEY_MODE
-        module.warn(
-            "%s had mode %04o: set to 0600 (the key may have been readable by others: consider "
-            "state=regenerated)" % (path, st.st_mode & 0o7777)
-        )
-        if not module.check_mode:
-            os.chmod(path, KEY_MODE)
-        changed = True
-    if st.st_uid != 0 or st.st_gid != 0:
-        diff["before"]["owner"] = "%d:%d" % (st.st_uid, st.st_gid)
-        diff["after"]["owner"] = "0:0"
-        if not module.check_mode:
-            os.chown(path, 0, 0)
-        changed = True
-    return changed
+    drifts = correct_attributes(path, KEY_MODE, (0, 0), module.check_mode)
+    for what, before, after in drifts:
+        diff["before"][what] = before
+        diff["after"][what] = after
+        if what == "mode":
+            module.warn(
+                "%s had mode %s: set to 0600 (the key may have been readable by others: consider "
+                "state=regenerated)" % (path, before)
+            )
+    return bool(drifts)
 
 
 def remove(module, params):
