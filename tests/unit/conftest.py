@@ -1,7 +1,8 @@
 """Make the collection and the tools importable for every unit test.
 
 The collection is imported as ``ansible_collections.pool.ops`` (as Ansible does),
-through a link kept under .cache/collections; the tools as ``pooltools``.
+through a link kept under .cache/collections; the tools as ``pooltools``; the lab and the
+benchmark scripts by their file names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,6 @@ def _ensure_collection_link() -> None:
 
 
 _ensure_collection_link()
-for path in (COLLECTIONS, REPO / "tools", REPO / "molecule" / "lab"):
+for path in (COLLECTIONS, REPO / "tools", REPO / "molecule" / "lab", REPO / "scripts"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))

@@ -228,7 +228,7 @@ def test_the_default_topology_is_a_line_of_three(tmp_path):
     assert hosts["node3"]["pool_lab_neighbours"] == {
         "node2": {"link": "b", "interface": "lab-b", "ipv4": "10.253.1.12", "ipv6": "fd53:253:1::12"}
     }
-    assert [h["pool_lab_firmware"] for h in hosts.values()] == ["bios", "bios", "uefi"]
+    assert [h["pool_lab_firmware"] for h in hosts.values()] == ["uefi", "bios", "uefi"]
 
 
 def test_count_two_is_the_pair_on_link_a(tmp_path):
@@ -528,9 +528,9 @@ def test_firmware_comes_from_the_topology_unless_overridden(monkeypatch, tmp_pat
     monkeypatch.delenv("POOL_LAB_FIRMWARE", raising=False)
     assert pool_lab.firmware_override() == ""
     st = make_state(tmp_path)
-    assert [n.firmware for n in st.nodes] == ["bios", "bios", "uefi"]
+    assert [n.firmware for n in st.nodes] == ["uefi", "bios", "uefi"]
     topo = pool_lab.load_topology()
-    cmd = pool_lab.qemu_command("qemu", st, st.nodes[0], Path("/img"), "ssh-ed25519 K", 2048, 2, topo)
+    cmd = pool_lab.qemu_command("qemu", st, st.nodes[1], Path("/img"), "ssh-ed25519 K", 2048, 2, topo)
     assert pflash_drives(cmd) == []
     assert cmd[cmd.index("-kernel") + 1] == "/img/vmlinuz"
     cmd = pool_lab.qemu_command("qemu", st, st.nodes[2], Path("/img"), "ssh-ed25519 K", 2048, 2, topo)

@@ -8,7 +8,7 @@
 # check mode; changed source -> rebuild + reload; new parameters -> reload;
 # absent; absent again (changed=false). Prints the time of each step.
 #   ./runme.sh --mok [--limit HOSTS] INVENTORY   Secure Boot path (mok.yml) on lab nodes booted
-#   under UEFI: the shared lab's node3 (molecule/secureboot runs it there in `./run test`), or
+#   under UEFI: the shared lab's node1 and node3 (molecule/secureboot, in `./run test`), or
 #   POOL_LAB_NAME=uefi POOL_LAB_FIRMWARE=uefi python3 molecule/lab/pool_lab.py up --count 1 --inventory /tmp/uefi-hosts.yml
 # Steps: clean slate (no pending MOK request); import (reboot_required); again (no second
 # import, changed=false); the MOK password never appears in the output; cleanup.
