@@ -6,21 +6,19 @@ import bench_rollout
 import pytest
 
 
-def ok(action: str, host: str, res: dict, task: str = "t") -> dict:
-    return {"event": "runner_on_ok", "event_data": {"task_action": action, "host": host, "task": task, "res": res}}
+def ok(action: str, host: str, res: dict, task: str = "t", event: str = "runner_on_ok") -> dict:
+    return {"event": event, "event_data": {"task_action": action, "host": host, "task": task, "res": res}}
 
 
 def test_builds_counts_each_kernel_once_across_loop_items():
     events = [
         # the per-item events of a loop repeat what its runner_on_ok carries under 'results'
-        {"event": "runner_item_on_ok", "event_data": {"task_action": "pool.ops.kmod_package", "host": "localhost",
-                                                       "res": {"built": ["6.1.0-57-amd64"]}}},
+        ok("pool.ops.kmod_package", "localhost", {"built": ["6.1.0-57-amd64"]}, event="runner_item_on_ok"),
         ok("pool.ops.kmod_package", "localhost", {"results": [
             {"built": ["6.1.0-57-amd64"]}, {"built": ["6.12.118+deb13-amd64"]}, {"skipped": True, "built": ["x"]}]}),
         ok("pool.ops.kmod", "node1", {"built": []}),
         ok("ansible.builtin.command", "node1", {"built": ["not a build"]}),
-        {"event": "runner_on_failed", "event_data": {"task_action": "pool.ops.kmod", "host": "node2",
-                                                     "res": {"built": ["6.1.0-57-amd64"]}}},
+        ok("pool.ops.kmod", "node2", {"built": ["6.1.0-57-amd64"]}, event="runner_on_failed"),
     ]  # fmt: skip
     assert bench_rollout.builds(events) == [
         {"kernel": "6.1.0-57-amd64", "host": "localhost", "where": "build host"},
