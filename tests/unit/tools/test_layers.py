@@ -14,7 +14,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[3] / "tools" / "pooltools"
 LAYERS = ["protocol", "kernel", "common", "config"]
-SERVICES = {"poolctl", "poold", "relay", "testing", "vault"}
+SERVICES = {"exporter", "poolctl", "poold", "relay", "testing", "vault"}
 
 
 def allowed(package: str) -> set[str]:

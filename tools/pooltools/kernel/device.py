@@ -411,6 +411,13 @@ class Device:
         self._io(uapi.POOL_IOC_STATS, s, "read statistics")
         return stats_dict(s)
 
+    def journal_head(self) -> JournalChunk:
+        """The journal's first and next sequence numbers and head hash, without its entries
+        (a read with no room: pool.ko copies none)."""
+        jr = uapi.PoolJournalRead(from_seq=0)
+        self._io(uapi.POOL_IOC_JOURNAL_READ, jr, "read journal")
+        return JournalChunk([], jr.first_seq, jr.next_seq, bytes(jr.head_hash))
+
     def journal_read(self, from_seq: int = 0) -> JournalChunk:
         entries: list[Entry] = []
         capacity = 256

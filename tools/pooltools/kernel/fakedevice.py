@@ -404,6 +404,11 @@ class FakeDevice:
             [e for e in self._journal if e.seq >= from_seq], self._journal[0].seq, head.seq + 1, head.hash
         )
 
+    def journal_head(self) -> JournalChunk:
+        self._check("read journal")
+        head = self._journal[-1]
+        return JournalChunk([], self._journal[0].seq, head.seq + 1, head.hash)
+
     def journal_seed(self, next_seq: int, head_hash: bytes) -> None:
         self._check("seed journal")
         if len(self._journal) != 1 or self._journal[0].type != uapi.JournalType.GENESIS or self._journal[0].seq != 0:

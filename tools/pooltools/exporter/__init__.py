@@ -1,0 +1,1 @@
+"""pool_exporter: pool.ko's state as Prometheus metrics (docs/exporter.md)."""
