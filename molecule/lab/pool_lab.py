@@ -848,6 +848,7 @@ def q(s: object) -> str:
 
 LAB_RELAY = "node2"
 LAB_RELAYED = ("node1", "node3")
+LAB_EXPORTER_PORT = 9254
 LAB_VAULT = "node2"
 LAB_VAULT_PEERS = [
     {"name": "node1", "scope": "read-write"},
@@ -915,6 +916,10 @@ def render_inventory(st: State, rd: Path) -> str:
             "          pool_relay_enabled: true",
             f"          pool_relay_peers: {json.dumps([{'name': a}, {'name': c}])}",
         ]
+    # Every node serves its metrics on its first link's address, where a Prometheus on the
+    # lab's links scrapes it (role pool.ops.exporter, docs/exporter.md).
+    lines += ["    pool_exporters:", "      hosts:", *[f"        {n.name}:" for n in st.nodes]]
+    lines += ["      vars:", f"        pool_exporter_listen: {q('{{ pool_lab_ipv4 }}:' + str(LAB_EXPORTER_PORT))}"]
     lines += [
         "  vars:",
         f"    pool_lab_name: {q(st.name)}",

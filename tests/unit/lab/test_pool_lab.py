@@ -207,6 +207,10 @@ def test_inventory_rendering(tmp_path):
     assert relays["node2"] == {"pool_relay_enabled": True, "pool_relay_peers": [{"name": "node1"}, {"name": "node3"}]}
     assert relays["node1"]["pool_node_relayed_peers"] == {"node3": ["node2"]}
     assert relays["node3"]["pool_relay_peers"] == [{"name": "node2", "accept": True}]
+    # every node serves its metrics on its first link's address
+    exporters = inv["all"]["children"]["pool_exporters"]
+    assert sorted(exporters["hosts"]) == sorted(inv["all"]["children"]["pool_nodes"]["hosts"])
+    assert exporters["vars"] == {"pool_exporter_listen": "{{ pool_lab_ipv4 }}:9254"}
 
 
 def test_the_default_topology_is_a_line_of_three(tmp_path):
