@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The docs stage of `make test`: the changelog, the docsite and the execution environment.
+# The docs stage of `make test`: the changelog, the docsite, the execution environment, the alert rules.
 #
 #   - antsibull-changelog lints the fragments (changelogs/fragments) and changelog.yaml, and
 #     CHANGELOG.md must be exactly what it generates from them (edit fragments, not the file);
@@ -7,7 +7,9 @@
 #     every warning an error, into .cache/docsite/build/html;
 #   - `ansible-builder create` makes the build context of the execution environment
 #     (ee/execution-environment.yml) around the collection's built tarball, into
-#     .cache/ee-context (images cannot be pulled here, so it is not built).
+#     .cache/ee-context (images cannot be pulled here, so it is not built);
+#   - the Prometheus alert rules (docs/alerts) pass `promtool check rules` and their own unit tests
+#     (`promtool test rules`), with promtool from Debian's package (scripts/promtool.sh).
 #
 # The tools come pinned from docs/docsite/requirements.txt into .cache/docs-venv.
 set -euo pipefail
@@ -59,3 +61,6 @@ echo "docsite: $site/build/html/index.html"
 
 echo "== execution environment"
 ANSIBLE_BUILDER="$venv/bin/ansible-builder" "$root/scripts/ee.sh" create
+
+echo "== alert rules"
+"$root/scripts/promtool.sh"
