@@ -80,7 +80,8 @@ def run_playbook(playbook: Path, inventory: Path, extra: list[str], what: str) -
         r = ansible_runner.run(
             private_data_dir=private,
             playbook=str(playbook),
-            inventory=str(inventory),
+            # absolute: ansible-runner runs in its private folder
+            inventory=str(inventory.resolve()),
             cmdline=" ".join(extra),
             envvars={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
             quiet=True,
@@ -96,6 +97,8 @@ def run_playbook(playbook: Path, inventory: Path, extra: list[str], what: str) -
             and not e["event_data"].get("ignore_errors")
         ]
         raise BenchError(f"{what}: {r.status} (exit {r.rc}): {failed}")
+    if any(e.get("event") == "playbook_on_no_hosts_matched" for e in events):
+        raise BenchError(f"{what}: no hosts matched in {inventory}")
     return seconds, events
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bench_rollout
 import pytest
 
@@ -74,3 +76,30 @@ def test_a_lab_that_is_up_is_not_taken_down(monkeypatch, capsys):
     assert bench_rollout.main([]) == 1
     assert taken == []
     assert "is up: this benchmark boots fresh nodes" in capsys.readouterr().err
+
+
+class FakeRun:
+    def __init__(self, events: list[dict], status: str = "successful", rc: int = 0) -> None:
+        self.events, self.status, self.rc = events, status, rc
+
+
+def test_a_run_that_matched_no_hosts_is_an_error(monkeypatch, tmp_path):
+    seen = {}
+
+    def run(**kwargs):
+        seen.update(kwargs)
+        return FakeRun([{"event": "playbook_on_no_hosts_matched"}, {"event": "playbook_on_stats"}])
+
+    monkeypatch.setattr(bench_rollout.ansible_runner, "run", run)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(bench_rollout.BenchError, match=r"^site: no hosts matched in hosts[.]yml$"):
+        bench_rollout.run_playbook(bench_rollout.SITE, Path("hosts.yml"), [], "site")
+    # ansible-runner runs in its own folder: the inventory is given absolute
+    assert seen["inventory"] == str(tmp_path / "hosts.yml")
+
+
+def test_a_failed_run_names_the_failed_tasks(monkeypatch):
+    failed = ok("pool.ops.kmod", "node1", {"msg": "no headers"}, task="Build", event="runner_on_failed")
+    monkeypatch.setattr(bench_rollout.ansible_runner, "run", lambda **kw: FakeRun([failed], "failed", 2))
+    with pytest.raises(bench_rollout.BenchError, match=r"^site: failed \(exit 2\): \['Build on node1: no headers'\]$"):
+        bench_rollout.run_playbook(bench_rollout.SITE, Path("/x/hosts.yml"), [], "site")
