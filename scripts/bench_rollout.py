@@ -156,7 +156,13 @@ def report(results: dict[str, Any]) -> str:
         ratio = res["seconds"] / dkms["seconds"]
         lines.append(f"  {name:32} {res['seconds']:8.1f} {len(res['builds']):7d} {ratio:7.2f}")
     for name, res in (("node-local DKMS", dkms), ("build host + package", package)):
-        where = ", ".join(f"{b['kernel']} on {b['host']}" for b in res["builds"]) or "none"
+        where = (
+            ", ".join(
+                f"{b['kernel']} on {b['host']}" if b["where"] == "node" else f"{b['kernel']} on the build host"
+                for b in res["builds"]
+            )
+            or "none"
+        )
         lines.append(f"  builds, {name}: {where}")
     lines.append(f"  builds per kernel release, build host: {len(package['builds']) / len(releases):.2f} (expected 1)")
     lines += [

@@ -60,6 +60,9 @@ def test_report_gives_ratios_against_the_same_run_baselines():
     assert "builds per kernel release, build host: 1.00 (expected 1)" in text
     assert "site.yml again, nothing changed" in text and text.rstrip().splitlines()[-2].split()[-1] == "15.00"
     assert "builds, node-local DKMS: 6.1.0-57-amd64 on node1, 6.1.0-57-amd64 on node2" in text
+    assert (
+        "builds, build host + package: 6.1.0-57-amd64 on the build host, 6.12.118+deb13-amd64 on the build host" in text
+    )
 
 
 def test_runs_below_one_is_refused(capsys):
