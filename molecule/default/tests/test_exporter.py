@@ -57,7 +57,8 @@ def poolctl(host, *args: str) -> dict:
 
 
 def test_health_answers_ok(host):
-    assert get(host, "/health") == (200, "ok\n")
+    status, body = get(host, "/health")  # check_output drops the final newline
+    assert (status, body) == (200, "ok")
     assert host.service("pool-exporter").is_enabled
 
 
