@@ -14,10 +14,11 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pooltools import __version__
+from pooltools.exporter.cli import PROG
 from pooltools.exporter.metrics import PoolCollector
 from pooltools.kernel.device import PoolError
 
-PROG = "pool_exporter"
+TEXT = "text/plain; charset=utf-8"
 
 
 class Server(ThreadingHTTPServer):
@@ -36,24 +37,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            try:
-                body = generate_latest(self.server.registry)
-            except PoolError as exc:
-                self.answer(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read pool.ko: {exc}\n".encode())
-                return
-            self.answer(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
-        elif path == "/health":
-            try:
-                self.server.health()
-            except PoolError as exc:
-                self.answer(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read pool.ko: {exc}\n".encode())
-                return
-            self.answer(HTTPStatus.OK, b"ok\n")
-        else:
+        if path not in ("/metrics", "/health"):
             self.answer(HTTPStatus.NOT_FOUND, b"not found: use /metrics or /health\n")
+            return
+        try:
+            if path == "/metrics":
+                body, content_type = generate_latest(self.server.registry), CONTENT_TYPE_LATEST
+            else:
+                self.server.health()
+                body, content_type = b"ok\n", TEXT
+        except PoolError as exc:
+            self.answer(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read pool.ko: {exc}\n".encode())
+            return
+        self.answer(HTTPStatus.OK, body, content_type)
 
-    def answer(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+    def answer(self, status: HTTPStatus, body: bytes, content_type: str = TEXT) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
