@@ -23,7 +23,7 @@ PACKAGES=(
 	python3 python3-venv python3-pip
 	build-essential dkms linux-headers-amd64 linux-headers-6.12-amd64 sparse
 	git rsync make procps ca-certificates debian-archive-keyring curl shellcheck ovmf
-	libssl-dev zlib1g-dev
+	libssl-dev zlib1g-dev groff-base
 )
 
 missing=()
