@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -211,3 +212,101 @@ def test_without_prometheus_client_it_names_debians_package() -> None:
     )  # fmt: skip
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert p.stderr == "pool_exporter: needs the 'prometheus_client' package (Debian: python3-prometheus-client)\n"
+
+
+# ---- the vault's and the relay's status files
+
+VAULT_DOC = {
+    "server": "pool_vault", "version": "0.1.0", "acl_version": 4, "peers_enrolled": 2, "conversations": 3,
+    "transfers_active": 1, "requests": {"push": 5, "pull": 7}, "refusals": {"denied": 2},
+    "bytes_received": 1000, "bytes_sent": 2000, "pushes_completed": 4, "pushes_interrupted": 1,
+    "pulls_completed": 7, "limits": {"max_file_size": 1 << 30, "max_transfers_per_peer": 4},
+}  # fmt: skip
+RELAY_DOC = {
+    "format": 1, "relay": True, "enrolment_version": 3,
+    "limits": {"peer_bytes_per_second": 1000, "total_bytes_per_second": 5000, "connections": 8},
+    "peers": [{"name": "node1", "key": encode_key(PEER_KEY), "channel": True, "contributed": 10, "consumed": 20,
+               "score": 0.5, "tier": "balanced"}],
+    "carried": [{"role": "relay"}, {"role": "relay"}, {"role": "source"}],
+    "counters": {"connections": {"relay": 9}, "carried_bytes": {"relay": 123456}, "refusals": {"busy": 2}},
+}  # fmt: skip
+
+
+def scrape_services(tmp_path: Path, now: float | None = None) -> dict[str, list[tuple[dict[str, str], float]]]:
+    from pooltools.exporter.services import ServicesCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    collector = ServicesCollector(tmp_path / "vault.json", tmp_path / "relay.json")
+    if now is not None:
+        collector.clock = lambda: now
+    registry.register(collector)
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    return samples
+
+
+def test_no_status_files_no_service_series(tmp_path: Path) -> None:
+    assert scrape_services(tmp_path) == {}
+
+
+def test_vault_counters_from_its_status_file(tmp_path: Path) -> None:
+    (tmp_path / "vault.json").write_text(json.dumps(VAULT_DOC))
+    samples = scrape_services(tmp_path)
+    assert value(samples, "pool_vault_up") == 1
+    assert value(samples, "pool_vault_info", version="0.1.0") == 1
+    assert value(samples, "pool_vault_requests_total", op="pull") == 7
+    assert value(samples, "pool_vault_refusals_total", code="denied") == 2
+    assert value(samples, "pool_vault_received_bytes_total") == 1000
+    assert value(samples, "pool_vault_sent_bytes_total") == 2000
+    assert value(samples, "pool_vault_transfers_total", op="push", outcome="interrupted") == 1
+    assert value(samples, "pool_vault_transfers_total", op="pull", outcome="completed") == 7
+    assert value(samples, "pool_vault_enrolled_peers") == 2
+    assert value(samples, "pool_vault_max_file_size_bytes") == 1 << 30
+    assert not any(n.startswith("pool_relay_") for n in samples)
+
+
+def test_relay_counters_and_saturation_inputs(tmp_path: Path) -> None:
+    (tmp_path / "relay.json").write_text(json.dumps(RELAY_DOC))
+    samples = scrape_services(tmp_path)
+    key = encode_key(PEER_KEY)
+    assert value(samples, "pool_relay_up") == 1
+    assert value(samples, "pool_relay_enabled") == 1
+    assert value(samples, "pool_relay_connections", role="relay") == 2
+    assert value(samples, "pool_relay_connections", role="destination") == 0
+    assert value(samples, "pool_relay_connections_limit") == 8
+    assert value(samples, "pool_relay_total_rate_limit_bytes_per_second") == 5000
+    assert value(samples, "pool_relay_carried_bytes_total", role="relay") == 123456
+    assert value(samples, "pool_relay_connections_started_total", role="relay") == 9
+    assert value(samples, "pool_relay_refusals_total", code="busy") == 2
+    assert value(samples, "pool_relay_peer_consumed_bytes", public_key=key) == 20
+    assert value(samples, "pool_relay_peer_tier", public_key=key, tier="balanced") == 1
+    assert value(samples, "pool_relay_peer_channel_up", public_key=key) == 1
+    for name, series in samples.items():
+        assert all("name" not in labels for labels, _ in series), f"{name} names a peer"
+
+
+def test_a_stale_or_broken_status_file_is_down_not_silent(tmp_path: Path) -> None:
+    path = tmp_path / "relay.json"
+    path.write_text(json.dumps(RELAY_DOC))
+    written = path.stat().st_mtime
+    stale = scrape_services(tmp_path, now=written + 31)
+    assert value(stale, "pool_relay_up") == 0
+    assert value(stale, "pool_relay_status_timestamp_seconds") == pytest.approx(written)
+    assert value(stale, "pool_relay_carried_bytes_total", role="relay") == 123456  # what it last said
+    for broken in ("{not json", "[1, 2]"):
+        path.write_text(broken)
+        samples = scrape_services(tmp_path)
+        assert value(samples, "pool_relay_up") == 0
+        assert "pool_relay_enabled" not in samples
+
+
+def test_a_relay_status_without_counters_still_scrapes(tmp_path: Path) -> None:
+    """A relay from before the counters, or a document with wrong types, loses those series only."""
+    doc = {k: v for k, v in RELAY_DOC.items() if k != "counters"} | {"peers": "x", "limits": [1]}
+    (tmp_path / "relay.json").write_text(json.dumps(doc))
+    samples = scrape_services(tmp_path)
+    assert value(samples, "pool_relay_up") == 1
+    assert value(samples, "pool_relay_connections_limit") == 0
+    assert "pool_relay_carried_bytes_total" not in samples

@@ -112,6 +112,10 @@ def test_a_reaches_c_through_b_and_everyone_counts() -> None:
             assert b.figures(KEYS["A"])["score"] == pytest.approx(64 / (64 + total / 2**20), abs=1e-4)
             assert b.figures(KEYS["A"])["tier"] == "light"
             assert a.tickets.outstanding(0) == b.tickets.outstanding(0) == 0
+            # the exporter's counters: each node by its role, running or ended, never falling
+            assert b.counters() == {"connections": {"relay": 1}, "carried_bytes": {"relay": total}, "refusals": {}}
+            assert a.counters()["connections"] == {"source": 1}
+            assert lab.nodes["C"].counters()["connections"] == {"destination": 1}
 
     asyncio.run(main())
 
@@ -148,6 +152,8 @@ def test_refusals_reach_the_door_and_nothing_reaches_c(
             assert await lab.through_door(b"secret") == b""  # the door closes the connection
             assert lab.received == b""
             assert lab.nodes["B"].ledger.accounts == {}
+            assert lab.nodes["B"].counters()["refusals"] == {log_text: 1}
+            assert lab.nodes["B"].counters()["connections"] == {}
 
     caplog.set_level("INFO", logger="pool_relay")
     asyncio.run(main())

@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pooltools import __version__
@@ -18,6 +19,10 @@ from pooltools.kernel.device import DEVICE_PATH, EXIT_FAILURE, Device
 
 PROG = "pool_exporter"
 DEFAULT_LISTEN = "127.0.0.1:9254"
+# The services' status files (pooltools.exporter.services reads them; kept here so that the
+# arguments parse without prometheus_client).
+VAULT_STATUS = Path("/run/pool-vault/status.json")
+RELAY_STATUS = Path("/run/pool-relay/status.json")
 
 
 def listen_arg(text: str) -> tuple[str, int]:
@@ -39,6 +44,10 @@ def build_parser() -> Parser:
     p.add_argument("--listen", type=listen_arg, default=listen_arg(DEFAULT_LISTEN), metavar="ADDRESS:PORT",
                    help=f"where to serve (default {DEFAULT_LISTEN}; IPv6 as [ADDRESS]:PORT)")  # fmt: skip
     p.add_argument("--device", default=DEVICE_PATH, help=f"pool.ko's device (default {DEVICE_PATH})")
+    p.add_argument("--vault-status", type=Path, default=VAULT_STATUS, metavar="FILE",
+                   help=f"pool_vault's status file (default {VAULT_STATUS})")  # fmt: skip
+    p.add_argument("--relay-status", type=Path, default=RELAY_STATUS, metavar="FILE",
+                   help=f"pool_relay's status file (default {RELAY_STATUS})")  # fmt: skip
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
@@ -52,13 +61,14 @@ def main(argv: Sequence[str] | None = None, device_factory: Callable[[], Any] | 
     factory = device_factory or (lambda: Device(args.device))
     try:
         from pooltools.exporter.server import make_server
+        from pooltools.exporter.services import ServicesCollector
     except ModuleNotFoundError as exc:
         if exc.name != "prometheus_client":
             raise
         print(f"{PROG}: needs the 'prometheus_client' package (Debian: python3-prometheus-client)", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        server = make_server(args.listen, factory)
+        server = make_server(args.listen, factory, ServicesCollector(args.vault_status, args.relay_status))
     except OSError as exc:
         print(f"{PROG}: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILURE

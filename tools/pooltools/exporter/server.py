@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pooltools import __version__
 from pooltools.exporter.cli import PROG
 from pooltools.exporter.metrics import PoolCollector
+from pooltools.exporter.services import ServicesCollector
 from pooltools.kernel.device import PoolError
 
 TEXT = "text/plain; charset=utf-8"
@@ -63,9 +64,12 @@ class Handler(BaseHTTPRequestHandler):
         return
 
 
-def make_server(listen: tuple[str, int], device_factory: Callable[[], Any]) -> Server:
+def make_server(
+    listen: tuple[str, int], device_factory: Callable[[], Any], services: ServicesCollector | None = None
+) -> Server:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PoolCollector(device_factory))
+    registry.register(services or ServicesCollector())
 
     def health() -> None:
         with device_factory() as dev:

@@ -194,6 +194,7 @@ class RelayDaemon:
             "enrolment_version": self.enrolment.version,
             "limits": self.enrolment.document()["limits"],
             "relay_port": self.relay.port,
+            "counters": self.relay.counters(),
             "peers": peers,
             "carried": [
                 {

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -92,17 +93,40 @@ class Relay:
         self.door_port = control.DOOR_PORT
         self.lock = threading.Lock()  # ledger and reports: control threads and the loop share them
         self.scheduler: Scheduler | None = None
+        # Since start, for the exporter's counters (under lock): connections and the bytes of
+        # the ended ones by role, requests refused by error code.
+        self.connections_started: Counter[str] = Counter()
+        self.ended_bytes: Counter[str] = Counter()
+        self.refusals: Counter[str] = Counter()
 
     # ---- control (threads)
 
     def handle(self, peer: bytes, req: control.Request) -> bytes:
-        if isinstance(req, control.Open):
-            return self._open(peer, req.to)
-        if isinstance(req, control.Offer):
-            return self._offer(peer, req.source)
-        if isinstance(req, control.Scores):
-            return self._scores(peer, req)
-        return control.reply({"ok": True, **self.figures(peer)})
+        try:
+            if isinstance(req, control.Open):
+                return self._open(peer, req.to)
+            if isinstance(req, control.Offer):
+                return self._offer(peer, req.source)
+            if isinstance(req, control.Scores):
+                return self._scores(peer, req)
+            return control.reply({"ok": True, **self.figures(peer)})
+        except Refusal as exc:
+            with self.lock:
+                self.refusals[str(exc.code)] += 1
+            raise
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Monotonic since start: connections started and bytes carried by role (a running
+        connection's bytes count as they move), refusals by error code."""
+        with self.lock:
+            carried = Counter(self.ended_bytes)
+            for c in self.carried:
+                carried[c.role] += c.flow.forward + c.flow.backward
+            return {
+                "connections": dict(self.connections_started),
+                "carried_bytes": dict(carried),
+                "refusals": dict(self.refusals),
+            }
 
     def _scores(self, peer: bytes, req: control.Scores) -> bytes:
         """Signed statements from peer: its own, and others' it passes on (docs/relay.md 6a).
@@ -229,14 +253,18 @@ class Relay:
                 return await scheduler.admit(key, n)
 
         carried.task = asyncio.current_task()
-        self.carried.append(carried)
+        with self.lock:
+            self.carried.append(carried)
+            self.connections_started[carried.role] += 1
         self._carried_changed()
         try:
             await splice(near, far, carried.flow, admit, self.flip_at if flip else None)
         except (OSError, asyncio.IncompleteReadError) as exc:
             log.info("%s connection via %s ended: %s", carried.role, encode_key(carried.via)[:8], exc)
         finally:
-            self.carried.remove(carried)
+            with self.lock:
+                self.carried.remove(carried)
+                self.ended_bytes[carried.role] += carried.flow.forward + carried.flow.backward
             self._carried_changed()
 
     def _carried_changed(self) -> None:
