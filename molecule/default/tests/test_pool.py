@@ -10,25 +10,18 @@ of them with heartbeats both ways, and a message round trip through poolctl.
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 import testinfra
+from lab_queries import poolctl
 
 testinfra_hosts = ["pool_nodes"]
 
 SIGNING_CERT = "/var/lib/pool/signing/pool-fleet.crt"  # the fleet certificate (package mode)
-POOLCTL = "/usr/local/sbin/poolctl"
 TEST_CHANNEL = 242  # a channel (0-255) nothing else uses
-
-
-def poolctl(host, *args: str) -> dict:
-    cmd = host.run(" ".join([POOLCTL, "--json", *args]))
-    assert cmd.rc == 0, f"poolctl {' '.join(args)} failed ({cmd.rc}): {cmd.stderr.strip()}"
-    return json.loads(cmd.stdout)
 
 
 def others(host) -> list[tuple[str, testinfra.host.Host]]:
@@ -41,7 +34,7 @@ def others(host) -> list[tuple[str, testinfra.host.Host]]:
 
 
 def own_key(host) -> str:
-    return poolctl(host, "identity", "show")["public_key"]
+    return poolctl(host.check_output, "identity", "show")["public_key"]
 
 
 def test_module_loaded_and_signed_by_the_fleet_key(host):
@@ -117,7 +110,7 @@ def test_poold_active(host):
 
 
 def test_listener_up(host):
-    stats = poolctl(host, "stats")["stats"]
+    stats = poolctl(host.check_output, "stats")["stats"]
     assert stats["listening"] == 1
     assert stats["listen_port"] == 9253
 
@@ -130,7 +123,7 @@ def test_trusts_exactly_its_peers(host):
         for name in host.backend.get_variables().get("pool_node_relayed_peers", {})
     ]
     expected = sorted(own_key(other) for other in [*(o for _name, o in others(host)), *relayed])
-    trusted = sorted(p["public_key"] for p in poolctl(host, "peers", "list")["peers"])
+    trusted = sorted(p["public_key"] for p in poolctl(host.check_output, "peers", "list")["peers"])
     assert trusted == expected
     assert own_key(host) not in trusted
 
@@ -138,7 +131,7 @@ def test_trusts_exactly_its_peers(host):
 def _established(host, peer_key: str) -> list[dict]:
     return [
         s
-        for s in poolctl(host, "sessions")["sessions"]
+        for s in poolctl(host.check_output, "sessions")["sessions"]
         if s["peer_public_key"] == peer_key and s["state"] in ("established", "rekeying")
     ]
 
@@ -158,7 +151,7 @@ def test_established_sessions_with_heartbeats(host):
 
 
 def _recv(host, peer: str, timeout: int = 15) -> bytes:
-    doc = poolctl(host, "recv", "--peer", peer, "--channel", str(TEST_CHANNEL), "--timeout", str(timeout))
+    doc = poolctl(host.check_output, "recv", "--peer", peer, "--channel", str(TEST_CHANNEL), "--timeout", str(timeout))
     assert not doc.get("closed"), f"session to {peer} closed while waiting for a message"
     return base64.b64decode(doc["data"])
 
@@ -167,10 +160,10 @@ def test_message_round_trip_through_poolctl(host):
     me = host.backend.get_variables()["inventory_hostname"]
     for name, other in others(host):
         ping = f"ping-{uuid.uuid4().hex}"
-        poolctl(host, "send", "--peer", name, "--channel", str(TEST_CHANNEL), ping)
+        poolctl(host.check_output, "send", "--peer", name, "--channel", str(TEST_CHANNEL), ping)
         assert _recv(other, me) == ping.encode()
         pong = f"pong-{uuid.uuid4().hex}"
-        poolctl(other, "send", "--peer", me, "--channel", str(TEST_CHANNEL), pong)
+        poolctl(other.check_output, "send", "--peer", me, "--channel", str(TEST_CHANNEL), pong)
         assert _recv(host, name) == pong.encode()
 
 

@@ -19,21 +19,15 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from lab_queries import EXPORTER_PORT, http_get, poolctl
 
 testinfra_hosts = ["node2"]
 
 REPO = Path(__file__).resolve().parents[3]
-POOLCTL = "/usr/local/sbin/poolctl"
 TEST_CHANNEL = 244  # a channel (0-255) nothing else uses
 WORK = "/var/tmp/pool-test-prometheus"
 UNIT = "pool-test-prometheus"
 API = "http://127.0.0.1:9090"
-EXPORTER_PORT = 9254
-
-QUERY = """import json, sys, urllib.parse, urllib.request
-url = sys.argv[1] + "?" + urllib.parse.urlencode({"query": sys.argv[2]}) if len(sys.argv) > 2 else sys.argv[1]
-print(urllib.request.urlopen(url, timeout=30).read().decode())
-"""
 
 
 def nodes(host) -> dict[str, testinfra.host.Host]:
@@ -47,9 +41,9 @@ def target(node: testinfra.host.Host) -> str:
 
 
 def api(host, path: str, expr: str | None = None) -> dict:
-    args = [f"{API}{path}"] + ([expr] if expr is not None else [])
-    doc = json.loads(host.check_output(f"python3 -c {shlex.quote(QUERY)} {' '.join(map(shlex.quote, args))}"))
-    assert doc["status"] == "success", doc
+    status, body = http_get(host.check_output, f"{API}{path}", expr)
+    doc = json.loads(body)
+    assert status == 200 and doc["status"] == "success", (status, doc)
     return doc["data"]
 
 
@@ -66,10 +60,6 @@ def wait_for(what: str, predicate, timeout: float = 120, step: float = 3):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(step)
-
-
-def poolctl(node, *args: str) -> dict:
-    return json.loads(node.check_output(" ".join([POOLCTL, "--json", *map(shlex.quote, args)])))
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +94,7 @@ systemd-run --unit={UNIT} --collect --property=WorkingDirectory={WORK} {WORK}/ro
             "Prometheus to scrape every node",
             lambda: (
                 len(query(host, 'up{job="pool"} == 1')) == len(all_nodes)
-                if host.run(f"python3 -c {shlex.quote(QUERY)} {API}/-/ready").rc == 0
+                if http_get(host.check_output, f"{API}/-/ready")[0] == 200
                 else False
             ),
             timeout=180,
@@ -125,7 +115,7 @@ def test_every_node_is_scraped(host, prometheus):
 
 def test_byte_counters_rise_while_traffic_flows(host, prometheus):
     node1 = prometheus["node1"]
-    node2_key = poolctl(host, "identity", "show")["public_key"]
+    node2_key = poolctl(host.check_output, "identity", "show")["public_key"]
     instance = target(node1)
     expr = f'sum(pool_session_sent_bytes_total{{instance="{instance}",public_key="{node2_key}"}})'
 
@@ -137,8 +127,8 @@ def test_byte_counters_rise_while_traffic_flows(host, prometheus):
     message = f"prometheus-{uuid.uuid4().hex}" * 1000
     sent = 0
     for _ in range(5):
-        poolctl(node1, "send", "--peer", "node2", "--channel", str(TEST_CHANNEL), message)
-        got = poolctl(host, "recv", "--peer", "node1", "--channel", str(TEST_CHANNEL), "--timeout", "15")
+        poolctl(node1.check_output, "send", "--peer", "node2", "--channel", str(TEST_CHANNEL), message)
+        got = poolctl(host.check_output, "recv", "--peer", "node1", "--channel", str(TEST_CHANNEL), "--timeout", "15")
         assert not got.get("closed")
         sent += len(message)
     after = wait_for("the sent bytes to rise in Prometheus", lambda: scraped() >= before + sent and scraped())
@@ -149,14 +139,14 @@ def test_byte_counters_rise_while_traffic_flows(host, prometheus):
 
 def test_a_closed_session_vanishes(host, prometheus):
     node1 = prometheus["node1"]
-    node2_key = poolctl(host, "identity", "show")["public_key"]
-    live = [s for s in poolctl(node1, "sessions")["sessions"]
+    node2_key = poolctl(host.check_output, "identity", "show")["public_key"]
+    live = [s for s in poolctl(node1.check_output, "sessions")["sessions"]
             if s["peer_public_key"] == node2_key and s["state"] == "established"]  # fmt: skip
     assert live, "node1 has no established session with node2"
     index = str(live[0]["index"])
     selector = f'pool_session_info{{instance="{target(node1)}",session="{index}"}}'
     wait_for(f"session {index} in Prometheus", lambda: query(host, selector))
-    poolctl(node1, "close", index)
+    poolctl(node1.check_output, "close", index)
     wait_for(f"session {index} to vanish from Prometheus", lambda: not query(host, selector))
     # poold brings a new session up; the fleet is as it was
     wait_for(

@@ -9,6 +9,7 @@ import shlex
 import time
 
 import pytest
+from lab_queries import exporter_samples, one
 from test_transport import Node, _bg, _node
 
 testinfra_hosts = ["node1"]
@@ -95,10 +96,17 @@ def relay(host) -> RelayLab:
     return lab
 
 
+def carried_bytes(node: Node) -> float:
+    found = exporter_samples(node.ok, node.ipv4)
+    assert one(found, "pool_relay_up") == 1
+    return sum(v for labels, v in found.get("pool_relay_carried_bytes_total", []) if labels["role"] == "relay")
+
+
 def test_a_relayed_session_carries_100_mib_and_everyone_counts_it(relay: RelayLab) -> None:
     src, dst = relay.source()
     n2 = relay.n2
     before = (relay.figures(n2, src)["consumed"], relay.figures(src, n2)["contributed"])
+    exported_before = carried_bytes(n2)
     doc = relay.bulk(src, dst, 100 * MiB)
     assert doc["sha256_ok"], doc
     print(f"\n{src.name} -> {dst.name} through node2: 100 MiB in {doc['seconds']} s, {doc['throughput_mbit_s']} Mbit/s")
@@ -108,6 +116,10 @@ def test_a_relayed_session_carries_100_mib_and_everyone_counts_it(relay: RelayLa
     print(f"node2 counts {relay_saw} bytes consumed by {src.name}; {src.name} counts {source_saw} contributed by node2")
     assert relay_saw >= 100 * MiB and source_saw >= 100 * MiB
     assert abs(relay_saw - source_saw) <= relay_saw // 100  # the same bytes, seen from both ends
+    # pool_exporter on node2 counts the same bytes (pool_relay_carried_bytes_total, docs/exporter.md)
+    exported = carried_bytes(n2) - exported_before
+    print(f"node2's exporter: pool_relay_carried_bytes_total{{role=relay}} rose by {exported:.0f}")
+    assert exported >= 100 * MiB, f"the exporter counts {exported} relayed bytes for a 100 MiB transfer"
     # the relay scores the consumer below the start, the source scores the relay above it
     assert relay.figures(n2, src)["score"] < 1 < relay.figures(src, n2)["score"]
     for a, b in ((relay.n1, relay.n3), (relay.n3, relay.n1)):
