@@ -64,8 +64,8 @@ class PoolError(Exception):
 
 # errno -> (why, exit status), for every ioctl unless the call overrides it.
 _COMMON: dict[int, tuple[str, int]] = {
-    errno.EPERM: ("operation not permitted (needs root / CAP_NET_ADMIN)", EXIT_PERMISSION),
-    errno.EACCES: ("permission denied (needs root / CAP_NET_ADMIN)", EXIT_PERMISSION),
+    errno.EPERM: ("operation not permitted (/dev/pool is root's, mode 0600)", EXIT_PERMISSION),
+    errno.EACCES: ("permission denied (/dev/pool is root's, mode 0600)", EXIT_PERMISSION),
     errno.ENOTTY: ("ioctl not supported by the loaded pool.ko (module and tools ABI differ)", EXIT_FAILURE),
     errno.ENODEV: ("pool.ko is gone (module unloaded)", EXIT_NO_MODULE),
     errno.ENOKEY: ("no identity loaded (poolctl identity load)", EXIT_FAILURE),
