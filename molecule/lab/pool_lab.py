@@ -850,6 +850,8 @@ LAB_RELAY = "node2"
 LAB_RELAYED = ("node1", "node3")
 LAB_EXPORTER_PORT = 9254
 LAB_VAULT = "node2"
+LAB_BRIDGE_SERVER, LAB_BRIDGE_CLIENT = "node2", "node1"
+LAB_WEB_PORT, LAB_BRIDGE_PORT = 8080, 8081
 LAB_VAULT_PEERS = [
     {"name": "node1", "scope": "read-write"},
     {"name": "node3", "scope": "read", "prefix": "shared"},
@@ -915,6 +917,19 @@ def render_inventory(st: State, rd: Path) -> str:
             f"        {LAB_RELAY}:",
             "          pool_relay_enabled: true",
             f"          pool_relay_peers: {json.dumps([{'name': a}, {'name': c}])}",
+        ]
+    # The shared lab's TCP bridge (role pool.ops.bridge, docs/bridge.md): node2 offers "web"
+    # (a server molecule/default/tests/test_bridge.py starts on 127.0.0.1:8080) to node1, which
+    # forwards 127.0.0.1:8081 to it.
+    if {LAB_BRIDGE_SERVER, LAB_BRIDGE_CLIENT} <= names:
+        lines += [
+            "    pool_bridges:",
+            "      hosts:",
+            f"        {LAB_BRIDGE_SERVER}:",
+            f"          pool_bridge_services: {json.dumps([{'name': 'web', 'connect': f'127.0.0.1:{LAB_WEB_PORT}'}])}",
+            f"          pool_bridge_allow: {json.dumps([LAB_BRIDGE_CLIENT])}",
+            f"        {LAB_BRIDGE_CLIENT}:",
+            f"          pool_bridge_forwards: {json.dumps([{'listen': f'127.0.0.1:{LAB_BRIDGE_PORT}', 'peer': LAB_BRIDGE_SERVER, 'service': 'web'}])}",
         ]
     # Every node serves its metrics on its first link's address, where a Prometheus on the
     # lab's links scrapes it (role pool.ops.exporter, docs/exporter.md).

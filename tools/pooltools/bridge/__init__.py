@@ -1,0 +1,1 @@
+"""pool_bridge: TCP connections carried over POOL sessions (docs/bridge.md)."""
