@@ -14,7 +14,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[3] / "tools" / "pooltools"
 LAYERS = ["protocol", "kernel", "common", "config"]
-SERVICES = {"exporter", "poolctl", "poold", "relay", "testing", "vault"}
+SERVICES = {"bridge", "exporter", "poolctl", "poold", "relay", "testing", "vault"}
 
 
 def allowed(package: str) -> set[str]:
