@@ -124,10 +124,10 @@ def hold_lock(name: str) -> int:
     return fd
 
 
-def session_links(session: Any) -> tuple[tuple[SessionLink, SessionLink], tuple[SessionLink, SessionLink]]:
-    """(client's send and receive links, server's): each side reads its own channel."""
+def session_links(session: Any, role: str) -> tuple[SessionLink, SessionLink]:
+    """(send, receive) links of one side: each side reads its own channel, the other's sends."""
     to_server, to_client = SessionLink(session, wire.SERVER_CHANNEL), SessionLink(session, wire.CLIENT_CHANNEL)
-    return (to_server, to_client), (to_client, to_server)
+    return (to_server, to_client) if role == "client" else (to_client, to_server)
 
 
 class Client:
@@ -146,7 +146,7 @@ class Client:
         if not live:
             return None
         session = self.dev.attach(live[0])
-        (send, recv), _ = session_links(session)
+        send, recv = session_links(session, "client")
         mux = Mux(f"{encode_key(key)[:8]}/{live[0]}", send, recv, "client")
         self.muxes[key] = (live[0], session, mux)
         return mux
@@ -194,7 +194,7 @@ class Server:
         self.watcher = SessionWatcher(dev, self.start)
 
     def start(self, index: int, session: Any, info: Any) -> object:
-        _, (send, recv) = session_links(session)
+        send, recv = session_links(session, "server")
         key = bytes(info.peer_public_key)
         mux = Mux(f"{encode_key(key)[:8]}/{index}", send, recv, "server", self.connect, self.max_streams, key)
         self.sessions[index] = (session, mux)
