@@ -266,7 +266,9 @@ def test_the_server_refuses_what_it_does_not_offer_or_allow() -> None:
     from pooltools.kernel.fakedevice import FakeDevice
 
     async def main() -> None:
-        server = cli.Server(FakeDevice(), {"web": cli.Service("web", "127.0.0.1", 9)}, {b"A" * 32}, 8)
+        dev = FakeDevice()
+        dev.peer_add(b"A" * 32, "node1")
+        server = cli.Server(dev, {"web": cli.Service("web", "127.0.0.1", 9)}, ["node1"], 8)
 
         class Peer:
             peer = b"B" * 32

@@ -131,10 +131,12 @@ def session_links(session: Any, role: str) -> tuple[SessionLink, SessionLink]:
 
 
 class Client:
-    """tcp2pool: a Mux per peer on the session poold holds with it, opened when needed."""
+    """tcp2pool: a Mux per peer on the session poold holds with it, opened when needed. A peer
+    named by name is looked up in the trust store for each connection: its key may change
+    (playbooks/rotate_identity.yml)."""
 
-    def __init__(self, dev: Any, peers: dict[str, bytes]) -> None:
-        self.dev, self.peers = dev, peers
+    def __init__(self, dev: Any) -> None:
+        self.dev = dev
         self.muxes: dict[bytes, tuple[int, Any, Mux]] = {}  # peer key -> (index, session, mux)
 
     def mux_for(self, key: bytes) -> Mux | None:
@@ -166,9 +168,8 @@ class Client:
                 self.drop(key)
 
     async def handle(self, forward: Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        key = self.peers[forward.peer]
         try:
-            mux = self.mux_for(key)
+            mux = self.mux_for(bytes(resolve_peer(self.dev, forward.peer).public_key))
         except PoolError as exc:
             mux = None
             log.warning("%s: %s", forward.peer, exc)
@@ -186,8 +187,8 @@ class Client:
 class Server:
     """pool2tcp: a Mux on every session with an allowed peer, as SessionWatcher finds them."""
 
-    def __init__(self, dev: Any, services: dict[str, Service], allowed: set[bytes] | None, max_streams: int) -> None:
-        self.services, self.allowed, self.max_streams = services, allowed, max_streams
+    def __init__(self, dev: Any, services: dict[str, Service], allow: list[str], max_streams: int) -> None:
+        self.dev, self.services, self.allow, self.max_streams = dev, services, allow, max_streams
         self.sessions: dict[int, tuple[Any, Mux]] = {}
         # Every session, allowed peer or not: the others' OPENs are read and refused, never left
         # queued on the session, where they would hold up its other channels.
@@ -201,7 +202,7 @@ class Server:
         return mux
 
     async def connect(self, name: str, mux: Mux) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.allowed is not None and mux.peer not in self.allowed:
+        if self.allow and mux.peer not in self.allowed():
             raise Refused("this peer is not allowed to open streams here")
         service = self.services.get(name)
         if service is None:
@@ -210,6 +211,14 @@ class Server:
             return await asyncio.wait_for(asyncio.open_connection(service.host, service.port), 10)
         except (OSError, TimeoutError) as exc:
             raise Refused(f"connect {service.host}:{service.port}: {exc or 'timed out'}") from None
+
+    def allowed(self) -> set[bytes]:
+        """The keys of the peers --allow names, as the trust store has them now."""
+        keys = set()
+        for ref in self.allow:
+            with contextlib.suppress(PoolError):  # a peer no longer trusted allows nothing
+                keys.add(bytes(resolve_peer(self.dev, ref).public_key))
+        return keys
 
     def check(self) -> None:
         for index, (session, mux) in list(self.sessions.items()):
@@ -232,9 +241,10 @@ async def run(args: argparse.Namespace, dev: Any) -> None:
         loop.add_signal_handler(sig, stop.set)
     servers: list[asyncio.Server] = []
     if args.command == "tcp2pool":
-        peers = {f.peer: bytes(resolve_peer(dev, f.peer).public_key) for f in args.forward}
-        locks = [hold_lock(f"pool-bridge-tcp2pool-{key.hex()[:16]}.lock") for key in set(peers.values())]
-        role: Client | Server = Client(dev, peers)
+        # a peer not in the trust store fails now, naming it; one client per peer (its key now)
+        keys = {bytes(resolve_peer(dev, f.peer).public_key) for f in args.forward}
+        locks = [hold_lock(f"pool-bridge-tcp2pool-{key.hex()[:16]}.lock") for key in sorted(keys)]
+        role: Client | Server = Client(dev)
         for f in args.forward:
             try:
                 servers.append(await asyncio.start_server(lambda r, w, f=f: role.handle(f, r, w), f.host, f.port))
@@ -242,12 +252,13 @@ async def run(args: argparse.Namespace, dev: Any) -> None:
                 raise PoolError(f"listen {f.host}:{f.port}", exc.strerror or str(exc)) from None
         what = ", ".join(f"{f.host}:{f.port} -> {f.peer}/{f.service}" for f in args.forward)
     else:
-        allowed = {bytes(resolve_peer(dev, p).public_key) for p in args.allow} if args.allow else None
+        for ref in args.allow:
+            resolve_peer(dev, ref)
         locks = [hold_lock("pool-bridge-pool2tcp.lock")]
         services = {s.name: s for s in args.service}
         if len(services) != len(args.service):
             raise PoolError("--service", "a service name given twice", EXIT_USAGE)
-        role = Server(dev, services, allowed, args.max_streams)
+        role = Server(dev, services, args.allow, args.max_streams)
         what = ", ".join(f"{s.name} -> {s.host}:{s.port}" for s in args.service)
     log.info("%s: %s", args.command, what)
     sdnotify.notify("READY=1", f"STATUS={args.command}: {what}")
