@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jinja2
@@ -11,6 +12,7 @@ from pooltools.config import conf
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "roles" / "node" / "templates" / "pool.conf.j2"
+TRUST_STORE = REPO / "roles" / "node" / "templates" / "trust-store.json.j2"
 
 KEYS = {
     "node1": "ULP6WKStdy3o/tbMmLZiL5mbnczKEMPpBf6TUxDtP0k=",
@@ -25,6 +27,8 @@ def render(me: str, peers: list[str], extra: list[dict] | None = None, **overrid
     env.filters["bool"] = bool
     env.filters["pool.ops.endpoint_at"] = endpoint_at
     env.filters["extract"] = lambda item, container, attr=None: container[item][attr] if attr else container[item]
+    env.filters["combine"] = lambda a, b: {**a, **b}
+    env.filters["to_json"] = json.dumps
     hostvars = {
         name: {
             "pool_node_name": name,
@@ -51,6 +55,8 @@ def render(me: str, peers: list[str], extra: list[dict] | None = None, **overrid
         "inventory_hostname": me,
     }
     values.update(overrides)
+    # as the role does: the trust store first (tasks/trust_store.yml), then pool.conf from it
+    values["pool_node_trust_store"] = json.loads(env.from_string(TRUST_STORE.read_text()).render(**values))
     return env.from_string(TEMPLATE.read_text()).render(**values)
 
 
