@@ -69,7 +69,8 @@ def test_every_unit_is_within_its_exposure_budget(host):
     scores = {}
     for name, node in lab(host).items():
         for unit in UNITS:
-            if not node.service(unit).is_enabled:
+            # (testinfra's is_enabled fails on a unit the node does not have at all)
+            if node.run(f"systemctl is-enabled {unit}").stdout.strip() != "enabled":
                 continue
             out = node.check_output(f"systemd-analyze security --no-pager {unit}.service | tail -n 1")
             found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", out)

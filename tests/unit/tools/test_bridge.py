@@ -282,3 +282,24 @@ def test_the_server_refuses_what_it_does_not_offer_or_allow() -> None:
             await server.connect("web", Peer)  # type: ignore[arg-type]
 
     run(main())
+
+
+def test_an_idle_client_lets_go_of_the_session() -> None:
+    """A tcp2pool with no stream open holds no session descriptor (check() drops it)."""
+    from pooltools.bridge import cli
+    from pooltools.kernel.fakedevice import FakeDevice
+
+    async def main() -> None:
+        dev = FakeDevice()
+        key = b"B" * 32
+        dev.peer_add(key, "node2")
+        st = dev.inbound(key)
+        holder = dev.attach(st.index)  # poold's descriptor
+        client = cli.Client(dev)
+        mux = client.mux_for(key)
+        assert mux is not None and st.fds == 2
+        client.check()
+        assert client.muxes == {} and st.fds == 1, "an idle client kept its descriptor"
+        holder.close()
+
+    run(main())

@@ -160,11 +160,13 @@ class Client:
             held[1].close()
 
     def check(self) -> None:
-        """Let go of sessions that ended, or that only this process still holds."""
+        """Let go of sessions that ended, that only this process still holds, or that carry no
+        stream: an idle client holds no session, so it never keeps alive one poold let go of
+        (the relay and the vault end such a session when theirs is the last descriptor)."""
         live = {s.index: s for s in self.dev.sessions() if s.state in LIVE_STATES}
         for key, (index, _session, mux) in list(self.muxes.items()):
             info = live.get(index)
-            if mux.closed.is_set() or info is None or info.fds <= 1:
+            if mux.closed.is_set() or info is None or info.fds <= 1 or not mux.streams:
                 self.drop(key)
 
     async def handle(self, forward: Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
