@@ -51,6 +51,20 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
+def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """doc[key] when it is a JSON object, else empty (a field of the wrong type loses its series only)."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _scalars(kind: type, source: dict[str, Any], rows: tuple[tuple[str, str, str], ...]) -> Iterator[Metric]:
+    """One unlabelled family per (name, key in source, help) row."""
+    for name, key, help_text in rows:
+        family = kind(name, help_text)
+        family.add_metric([], _number(source.get(key)))
+        yield family
+
+
 def _by_label(name: str, doc: str, label: str, values: Any, kind: type = CounterMetricFamily) -> Metric:
     family = kind(name, doc, labels=[label])
     for key, value in sorted(values.items()) if isinstance(values, dict) else ():
@@ -100,32 +114,22 @@ def vault_metrics(doc: dict[str, Any]) -> Iterator[Metric]:
     info = InfoMetricFamily("pool_vault", "The running pool_vault server.", labels=["version"])
     info.add_metric([], {"version": str(doc.get("version", ""))})
     yield info
-    for name, key, help_text in (
+    yield from _scalars(GaugeMetricFamily, doc, (
         ("pool_vault_acl_version", "acl_version", "Version of the vault's ACL."),
         ("pool_vault_enrolled_peers", "peers_enrolled", "Peers enrolled in the vault's ACL."),
         ("pool_vault_conversations", "conversations", "Sessions the vault is talking on."),
         ("pool_vault_active_transfers", "transfers_active", "Pushes and pulls in progress."),
-    ):
-        gauge = GaugeMetricFamily(name, help_text)
-        gauge.add_metric([], _number(doc.get(key)))
-        yield gauge
-    limits = doc.get("limits") if isinstance(doc.get("limits"), dict) else {}
-    for name, key, help_text in (
+    ))  # fmt: skip
+    yield from _scalars(GaugeMetricFamily, _object(doc, "limits"), (
         ("pool_vault_max_file_size_bytes", "max_file_size", "Largest file the vault takes."),
         ("pool_vault_max_transfers_per_peer", "max_transfers_per_peer", "Transfers one peer may have open."),
-    ):
-        gauge = GaugeMetricFamily(name, help_text)
-        gauge.add_metric([], _number(limits.get(key)))
-        yield gauge
+    ))  # fmt: skip
     yield _by_label("pool_vault_requests", "Requests the vault served, by operation.", "op", doc.get("requests"))
     yield _by_label("pool_vault_refusals", "Requests the vault refused, by error code.", "code", doc.get("refusals"))
-    for name, key, help_text in (
+    yield from _scalars(CounterMetricFamily, doc, (
         ("pool_vault_received_bytes", "bytes_received", "File bytes received in pushed blocks."),
         ("pool_vault_sent_bytes", "bytes_sent", "File bytes sent in pulled blocks."),
-    ):
-        counter = CounterMetricFamily(name, help_text)
-        counter.add_metric([], _number(doc.get(key)))
-        yield counter
+    ))  # fmt: skip
     transfers = CounterMetricFamily("pool_vault_transfers", "Transfers ended, by operation and outcome.",
                                     labels=["op", "outcome"])  # fmt: skip
     for op, outcome, key in (("push", "completed", "pushes_completed"), ("push", "interrupted", "pushes_interrupted"),
@@ -138,25 +142,21 @@ def relay_metrics(doc: dict[str, Any]) -> Iterator[Metric]:
     enabled = GaugeMetricFamily("pool_relay_enabled", "1 when this node relays for others.")
     enabled.add_metric([], 1 if doc.get("relay") is True else 0)
     yield enabled
-    version = GaugeMetricFamily("pool_relay_enrolment_version", "Version of the relay's enrolment file.")
-    version.add_metric([], _number(doc.get("enrolment_version")))
-    yield version
-    limits = doc.get("limits") if isinstance(doc.get("limits"), dict) else {}
-    for name, key, help_text in (
+    yield from _scalars(GaugeMetricFamily, doc, (
+        ("pool_relay_enrolment_version", "enrolment_version", "Version of the relay's enrolment file."),
+    ))  # fmt: skip
+    yield from _scalars(GaugeMetricFamily, _object(doc, "limits"), (
         ("pool_relay_connections_limit", "connections", "Relayed connections this node carries at most."),
         ("pool_relay_total_rate_limit_bytes_per_second", "total_bytes_per_second", "Cap on all relayed bytes."),
         ("pool_relay_peer_rate_limit_bytes_per_second", "peer_bytes_per_second", "Cap on one peer's relayed bytes."),
-    ):
-        gauge = GaugeMetricFamily(name, help_text)
-        gauge.add_metric([], _number(limits.get(key)))
-        yield gauge
+    ))  # fmt: skip
     current = GaugeMetricFamily("pool_relay_connections", "Relayed connections now, by this node's role.",
                                 labels=["role"])  # fmt: skip
     carried = doc.get("carried") if isinstance(doc.get("carried"), list) else []
     for role in ("source", "relay", "destination"):
         current.add_metric([role], sum(1 for c in carried if isinstance(c, dict) and c.get("role") == role))
     yield current
-    counters = doc.get("counters") if isinstance(doc.get("counters"), dict) else {}
+    counters = _object(doc, "counters")
     yield _by_label("pool_relay_connections_started", "Relayed connections started, by this node's role.", "role",
                     counters.get("connections"))  # fmt: skip
     yield _by_label("pool_relay_carried_bytes", "Bytes of relayed connections, both directions, by this node's role.",
