@@ -159,6 +159,10 @@ class Client:
             held[2].close()
             held[1].close()
 
+    def close(self) -> None:
+        for key in list(self.muxes):
+            self.drop(key)
+
     def check(self) -> None:
         """Let go of sessions that ended, that only this process still holds, or that carry no
         stream: an idle client holds no session, so it never keeps alive one poold let go of
@@ -222,18 +226,23 @@ class Server:
                 keys.add(bytes(resolve_peer(self.dev, ref).public_key))
         return keys
 
+    def release(self, index: int) -> None:
+        session, mux = self.sessions.pop(index)
+        mux.close()
+        session.close()
+
+    def close(self) -> None:
+        for index in list(self.sessions):
+            self.release(index)
+
     def check(self) -> None:
-        for index, (session, mux) in list(self.sessions.items()):
+        for index, (_session, mux) in list(self.sessions.items()):
             if mux.closed.is_set():
-                mux.close()
-                session.close()
-                del self.sessions[index]
+                self.release(index)
                 self.watcher.forget(index)
         self.watcher.discover()
         for index in [i for i in self.sessions if i not in self.watcher.attached]:
-            session, mux = self.sessions.pop(index)
-            mux.close()
-            session.close()
+            self.release(index)
 
 
 async def run(args: argparse.Namespace, dev: Any) -> None:
@@ -274,11 +283,7 @@ async def run(args: argparse.Namespace, dev: Any) -> None:
         sdnotify.notify("STOPPING=1")
         for s in servers:
             s.close()
-        for index_session_mux in list(getattr(role, "muxes", {}).values()):
-            index_session_mux[2].close()
-        for session, mux in list(getattr(role, "sessions", {}).values()):
-            mux.close()
-            session.close()
+        role.close()
         for fd in locks:
             os.close(fd)
 
