@@ -1,5 +1,5 @@
-"""What the lab tests ask of a node, written once: poolctl's JSON, an HTTP GET made on the node
-(the exporter, Prometheus' API), and the exporter's metrics as samples.
+"""What the lab tests ask of a node, written once: the lab's nodes, poolctl's JSON, an HTTP GET
+made on the node (the exporter, Prometheus' API), and the exporter's metrics as samples.
 
 `run` is anything that runs a shell command on a node and returns its standard output,
 failing the test when the command fails: a testinfra host's `check_output`, or a
@@ -12,6 +12,7 @@ import json
 import shlex
 from collections.abc import Callable
 
+import testinfra
 from prometheus_client.parser import text_string_to_metric_families
 
 POOLCTL = "/usr/local/sbin/poolctl"
@@ -33,6 +34,13 @@ except OSError as e:  # nothing answers: status 0 and why
 print(status)
 sys.stdout.write(body.decode())
 """
+
+
+def lab_nodes(host) -> dict[str, testinfra.host.Host]:
+    """Every node of the lab (the inventory group pool_nodes), by name, as testinfra hosts."""
+    inventory = host.backend.ansible_inventory
+    names = host.backend.get_variables()["groups"]["pool_nodes"]
+    return {n: testinfra.get_host(f"ansible://{n}", ansible_inventory=inventory) for n in names}
 
 
 def poolctl(run: Callable[[str], str], *args: str) -> dict:

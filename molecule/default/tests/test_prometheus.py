@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
-from lab_queries import EXPORTER_PORT, http_get, poolctl
+from lab_queries import EXPORTER_PORT, http_get, lab_nodes, poolctl
 
 testinfra_hosts = ["node2"]
 
@@ -28,12 +28,6 @@ TEST_CHANNEL = 244  # a channel (0-255) nothing else uses
 WORK = "/var/tmp/pool-test-prometheus"
 UNIT = "pool-test-prometheus"
 API = "http://127.0.0.1:9090"
-
-
-def nodes(host) -> dict[str, testinfra.host.Host]:
-    inventory = host.backend.ansible_inventory
-    names = host.backend.get_variables()["groups"]["pool_nodes"]
-    return {n: testinfra.get_host(f"ansible://{n}", ansible_inventory=inventory) for n in names}
 
 
 def target(node: testinfra.host.Host) -> str:
@@ -65,7 +59,7 @@ def wait_for(what: str, predicate, timeout: float = 120, step: float = 3):
 @pytest.fixture(scope="module")
 def prometheus(host):
     """Prometheus on node2, scraping every node; stopped and removed after the module."""
-    all_nodes = nodes(host)
+    all_nodes = lab_nodes(host)
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
         "rule_files": [f"{WORK}/pool-alerts.yml"],

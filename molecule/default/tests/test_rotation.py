@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-import testinfra
-from lab_queries import poolctl
+from lab_queries import lab_nodes, poolctl
 from playbook_run import lab_inventory, run
 
 testinfra_hosts = ["node2"]
@@ -28,11 +27,6 @@ BACK_TO_VERSION_0 = ROOT / "molecule" / "rollback" / "cleanup.yml"
 BOUND = 240  # seconds every session has to be back after the playbook ends
 
 
-def lab(host) -> dict[str, testinfra.host.Host]:
-    inventory = host.backend.ansible_inventory
-    return {n: testinfra.get_host(f"ansible://{n}", ansible_inventory=inventory) for n in ("node1", "node2", "node3")}
-
-
 def live_keys(node) -> set[str]:
     return {s["peer_public_key"] for s in poolctl(node.check_output, "sessions")["sessions"]
             if s["state"] in ("established", "rekeying")}  # fmt: skip
@@ -40,7 +34,7 @@ def live_keys(node) -> set[str]:
 
 @pytest.mark.rotation
 def test_rotating_node2_brings_every_session_back_on_the_new_key(host):
-    nodes = lab(host)
+    nodes = lab_nodes(host)
     key = {name: poolctl(n.check_output, "identity", "show")["public_key"] for name, n in nodes.items()}
     try:
         rotate_and_check(nodes, key)

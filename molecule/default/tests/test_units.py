@@ -13,7 +13,7 @@ import time
 
 import pytest
 import testinfra
-from lab_queries import poolctl
+from lab_queries import lab_nodes, poolctl
 
 testinfra_hosts = ["node2"]  # drives every node of the lab from one place
 
@@ -22,12 +22,6 @@ UNITS = ("poold", "pool-vault", "pool-relay", "pool-exporter", "pool-bridge-serv
 # What each service logs once a reload has been taken in (poold: daemon.reload; the vault:
 # Server.reload_acl; the relay: RelayDaemon.reload).
 RELOADED = {"poold": "configuration reloaded", "pool-vault": "ACL version", "pool-relay": "enrolments version"}
-
-
-def lab(host) -> dict[str, testinfra.host.Host]:
-    inventory = host.backend.ansible_inventory
-    names = host.backend.get_variables()["groups"]["pool_nodes"]
-    return {n: testinfra.get_host(f"ansible://{n}", ansible_inventory=inventory) for n in names}
 
 
 def expected_peers(node: testinfra.host.Host) -> set[str]:
@@ -67,7 +61,7 @@ def log_count(node: testinfra.host.Host, unit: str) -> int:
 
 def test_every_unit_is_within_its_exposure_budget(host):
     scores = {}
-    for name, node in lab(host).items():
+    for name, node in lab_nodes(host).items():
         for unit in UNITS:
             # (testinfra's is_enabled fails on a unit the node does not have at all)
             if node.run(f"systemctl is-enabled {unit}").stdout.strip() != "enabled":
@@ -84,7 +78,7 @@ def test_every_unit_is_within_its_exposure_budget(host):
 
 @pytest.mark.parametrize("unit", sorted(RELOADED))
 def test_reload_reloads_and_keeps_every_session(host, unit):
-    nodes = lab(host)
+    nodes = lab_nodes(host)
     running = {name: n for name, n in nodes.items() if n.service(unit).is_running}
     assert running, f"{unit} runs on no node"
     before = wait_every_session(nodes)
