@@ -924,6 +924,20 @@ def test_connect_close_cycles_slab_flat(lab: Lab) -> None:
     lab.round_trip()
 
 
+def test_a_client_session_is_not_kept_alive_by_the_services(lab: Lab) -> None:
+    """node2 runs the vault, the relay and the bridge server, each attaching the sessions poold
+    holds (/run/pool/sessions.json). A session a client on node2 opens for itself is none of
+    theirs: while it lives it has the client's descriptor alone, and it ends when the client
+    closes it (three services attached to it would have kept it alive between them)."""
+    n1, n2 = lab.n1, lab.n2
+    doc = n2.probe(f"cycles {n1.ipv4} --peer {n1.key} --count 2 --hold 8", 300)
+    print(f"\n{doc}")
+    assert doc["cycles"] == 2, doc
+    assert doc["most_fds"] == 1, f"a service attached a client's own session: {doc}"
+    _settle(lab)
+    lab.round_trip()
+
+
 # ---- 6b. results that cannot be copied back ----------------------------------------
 
 

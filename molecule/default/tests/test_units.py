@@ -18,7 +18,15 @@ from lab_queries import lab_nodes, poolctl
 testinfra_hosts = ["node2"]  # drives every node of the lab from one place
 
 BUDGET = 2.0
-UNITS = ("poold", "pool-vault", "pool-relay", "pool-exporter", "pool-bridge-server", "pool-bridge-client")
+UNITS = (
+    "pool-module",
+    "poold",
+    "pool-vault",
+    "pool-relay",
+    "pool-exporter",
+    "pool-bridge-server",
+    "pool-bridge-client",
+)
 # What each service logs once a reload has been taken in (poold: daemon.reload; the vault:
 # Server.reload_acl; the relay: RelayDaemon.reload).
 RELOADED = {"poold": "configuration reloaded", "pool-vault": "ACL version", "pool-relay": "enrolments version"}

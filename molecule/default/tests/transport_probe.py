@@ -453,7 +453,7 @@ def cmd_cycles(a: argparse.Namespace) -> int:
     key = key_arg(a.peer)
     addr = mapped(a.host)
     fails: dict[str, int] = {}
-    ok = 0
+    ok = most_fds = 0
     t0 = time.monotonic()
     with Device() as dev:
         for _packet in range(a.count):
@@ -463,9 +463,15 @@ def cmd_cycles(a: argparse.Namespace) -> int:
                 fails[exc.why] = fails.get(exc.why, 0) + 1
                 time.sleep(0.2)
                 continue
+            if a.hold:  # long enough for the node's services to see it, would they take it
+                until = time.monotonic() + a.hold
+                while time.monotonic() < until:
+                    mine = [i for i in dev.sessions() if i.index == s.index]
+                    most_fds = max([most_fds, *(i.fds for i in mine)])
+                    time.sleep(0.5)
             s.close()
             ok += 1
-    emit({"cycles": ok, "failures": fails, "seconds": round(time.monotonic() - t0, 3)})
+    emit({"cycles": ok, "failures": fails, "most_fds": most_fds, "seconds": round(time.monotonic() - t0, 3)})
     return 0
 
 
@@ -692,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer", required=True)
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--hold", type=float, default=0.0, help="seconds each session stays open")
     p.set_defaults(func=cmd_cycles)
     p = sub.add_parser("slow-writer")
     p.add_argument("host")

@@ -20,10 +20,14 @@ BIG = 8 * 1024 * 1024
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Echo until EOF; "big" first asks for BIG bytes instead."""
+    """Echo until EOF; "big" first asks for BIG bytes instead; "hld" reads to EOF and keeps its
+    own side open (a half-closed stream stays a stream)."""
     first = await reader.read(3)
     if first == b"big":
         writer.write(os.urandom(BIG))
+    elif first == b"hld":
+        await reader.read()
+        await asyncio.sleep(3600)
     else:
         writer.write(first)
         while data := await reader.read(65536):
@@ -181,6 +185,7 @@ def test_protocol_violations_reset_the_stream_and_nothing_else() -> None:
             assert "credit" in (await expect(Type.RESET, 1)).text
             a.send(wire.encode(Type.OPEN, 2, b"echo"))
             await expect(Type.ACCEPTED, 2)
+            a.send(wire.encode(Type.DATA, 2, b"hld"))  # the backend keeps its side open after our EOF
             a.send(wire.encode(Type.EOF, 2))
             a.send(wire.encode(Type.DATA, 2, b"late"))
             assert "after EOF" in (await expect(Type.RESET, 2)).text
@@ -285,7 +290,8 @@ def test_the_server_refuses_what_it_does_not_offer_or_allow() -> None:
 
 
 def test_an_idle_client_lets_go_of_the_session() -> None:
-    """A tcp2pool with no stream open holds no session descriptor (check() drops it)."""
+    """A tcp2pool rides on poold's session only (never a client's own one) and, with no stream
+    open, holds no descriptor of it (check() drops it); nor once poold lets go of it."""
     from pooltools.bridge import cli
     from pooltools.kernel.fakedevice import FakeDevice
 
@@ -293,13 +299,27 @@ def test_an_idle_client_lets_go_of_the_session() -> None:
         dev = FakeDevice()
         key = b"B" * 32
         dev.peer_add(key, "node2")
+        own = dev.inbound(key)  # a client's own session, older: not poold's
+        own_fd = dev.attach(own.index)
         st = dev.inbound(key)
         holder = dev.attach(st.index)  # poold's descriptor
-        client = cli.Client(dev)
+        poolds = {(st.index, st.established_ns)}
+        client = cli.Client(dev, held=lambda: poolds)
         mux = client.mux_for(key)
-        assert mux is not None and st.fds == 2
+        assert mux is not None and st.fds == 2 and own.fds == 1, "the client took a session poold does not hold"
         client.check()
         assert client.muxes == {} and st.fds == 1, "an idle client kept its descriptor"
+        mux = client.mux_for(key)
+        assert mux is not None
+        mux.streams[1] = object()  # type: ignore[assignment]  # a stream open: the session is in use
+        mux._drop = lambda stream, why: None  # type: ignore[method-assign]  # (that stand-in has no transport)
+        client.check()
+        assert st.fds == 2, "a client in use let go of its session"
+        poolds.clear()  # poold let go of it (stopped)
+        client.check()
+        assert client.muxes == {} and st.fds == 1, "the client kept a session poold let go of"
+        assert client.mux_for(key) is None, "without poold's session the client must refuse, not take another"
         holder.close()
+        own_fd.close()
 
     run(main())

@@ -286,6 +286,58 @@ def test_shutdown_closes_sessions_and_owned_listener(node: Path) -> None:
     assert [s.index for s in dev.sessions()] == [other.index]  # only the attached one lives on
 
 
+def test_the_sessions_held_are_published_for_the_services(node: Path) -> None:
+    """/run/pool/sessions.json follows what poold holds (connected, accepted, ended) and is
+    gone after it stops; a service watching it attaches poold's sessions and no client's, and
+    ends poold's once poold stops (poold(8), pooltools.common.sessions)."""
+    from pooltools.common.sessions import SessionWatcher, read_held
+
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    path = node / "run" / "sessions.json"
+    path.parent.mkdir()
+    d = poold.Poold(str(node / "pool.conf"), lambda: dev, executor=poold.SyncExecutor(), sessions_file=path)
+    d.load_config()
+    d.open_journal()
+    d.step()
+    (connected,) = d.held
+    inbound = dev.inbound(LOW)
+    d.step()
+    ids = {(s.index, s.established_ns) for s in dev.sessions()}
+    assert read_held(path) == ids and {i for i, _ in ids} == {connected, inbound.index}
+    mtime = path.stat().st_mtime_ns
+    d.step()
+    assert path.stat().st_mtime_ns == mtime, "rewritten although nothing changed"
+    client = dev.connect(LOW, b"\x00" * 16, 9253)  # a client's own session: never published
+    d.step()
+    assert client.index not in {i for i, _ in read_held(path)}
+    watcher = SessionWatcher(dev, lambda i, s, info: object(), held=lambda: read_held(path))
+    watcher.discover()
+    assert set(watcher.attached) == {connected, inbound.index}
+    dev.peer_close(inbound.index)
+    d.step()
+    assert {i for i, _ in read_held(path)} == {connected}
+    d.shutdown()
+    assert not path.exists()
+    watcher.discover()
+    live = {s.index for s in dev.sessions()}
+    assert connected not in live, "the service kept alive a session poold let go of"
+    assert client.index in live, "a client's own session is not the services' to end"
+
+
+def test_an_unwritable_sessions_file_is_reported_once(node: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_conf(node, PEERS)
+    dev = FakeDevice()
+    path = node / "missing" / "sessions.json"
+    d = poold.Poold(str(node / "pool.conf"), lambda: dev, executor=poold.SyncExecutor(), sessions_file=path)
+    d.load_config()
+    d.open_journal()
+    for _ in range(3):
+        d.step()
+    assert d.held, "poold stopped holding sessions over a file it cannot write"
+    assert caplog.text.count("cannot publish the sessions held") == 1, caplog.text
+
+
 def test_listen_false_does_not_touch_the_listener(node: Path) -> None:
     write_conf(node, PEERS, node_extra="listen = false")
     dev = FakeDevice()

@@ -29,7 +29,7 @@ def exposure(unit: Path) -> float:
 
 
 def test_every_tool_with_a_daemon_has_a_unit() -> None:
-    assert {u.name for u in UNITS} == {"poold.service", "pool-vault.service", "pool-relay.service",
+    assert {u.name for u in UNITS} == {"pool-module.service", "poold.service", "pool-vault.service", "pool-relay.service",
                                        "pool-exporter.service", "pool-bridge-server.service",
                                        "pool-bridge-client.service"}  # fmt: skip
 
@@ -45,9 +45,10 @@ def test_reload_is_a_signal_to_the_main_process(unit: Path) -> None:
     """A reload that restarted the process would drop the sessions it holds."""
     text = unit.read_text()
     reload = re.findall(r"^ExecReload=(.*)$", text, re.M)
-    if unit.name in ("pool-exporter.service", "pool-bridge-server.service", "pool-bridge-client.service"):
-        # the exporter keeps no configuration; the bridge's is its arguments (a restart drops
-        # its TCP connections, never a POOL session)
+    if unit.name in ("pool-module.service", "pool-exporter.service", "pool-bridge-server.service",
+                     "pool-bridge-client.service"):  # fmt: skip
+        # pool-module runs no process; the exporter keeps no configuration; the bridge's is
+        # its arguments (a restart drops its TCP connections, never a POOL session)
         assert reload == [], f"{unit.name} has nothing to reload"
     else:
         assert reload == ["/bin/kill -HUP $MAINPID"], f"{unit.name}: {reload}"

@@ -524,16 +524,23 @@ def test_server_attaches_held_sessions_and_never_keeps_one_alive(tmp_path: Path,
     dev = FakeDevice()
     monkeypatch.setattr(Server, "_converse", lambda self, index, conv: None)  # no thread: decisions only
     env = Env(tmp_path)
-    server = Server(env.vault, tmp_path / "acl.json", lambda: dev, status_path=None)
+    poolds: set[tuple[int, int]] = set()  # what poold publishes (/run/pool/sessions.json)
+    server = Server(env.vault, tmp_path / "acl.json", lambda: dev, status_path=None, held=lambda: poolds)
     held = dev.inbound(WRITER)
     poold_fd = dev.accept()  # poold holds it
+    poolds.add((held.index, held.established_ns))
+    own = dev.inbound(READER)
+    client_fd = dev.accept()  # a session some client holds for itself: not poold's
     queued = dev.inbound(READER)  # still in the accept queue: nobody holds it
     server.discover()
     assert list(server.attached) == [held.index] and held.fds == 2
-    assert queued.fds == 0 and queued.index in dev._sessions
-    server.discover()  # nothing changes while poold holds it too
+    assert own.fds == 1 and queued.fds == 0 and queued.index in dev._sessions
+    server.discover()  # nothing changes while poold holds it
     assert held.fds == 2 and held.index in dev._sessions
-    poold_fd.close()  # poold lets go: the vault's descriptor would be the last
+    client_fd.close()  # the client's session ends with its descriptor: the vault never held it
+    assert own.index not in dev._sessions
+    poold_fd.close()  # poold lets go (stops): the vault ends the session rather than hold it alone
+    poolds.clear()
     server.discover()
     assert held.index not in dev._sessions and f"close {held.index}" in dev.mutations
 

@@ -30,14 +30,12 @@ from pooltools.bridge.mux import Mux, Refused
 from pooltools.common import sdnotify
 from pooltools.common.cli import Parser, UsageError
 from pooltools.common.link import SessionLink
-from pooltools.common.sessions import SessionWatcher
+from pooltools.common.sessions import SessionId, SessionWatcher, poold_sessions_with, read_held
 from pooltools.kernel.device import (
     DEVICE_PATH,
     EXIT_USAGE,
-    LIVE_STATES,
     Device,
     PoolError,
-    live_sessions,
     resolve_peer,
 )
 from pooltools.kernel.netaddr import format_addr, parse_endpoint
@@ -135,22 +133,24 @@ class Client:
     named by name is looked up in the trust store for each connection: its key may change
     (playbooks/rotate_identity.yml)."""
 
-    def __init__(self, dev: Any) -> None:
-        self.dev = dev
-        self.muxes: dict[bytes, tuple[int, Any, Mux]] = {}  # peer key -> (index, session, mux)
+    def __init__(self, dev: Any, held: Callable[[], set[SessionId]] = read_held) -> None:
+        self.dev, self.held = dev, held
+        self.muxes: dict[bytes, tuple[SessionId, Any, Mux]] = {}  # peer key -> (session, its fd, mux)
 
     def mux_for(self, key: bytes) -> Mux | None:
+        """The mux on the session poold holds with this peer (never a client's own session)."""
         held = self.muxes.get(key)
         if held is not None and not held[2].closed.is_set():
             return held[2]
         self.drop(key)
-        live = live_sessions(self.dev, key)
-        if not live:
+        poolds = poold_sessions_with(self.dev, key, self.held)
+        if not poolds:
             return None
-        session = self.dev.attach(live[0])
+        sid = poolds[0]
+        session = self.dev.attach(sid[0])
         send, recv = session_links(session, "client")
-        mux = Mux(f"{encode_key(key)[:8]}/{live[0]}", send, recv, "client")
-        self.muxes[key] = (live[0], session, mux)
+        mux = Mux(f"{encode_key(key)[:8]}/{sid[0]}", send, recv, "client")
+        self.muxes[key] = (sid, session, mux)
         return mux
 
     def drop(self, key: bytes) -> None:
@@ -164,13 +164,11 @@ class Client:
             self.drop(key)
 
     def check(self) -> None:
-        """Let go of sessions that ended, that only this process still holds, or that carry no
-        stream: an idle client holds no session, so it never keeps alive one poold let go of
-        (the relay and the vault end such a session when theirs is the last descriptor)."""
-        live = {s.index: s for s in self.dev.sessions() if s.state in LIVE_STATES}
-        for key, (index, _session, mux) in list(self.muxes.items()):
-            info = live.get(index)
-            if mux.closed.is_set() or info is None or info.fds <= 1 or not mux.streams:
+        """Let go of sessions that ended, that poold no longer holds, or that carry no stream:
+        an idle client holds no session."""
+        poolds = self.held()
+        for key, (sid, _session, mux) in list(self.muxes.items()):
+            if mux.closed.is_set() or sid not in poolds or not mux.streams:
                 self.drop(key)
 
     async def handle(self, forward: Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -193,12 +191,19 @@ class Client:
 class Server:
     """pool2tcp: a Mux on every session with an allowed peer, as SessionWatcher finds them."""
 
-    def __init__(self, dev: Any, services: dict[str, Service], allow: list[str], max_streams: int) -> None:
+    def __init__(
+        self,
+        dev: Any,
+        services: dict[str, Service],
+        allow: list[str],
+        max_streams: int,
+        held: Callable[[], set[SessionId]] = read_held,
+    ) -> None:
         self.dev, self.services, self.allow, self.max_streams = dev, services, allow, max_streams
         self.sessions: dict[int, tuple[Any, Mux]] = {}
         # Every session, allowed peer or not: the others' OPENs are read and refused, never left
         # queued on the session, where they would hold up its other channels.
-        self.watcher = SessionWatcher(dev, self.start)
+        self.watcher = SessionWatcher(dev, self.start, held=held)
 
     def start(self, index: int, session: Any, info: Any) -> object:
         send, recv = session_links(session, "server")

@@ -41,10 +41,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pooltools import __version__
 from pooltools.common import keyfile, sdnotify
+from pooltools.common.sessions import POOLD_SESSIONS, SessionId, write_held
 from pooltools.config import conf
 from pooltools.config.store import Store, StoreError
 from pooltools.config.versions import VersionRelays, restore_at_boot
@@ -146,8 +148,13 @@ class Poold:
         executor: Any = None,
         clock: Callable[[], float] = time.monotonic,
         key_owner: int | None = None,
+        sessions_file: Path | None = None,
     ) -> None:
         self.conf_path = conf_path
+        # where the services read which sessions poold holds (None: nowhere, as in tests)
+        self.sessions_file = sessions_file
+        self.published: list[SessionId] | None = None  # what sessions_file says now
+        self.publish_error = ""
         self.open_device = open_device
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="connect")
         self.clock = clock
@@ -614,6 +621,34 @@ class Poold:
             log.info("connected session %d to %s", s.index, self.peer_label(key))
         return done
 
+    def publish_held(self, infos: list[uapi.PoolSessionInfo]) -> None:
+        """Write the sessions poold holds to sessions_file when they changed: the services
+        attach those and no other (pooltools.common.sessions)."""
+        if self.sessions_file is None:
+            return
+        by_index = {i.index: i for i in infos}
+        if self.dev is not None and any(index not in by_index for index in self.held):  # connected this pass
+            by_index = {i.index: i for i in self.dev.sessions()}
+        mine = [by_index[index] for index in sorted(self.held) if index in by_index]
+        ids = [(i.index, i.established_ns) for i in mine]
+        if ids == self.published:
+            return
+        try:
+            write_held(self.sessions_file, mine)
+        except OSError as exc:
+            why = f"{self.sessions_file}: {exc.strerror or exc}"
+            if why != self.publish_error:  # once per cause, not at every pass
+                log.error("cannot publish the sessions held, services will not attach them: %s", why)
+            self.publish_error = why
+            return
+        self.published, self.publish_error = ids, ""
+
+    def unpublish(self) -> None:
+        if self.sessions_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.sessions_file.unlink()
+        self.published = None
+
     def peer_label(self, key: bytes) -> str:
         p = self.targets.get(key)
         if p is None and self.conf is not None:
@@ -625,6 +660,7 @@ class Poold:
     def step(self) -> None:
         """One pass: device health, re-apply if needed, accept, reap, connect, journal."""
         if not self.ensure_device():
+            self.publish_held([])
             return
         try:
             ident = self.dev.get_identity()
@@ -644,6 +680,7 @@ class Poold:
             self.accept_all()
             infos = self.reap()
             self.connect_due(infos)
+            self.publish_held(infos)
             self.sync_journal()
             self.status(force=False)
         except PoolError as exc:
@@ -726,6 +763,7 @@ class Poold:
         sdnotify.notify("STOPPING=1")
         self.executor.shutdown(wait=False, cancel_futures=True)
         n = len(self.held)
+        self.unpublish()  # first: the services end what poold no longer holds
         for s in self.held.values():
             _close_quietly(s)
         self.held.clear()
@@ -796,7 +834,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    daemon = Poold(args.config, lambda: Device(args.device))
+    daemon = Poold(args.config, lambda: Device(args.device), sessions_file=args.sessions_file)
     try:
         daemon.load_config()
     except ConfigRejected as exc:
@@ -858,6 +896,13 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         metavar="PATH",
         help="validate PATH (default: --config) and exit: 0 valid, 2 invalid (for template validate: %%s)",
+    )
+    p.add_argument(
+        "--sessions-file",
+        type=Path,
+        default=POOLD_SESSIONS,
+        metavar="PATH",
+        help="where the services read which sessions poold holds (default %(default)s)",
     )
     p.add_argument(
         "--wait-module", type=float, default=30.0, help="seconds to wait for /dev/pool at start (default 30)"

@@ -16,7 +16,7 @@ from pooltools.common import keyfile
 from pooltools.common.fsutil import atomic_write, file_signature
 from pooltools.common.jsonmsg import Refusal
 from pooltools.common.link import SessionLink
-from pooltools.common.sessions import SessionWatcher
+from pooltools.common.sessions import SessionId, SessionWatcher, read_held
 from pooltools.config import conf
 from pooltools.config.versions import VersionRelays
 from pooltools.kernel import uapi
@@ -46,6 +46,7 @@ class RelayDaemon:
         status_path: Path | None,
         flip_at: int | None = None,
         clock: Callable[[], float] = time.time,
+        held: Callable[[], set[SessionId]] = read_held,
     ) -> None:
         self.dev = device_factory()
         self.enrolment_path, self.ledger_path, self.conf_path = enrolment_path, ledger_path, conf_path
@@ -68,7 +69,7 @@ class RelayDaemon:
         )
         self.relay.on_carried = self.write_status  # `status` shows a connection as soon as it starts
         self.workers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="relay-request")
-        self.watcher = SessionWatcher(self.dev, self._start, self._wanted)
+        self.watcher = SessionWatcher(self.dev, self._start, self._wanted, held)
         self.reload_requested = False
         self.static_private, self.public, self.signing_key = self._identity()
 

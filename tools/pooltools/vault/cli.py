@@ -36,6 +36,7 @@ from pooltools import __version__
 from pooltools.common import sdnotify
 from pooltools.common.cli import emit, fail, locked_beside, positive_arg, size_arg
 from pooltools.common.link import LinkClosed, LinkTimeout, SessionLink
+from pooltools.common.sessions import poold_sessions_with
 from pooltools.kernel.device import (
     DEVICE_PATH,
     EXIT_BUSY,
@@ -198,7 +199,8 @@ def _link(args: argparse.Namespace, factory: Callable[[], Any]) -> SessionLink:
     peer = resolve_peer(dev, args.vault)
     key = bytes(peer.public_key)
     if args.attach:
-        live = live_sessions(dev, key)
+        # poold's session with the vault node; without poold (a test bench), the oldest one
+        live = [index for index, _established in poold_sessions_with(dev, key)] or live_sessions(dev, key)
         if not live:
             raise CliError(f"vault {args.vault}", "no established session (is poold running?)", EXIT_NOT_FOUND)
         session = dev.attach(live[0])

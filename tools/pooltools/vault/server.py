@@ -25,7 +25,7 @@ from typing import Any
 from pooltools import __version__
 from pooltools.common.fsutil import atomic_write, file_signature
 from pooltools.common.link import Link, LinkClosed, LinkTimeout, SessionLink
-from pooltools.common.sessions import SessionWatcher
+from pooltools.common.sessions import SessionId, SessionWatcher, read_held
 from pooltools.protocol.keys import encode_key
 from pooltools.vault import acl as aclmod
 from pooltools.vault import paths, wire
@@ -327,11 +327,12 @@ class Server:
         device_factory: Callable[[], Any],
         status_path: Path | None = None,
         staging_max_age: float = 86400.0,
+        held: Callable[[], set[SessionId]] = read_held,
     ) -> None:
         self.vault, self.acl_path, self.status_path = vault, Path(acl_path), status_path
         self.dev = device_factory()
         self.staging_max_age = staging_max_age
-        self.watcher = SessionWatcher(self.dev, self._start)
+        self.watcher = SessionWatcher(self.dev, self._start, held=held)
         self.acl_sig = file_signature(self.acl_path)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
@@ -353,7 +354,7 @@ class Server:
         log.info("ACL version %d in use (%d peers)", acl.version, len(acl.peers))
 
     def discover(self) -> None:
-        """Attach the sessions someone holds; let go of those only the vault still holds."""
+        """Attach the sessions poold holds; end those it let go of."""
         self.watcher.discover()
 
     @property
