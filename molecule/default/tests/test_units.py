@@ -104,3 +104,25 @@ def test_reload_reloads_and_keeps_every_session(host, unit):
         lost = before[name] - after[name]
         assert not lost, f"{name}: sessions (index, peer, established) gone after reloading {unit}: {lost}"
     print(f"\n{unit} reloaded on {', '.join(running)}; every live session kept: {sum(map(len, before.values()))}")
+
+
+def test_pool_module_loads_the_module_under_its_hardening(host):
+    """pool-module.service loads pool.ko itself (CAP_SYS_MODULE alone, no network, a private
+    /dev): on node3, with the module unloaded, starting the unit loads it, and poold and the
+    node's services come back with a session with every peer."""
+    nodes = lab_nodes(host)
+    node = nodes["node3"]
+    services = [u for u in UNITS[2:] if node.run(f"systemctl is-active {u}").stdout.strip() == "active"]
+    version = node.check_output("cat /sys/module/pool/version")
+    try:
+        node.check_output("systemctl stop poold pool-exporter pool-module")  # every holder of /dev/pool
+        node.check_output("modprobe -r pool")
+        assert not node.file("/sys/module/pool").exists, "pool.ko still loaded after modprobe -r"
+        node.check_output("systemctl start pool-module")
+        assert node.file("/sys/module/pool").exists, "pool-module.service did not load pool.ko"
+        assert node.check_output("cat /sys/module/pool/version") == version
+        assert node.check_output("systemctl show -P Result pool-module") == "success"
+    finally:
+        node.run(f"systemctl start pool-module poold {' '.join(services)}")
+    wait_every_session(nodes)
+    print(f"\npool.ko {version} loaded by pool-module.service on node3; {', '.join(services)} back")
