@@ -43,6 +43,7 @@ mirror="$(cd "$root/molecule/lab" && /usr/bin/python3 -c 'import pool_lab; print
 
 echo "controller-python: unpacking Debian 13's python3.13 from $mirror into $tree (once)" >&2
 rm -rf "$tree" "$tree.new"
+mkdir -p "$(dirname "$tree")"
 log="$(mktemp)"
 if ! mmdebstrap --mode=root --variant=essential --include=python3.13-venv \
 	trixie "$tree.new" "$mirror" >"$log" 2>&1; then
