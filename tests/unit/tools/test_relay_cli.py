@@ -122,6 +122,13 @@ def test_the_daemon_routes_reports_and_reloads(tmp_path: Path) -> None:
     d.relay.ledger.add(K1, "consumed", 5000, d.clock())
     d.save_ledger()
     assert K1 in json.loads((tmp_path / "ledger.json").read_text())["peers"]
+    # a new key for node2 in pool.conf (rotate_identity.yml) is picked up without a SIGHUP: the
+    # routes name the relay by the key it has now
+    new_node2 = bytes([9]) * 32
+    conf_text = (tmp_path / "pool.conf").read_text()
+    (tmp_path / "pool.conf").write_text(conf_text.replace(encode_key(bytes([2]) * 32), encode_key(new_node2)))
+    d.reload()
+    assert d.routes() == {bytes([3]) * 32: [new_node2]}
     # a changed file is picked up; a broken one is refused and the one in use stays
     en.save(path, en.revoked(en.load(path), "node1"))
     d.reload()

@@ -52,7 +52,8 @@ class RelayDaemon:
         self.enrolment_path, self.ledger_path, self.conf_path = enrolment_path, ledger_path, conf_path
         self.status_path, self.clock = status_path, clock
         self.enrolment = en.load(enrolment_path)
-        self.enrolment_sig = file_signature(enrolment_path)
+        # the files reload() follows: a changed one is read again without a SIGHUP
+        self.followed_sigs = self.file_signatures()
         self.pool_conf = conf.load(conf_path)
         # the relays the configuration version pool.ko runs names, read once per version
         self.version_relays = VersionRelays(self.pool_conf.node.state_dir, log)
@@ -137,12 +138,18 @@ class RelayDaemon:
         except PoolError:
             return self.pool_conf.node.port or uapi.POOL_DEFAULT_PORT
 
+    def file_signatures(self) -> tuple[object, object]:
+        return file_signature(self.enrolment_path), file_signature(self.conf_path)
+
     def reload(self) -> None:
-        sig = file_signature(self.enrolment_path)
-        if sig == self.enrolment_sig and not self.reload_requested:
+        """Read the enrolments and pool.conf again on SIGHUP or when either file changed: a
+        peer's key in pool.conf changes under a running relay (playbooks/rotate_identity.yml),
+        and the routes name relays by that key."""
+        sigs = self.file_signatures()
+        if sigs == self.followed_sigs and not self.reload_requested:
             return
         self.reload_requested = False
-        self.enrolment_sig = sig
+        self.followed_sigs = sigs
         try:
             new = en.load(self.enrolment_path)
             pool_conf = conf.load(self.conf_path)
