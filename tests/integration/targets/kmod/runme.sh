@@ -63,8 +63,10 @@ if [ "$mode" = mok ]; then
 			exit 1
 		fi
 		[ "$rc" = 0 ] || exit "$rc"
-		# -vvv prints the module's invocation: the password must be there, masked.
-		if ! grep -qF '"mok_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' "$out"; then
+		# Where -vvv prints the module's invocation (ansible-core 2.20 and older; 2.21 prints
+		# none), the password must be there, masked.
+		if grep -qF '"invocation"' "$out" &&
+			! grep -qF '"mok_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' "$out"; then
 			echo "FAIL: $name: the module invocation does not show mok_password masked"
 			exit 1
 		fi
