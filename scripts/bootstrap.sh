@@ -8,6 +8,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV="${VENV:-$PWD/.venv}"
+PYTHON="${PYTHON:-/usr/bin/python3}"
 
 die() {
 	echo "bootstrap: $*" >&2
@@ -15,11 +16,11 @@ die() {
 }
 
 # Host packages: the lab (qemu, mmdebstrap, e2fsprogs, openssh-client),
-# the controller's Python 3.13 (mmdebstrap, patchelf: scripts/controller-python.sh),
-# kmod builds against bookworm's 6.1 and 6.12 headers (checked by sparse), and the usual tools.
+# the controller venv (python3-venv), kmod builds against bookworm's 6.1 and
+# 6.12 headers (checked by sparse), and the usual tools.
 PACKAGES=(
 	qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client
-	python3 python3-venv python3-pip patchelf
+	python3 python3-venv python3-pip
 	build-essential dkms linux-headers-amd64 linux-headers-6.12-amd64 sparse
 	git rsync make procps ca-certificates debian-archive-keyring curl shellcheck ovmf
 	libssl-dev zlib1g-dev groff-base
@@ -54,21 +55,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	rm -f "$log"
 fi
 
-# ansible-core 2.21 needs Python 3.12 or newer on the controller: Debian 13's python3.13
-# (unpacked into .cache on a Debian 12 host), or PYTHON= one of your own.
-PYTHON="${PYTHON:-$(scripts/controller-python.sh)}" || die "no Python 3.12 or newer for the controller (see above)"
-[ -x "$PYTHON" ] || die "$PYTHON not found (PYTHON=)"
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 12))' ||
-	die "$PYTHON is older than 3.12, which ansible-core 2.21 needs"
+[ -x "$PYTHON" ] || die "$PYTHON not found: install python3 (or set PYTHON=)"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+	die "$PYTHON is older than 3.11: install Debian 12's python3"
 
-# The venv: rebuilt when broken or made from another interpreter, reinstalled when
-# requirements.txt changes.
+# The venv: rebuilt when broken, reinstalled when requirements.txt changes.
 req_sum="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1 ||
-	[ "$(readlink -f "$VENV/bin/python")" != "$(readlink -f "$PYTHON")" ]; then
-	echo "bootstrap: making $VENV from $PYTHON"
-	scripts/make-venv.sh "$PYTHON" "$VENV" || die "cannot create the venv at $VENV (see above)"
-	rm -f "$VENV/.requirements.sha256"
+if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+	rm -rf "$VENV"
+	"$PYTHON" -m venv "$VENV" >/dev/null 2>&1 ||
+		die "cannot create venv at $VENV: install python3-venv"
 fi
 if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
 	echo "bootstrap: installing requirements.txt into $VENV"

@@ -20,9 +20,9 @@ venv="$root/.cache/docs-venv"
 reqs="$root/docs/docsite/requirements.txt"
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$reqs" | cut -d' ' -f1)"
-python="$("$root/scripts/controller-python.sh")" # ansible-core 2.21 needs Python 3.12 or newer
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ "$(readlink -f "$venv/bin/python")" != "$(readlink -f "$python")" ]; then
-	"$root/scripts/make-venv.sh" "$python" "$venv"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+	rm -rf "$venv"
+	python3 -m venv "$venv"
 	# (pip's notes about index locations this machine lacks are left out)
 	"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs" 2> >(grep -v '^WARNING: Location' >&2) ||
 		{ echo "docs: pip install -r $reqs failed: check access to PyPI" >&2; exit 1; }
