@@ -44,6 +44,21 @@ def test_rotating_node2_brings_every_session_back_on_the_new_key(host):
     for name in ("node1", "node3"):
         assert poolctl(nodes[name].check_output, "config", "show")["version"] == 0
         assert new_key(nodes) in live_keys(nodes[name])
+    # and the relays route node1 <-> node3 through node2 by the key it has now: pool_relay
+    # follows the pool.conf the rotation rewrote (with the old key, a relayed session that
+    # ends later can never be made again)
+    deadline = time.monotonic() + 60
+    while True:
+        routed = {name: relay_keys(nodes[name]) for name in ("node1", "node3")}
+        if not any(key["node2"] in keys for keys in routed.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert not any(key["node2"] in keys for keys in routed.values()), f"relays still name node2's old key: {routed}"
+
+
+def relay_keys(node) -> set[str]:
+    """The keys pool_relay's status names: its enrolled peers and the relays its routes use."""
+    return {p["key"] for p in json.loads(node.check_output("/usr/local/sbin/pool_relay --json status"))["peers"]}
 
 
 def new_key(nodes) -> str:
