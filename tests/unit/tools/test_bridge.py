@@ -38,15 +38,39 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.close()
 
 
+class StalledBackend:
+    """A backend that takes no byte: its writer's drain never returns, so the server never
+    grants credit back and the only credit is the opening window."""
+
+    def __init__(self) -> None:
+        self.reader = asyncio.StreamReader()  # nothing ever comes from it
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    async def drain(self) -> None:
+        await asyncio.Event().wait()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 class Pair:
     """A client Mux and a server Mux over one in-memory link; a TCP echo service behind the
-    server and a TCP listener in front of the client."""
+    server and a TCP listener in front of the client; "stall" is a backend that takes nothing."""
 
     def __init__(self) -> None:
         self.opened: list[str] = []
 
     async def connector(self, service: str, _mux: Mux) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         self.opened.append(service)
+        if service == "stall":
+            stalled = StalledBackend()
+            return stalled.reader, stalled  # type: ignore[return-value]
         if service != "echo":
             raise Refused(f"unknown service {service!r}")
         return await asyncio.open_connection("127.0.0.1", self.backend_port)
@@ -177,9 +201,10 @@ def test_protocol_violations_reset_the_stream_and_nothing_else() -> None:
             a.send(b"\x01")  # garbage: dropped with a log line, the link stays
             a.send(wire.encode(Type.DATA, 99, b"x"))
             assert "not open" in (await expect(Type.RESET, 99)).text
-            a.send(wire.encode(Type.OPEN, 1, b"echo"))
+            # more than the window in several frames, to a backend that takes nothing: with an
+            # echo backend the server may grant credit back between frames, as it should
+            a.send(wire.encode(Type.OPEN, 1, b"stall"))
             await expect(Type.ACCEPTED, 1)
-            # more than the window in one go, in several frames
             for _ in range(wire.WINDOW // wire.MAX_DATA + 1):
                 a.send(wire.encode(Type.DATA, 1, b"z" * wire.MAX_DATA))
             assert "credit" in (await expect(Type.RESET, 1)).text
