@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Make a fresh Debian 12 machine ready for `make demo` and `make test`:
 # host packages via apt (update only when something is missing), then the
-# project venv at $VENV with the pinned controller packages.
+# project venv at $VENV with the pinned controller packages, on the controller's Python
+# (scripts/controller-python.sh: Python 3.12 or newer, which ansible-core 2.21 needs).
 # Idempotent and fast when everything is already in place.
 # Any failure ends with one line on stderr naming what is missing.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV="${VENV:-$PWD/.venv}"
-PYTHON="${PYTHON:-/usr/bin/python3}"
 
 die() {
 	echo "bootstrap: $*" >&2
@@ -16,14 +16,14 @@ die() {
 }
 
 # Host packages: the lab (qemu, mmdebstrap, e2fsprogs, openssh-client),
-# the controller venv (python3-venv), kmod builds against bookworm's 6.1 and
+# the controller's Python (mmdebstrap, patchelf), kmod builds against bookworm's 6.1 and
 # 6.12 headers (checked by sparse), and the usual tools.
 PACKAGES=(
 	qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client
 	python3 python3-venv python3-pip
 	build-essential dkms linux-headers-amd64 linux-headers-6.12-amd64 sparse
 	git rsync make procps ca-certificates debian-archive-keyring curl shellcheck ovmf
-	libssl-dev zlib1g-dev groff-base
+	libssl-dev zlib1g-dev groff-base patchelf
 )
 
 missing=()
@@ -55,16 +55,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	rm -f "$log"
 fi
 
-[ -x "$PYTHON" ] || die "$PYTHON not found: install python3 (or set PYTHON=)"
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
-	die "$PYTHON is older than 3.11: install Debian 12's python3"
+PYTHON="$(scripts/controller-python.sh)" || die "no Python 3.12 or newer for the controller (see above)"
 
-# The venv: rebuilt when broken, reinstalled when requirements.txt changes.
+# The venv: rebuilt when broken or made from another interpreter, reinstalled when
+# requirements.txt changes.
 req_sum="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
-	rm -rf "$VENV"
-	"$PYTHON" -m venv "$VENV" >/dev/null 2>&1 ||
-		die "cannot create venv at $VENV: install python3-venv"
+if [ "$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)' 2>/dev/null || true)" != "$PYTHON" ]; then
+	scripts/make-venv.sh "$VENV" "$PYTHON" || die "cannot create the venv at $VENV (see above)"
+	rm -f "$VENV/.requirements.sha256"
 fi
 if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
 	echo "bootstrap: installing requirements.txt into $VENV"

@@ -21,8 +21,7 @@ reqs="$root/docs/docsite/requirements.txt"
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$reqs" | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-	rm -rf "$venv"
-	python3 -m venv "$venv"
+	"$root/scripts/make-venv.sh" "$venv"  # from the controller's Python, as .venv is
 	# (pip's notes about index locations this machine lacks are left out)
 	"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs" 2> >(grep -v '^WARNING: Location' >&2) ||
 		{ echo "docs: pip install -r $reqs failed: check access to PyPI" >&2; exit 1; }

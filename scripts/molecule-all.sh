@@ -61,14 +61,22 @@ steps() {
 	echo "molecule-all: seconds since the start at each scenario step:"
 	plain "$all" | grep -aE '^[[:space:]]*[0-9]+ (INFO|ERROR)[[:space:]]+[a-z0-9_-]+ ➜ [a-z_]+: (Executing|Executed)' || true
 }
+# The slowest test phases of every verify (pytest's --durations), where a CI log's tail shows
+# where the lab's minutes go.
+slowest() {
+	echo "molecule-all: the 25 slowest test phases (seconds, phase, test):"
+	plain "$all" | grep -aoE '[0-9]+\.[0-9]+s (call|setup|teardown) +[^ ]+' | sort -rn | head -n 25 || true
+}
 if molecule test --all 2>&1 | stamp | tee "$all"; then
 	split_logs
 	steps
+	slowest
 	echo "molecule-all: every scenario passed in $((SECONDS - start)) s"
 else
 	rc=${PIPESTATUS[0]}
 	split_logs
 	steps
+	slowest
 	failure_summary
 	echo "molecule-all: FAILED (exit $rc) after $((SECONDS - start)) s; per-scenario logs in $logs/" >&2
 	exit "$rc"

@@ -8,8 +8,8 @@
 #
 # The releases: the controller's pin (requirements.txt) and the newest of the minor release
 # before it (OLDER_CORE); meta/runtime.yml's requires_ansible must name the oldest of them.
-# ansible-core 2.20 and later need Python 3.12 or newer, which Debian 12, the controller this
-# project supports, does not ship.
+# Both need Python 3.12 or newer: the venvs come from the controller's Python
+# (scripts/controller-python.sh, Debian 13's python3.13 on a Debian 12 host).
 #
 # No docker here: the tests run --local from a venv per release (.cache/sanity-venv-<release>),
 # and ansible-test makes one venv per sanity test under ~/.ansible/test/venv (HOME is
@@ -18,16 +18,19 @@
 # ci-files.testing.ansible.com; machines that reach only PyPI cannot, so when that file is not
 # cached this script caches a stand-in that installs the bundled pip (ensurepip) and then the
 # requested pip version from PyPI. The project venv stays untouched.
+# (Debian's ensurepip takes the host's pip wheel, too old for Python 3.13, so the stand-in
+# installs the pip wheel of the interpreter's own tree when it has one.)
 #
 # Usage: scripts/sanity.sh [extra ansible-test sanity arguments]
 #   e.g. scripts/sanity.sh --test validate-modules
-# Environment: SANITY_PYTHON (default 3.11), SANITY_CORES (releases, default: pinned and OLDER_CORE).
+# Environment: SANITY_PYTHON (an interpreter; default: the controller's), SANITY_CORES (releases, default: pinned and OLDER_CORE).
 set -euo pipefail
 
-OLDER_CORE=2.18.19
+OLDER_CORE=2.20.10
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-python_version="${SANITY_PYTHON:-3.11}"
+python="${SANITY_PYTHON:-$("$root/scripts/controller-python.sh")}"
+python_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 pinned="$(sed -n 's/^ansible-core==//p' "$root/requirements.txt")"
 [ -n "$pinned" ] || { echo "sanity: no ansible-core pin in requirements.txt" >&2; exit 1; }
 read -r -a cores <<<"${SANITY_CORES:-$pinned $OLDER_CORE}"
@@ -52,9 +55,8 @@ mkdir -p "$test_home"
 core_venv() {
 	local venv="$root/.cache/sanity-venv-$1"
 	if [ "$("$venv/bin/ansible-test" --version 2>/dev/null | awk '{print $NF}')" != "$1" ]; then
-		rm -rf "$venv"
-		"python$python_version" -m venv "$venv" >&2 ||
-			{ echo "sanity: cannot create $venv: install python3-venv" >&2; return 1; }
+		"$root/scripts/make-venv.sh" "$venv" "$python" >&2 ||
+			{ echo "sanity: cannot create $venv" >&2; return 1; }
 		"$venv/bin/python" -m pip install -q --disable-pip-version-check "ansible-core==$1" >&2 ||
 			{ echo "sanity: pip install ansible-core==$1 failed: check access to PyPI" >&2; return 1; }
 	fi
@@ -80,12 +82,18 @@ PY
 	fi
 	rm -f "$get_pip.download"
 	cat >"$get_pip" <<'PY'
-"""Stand-in for get-pip.py written by pool.ops scripts/sanity.sh: ensurepip, then pip install ARGS."""
+"""Stand-in for get-pip.py written by pool.ops scripts/sanity.sh: the interpreter's own pip wheel
+(else ensurepip), then pip install ARGS."""
+import glob
 import subprocess
 import sys
 
 args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
-subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"])
+wheels = sorted(glob.glob(f"{sys.base_prefix}/share/python-wheels/pip-*.whl"))
+if wheels:
+    subprocess.check_call([sys.executable, f"{wheels[-1]}/pip", "install", "--quiet", "--no-index", wheels[-1]])
+else:
+    subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"])
 subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet"] + args)
 PY
 }
@@ -113,7 +121,7 @@ for core in "${cores[@]}"; do
 	(cd "$dest" && git init -q . && git add -A . &&
 		git -c user.name=sanity -c user.email=sanity@localhost commit -qm sanity)
 	(cd "$dest" && HOME="$test_home" "$venv/bin/ansible-test" sanity --local --requirements \
-		--python "$python_version" --color no "$@") || status=1
+		--python "$python_version" --python-interpreter "$python" --color no "$@") || status=1
 	PATH="$venv/bin:$PATH" "$root/scripts/galaxy-install-test.sh" || status=1
 done
 exit "$status"
