@@ -12,7 +12,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export POOL_LAB_NAME ?= lab
 
 .PHONY: help bootstrap demo lab-ssh test unit kmod sanity lint docs ee molecule bench lab-image lab-up lab-down collection clean \
-	debug-kernel test-debug soak
+	debug-kernel test-debug soak vagrant-box test-vagrant
 
 help:
 	@echo "make demo   - bootstrap, boot the three-VM lab, run playbooks/site.yml against it"
@@ -23,6 +23,8 @@ help:
 	@echo "make debug-kernel - build Debian 12's kernel with KASAN, lockdep, kmemleak (once, cached)"
 	@echo "make test-debug - the transport tests on a lab running that kernel"
 	@echo "make soak   - one session of 16 GiB across the ring counters' wrap, then 30 min of rekeys"
+	@echo "make vagrant-box - the lab's images as libvirt Vagrant boxes in the local Vagrant (pool-lab/RELEASE)"
+	@echo "make test-vagrant - the default scenario's rollout and verification on a Vagrant lab (molecule/vagrant)"
 
 $(STAMP): requirements.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -90,6 +92,12 @@ test-debug: bootstrap collection
 
 soak: bootstrap collection
 	scripts/soak.sh
+
+vagrant-box: bootstrap
+	scripts/test-vagrant.sh --box-only
+
+test-vagrant: bootstrap collection
+	scripts/test-vagrant.sh
 
 clean:
 	rm -rf .cache build dist .pytest_cache .ruff_cache

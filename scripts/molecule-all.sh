@@ -67,7 +67,7 @@ slowest() {
 	echo "molecule-all: the 25 slowest test phases (seconds, phase, test):"
 	plain "$all" | grep -aoE '[0-9]+\.[0-9]+s (call|setup|teardown) +[^ ]+' | sort -rn | head -n 25 || true
 }
-if molecule test --all 2>&1 | stamp | tee "$all"; then
+if molecule test --all --exclude vagrant 2>&1 | stamp | tee "$all"; then
 	split_logs
 	steps
 	slowest

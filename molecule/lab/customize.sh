@@ -91,10 +91,20 @@ until by_mac "$umac" >/dev/null; do
 done
 udev="$(by_mac "$umac")"
 ip link set dev lo up
-ip link set dev "$udev" up
-ip addr replace 10.0.2.15/24 dev "$udev"
-ip route replace default via 10.0.2.2 dev "$udev"
-echo 'nameserver 10.0.2.3' >/etc/resolv.conf
+if [ "$(arg mgmt)" = dhcp ]; then
+	# A management network with DHCP (the Vagrant boxes: libvirt's network, whose leases tell
+	# Vagrant the address): systemd-networkd asks for one on that NIC alone.
+	mkdir -p /run/systemd/network
+	printf '[Match]\nMACAddress=%s\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' "$umac" \
+		>/run/systemd/network/10-pool-lab-mgmt.network
+	systemctl start --no-block systemd-networkd.service
+else
+	# QEMU's user-mode network: its fixed addresses.
+	ip link set dev "$udev" up
+	ip addr replace 10.0.2.15/24 dev "$udev"
+	ip route replace default via 10.0.2.2 dev "$udev"
+	echo 'nameserver 10.0.2.3' >/etc/resolv.conf
+fi
 # No node forwards between its links, and the lab's ranges are unreachable except through a
 # node's own links: a node that shares no link with another has no path to it (nor out
 # through the user-mode NIC).

@@ -722,6 +722,7 @@ class Node:
     # The nodes sharing a link with this one: name -> link, interface, ipv4, ipv6 (their address there).
     neighbours: dict[str, dict] = field(default_factory=dict)
     pid: int = 0
+    host: str = "127.0.0.1"  # where SSH answers: QEMU's forward on the loopback, or a Vagrant VM's address
 
     @property
     def ipv4(self) -> str:
@@ -745,6 +746,7 @@ class State:
     ready: bool = False  # every VM answered SSH
     firmware: str = ""  # POOL_LAB_FIRMWARE when the lab was booted ("": each node's from topology.json)
     nodes: list[Node] = field(default_factory=list)
+    provider: str = "qemu"  # or "vagrant" (molecule/lab/vagrant_lab.py)
 
     @classmethod
     def load(cls, rd: Path) -> State | None:
@@ -876,7 +878,7 @@ def render_inventory(st: State, rd: Path) -> str:
         links = {lk["link"]: {k: lk[k] for k in ("interface", "ipv4", "ipv6")} for lk in n.links}
         lines += [
             f"        {n.name}:",
-            "          ansible_host: 127.0.0.1",
+            f"          ansible_host: {q(n.host)}",
             f"          ansible_port: {n.port}",
             f"          ansible_user: {SSH_USER}",
             f"          ansible_ssh_private_key_file: {q(str(key))}",
@@ -963,12 +965,12 @@ def lab_builders(st: State) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- ssh
 
 
-def ssh_base(rd: Path, port: int) -> list[str]:
+def ssh_base(rd: Path, port: int, host: str = "127.0.0.1") -> list[str]:
     return [
         need("ssh"), "-i", str(rd / "id_ed25519"), "-p", str(port),
         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
         "-o", f"UserKnownHostsFile={rd / 'known_hosts'}", "-o", "StrictHostKeyChecking=accept-new",
-        "-o", "LogLevel=ERROR", f"{SSH_USER}@127.0.0.1",
+        "-o", "LogLevel=ERROR", f"{SSH_USER}@{host}",
     ]  # fmt: skip
 
 
@@ -983,13 +985,13 @@ def ssh_node(name: str, command: list[str]) -> int:
         raise LabError(f"lab {lab_name()!r} has no node {name!r} ({', '.join(n.name for n in st.nodes)})")
     if command[:1] == ["--"]:
         command = command[1:]
-    return subprocess.run([*ssh_base(rd, found[0].port), *command]).returncode
+    return subprocess.run([*ssh_base(rd, found[0].port, found[0].host), *command]).returncode
 
 
 def ssh_answers(rd: Path, node: Node) -> bool:
     try:
         r = subprocess.run(
-            [*ssh_base(rd, node.port), "true"],
+            [*ssh_base(rd, node.port, node.host), "true"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -1025,7 +1027,7 @@ def wait_for_ssh(
         if clock() >= deadline:
             n = pending[0]
             raise LabError(
-                f"{n.name}: no SSH answer on 127.0.0.1:{n.port} within {timeout:.0f} s; last 50 lines of {n.console}:",
+                f"{n.name}: no SSH answer on {n.host}:{n.port} within {timeout:.0f} s; last 50 lines of {n.console}:",
                 tail(Path(n.console), 50),
             )
         sleep(2)
@@ -1057,15 +1059,16 @@ def ensure_key(rd: Path) -> str:
 TCG_CPU = "max,-erms,-fsrm,-avx,-avx2,-avx512f,-avx512vl,-avx512bw"
 
 
-def qemu_command(
-    qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: int, cpus: int, topo: Topology
-) -> list[str]:
+def kernel_command_line(n: Node, pubkey: str, topo: Topology, mgmt: str = "") -> str:
+    """The kernel's command line: the node's settings for pool-lab-setup (customize.sh), which
+    configures the shared image at boot. mgmt="dhcp": the management NIC asks DHCP for its address
+    (Vagrant's libvirt network) instead of taking QEMU user-mode networking's fixed one."""
     # Only the neighbours go into /etc/hosts: a node without a shared link has no address to name.
     hosts = ",".join(f"{m}={v['ipv4']}={v['ipv6']}" for m, v in n.neighbours.items())
     links = ",".join(
         f"{lk['interface']}={lk['mac']}={lk['ipv4']}/{lk['prefix4']}={lk['ipv6']}/{lk['prefix6']}" for lk in n.links
     )
-    append = " ".join(
+    return " ".join(
         [
             "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=10",
             SLAB_CHECKS,
@@ -1075,8 +1078,15 @@ def qemu_command(
             f"pool_lab.unreachable={topo.unreachable4}={topo.unreachable6}",
             f"pool_lab.hosts={hosts}",
             "pool_lab.key=" + base64.b64encode(pubkey.encode()).decode(),
+            *([f"pool_lab.mgmt={mgmt}"] if mgmt else []),
         ]
     )
+
+
+def qemu_command(
+    qemu: str, st: State, n: Node, img: Path, pubkey: str, memory: int, cpus: int, topo: Topology
+) -> list[str]:
+    append = kernel_command_line(n, pubkey, topo)
     tcg_cpu = os.environ.get("POOL_LAB_TCG_CPU", TCG_CPU)
     # Direct kernel boot stays: under OVMF, -kernel/-initrd/-append reach the firmware
     # through fw_cfg and it starts the kernel's EFI stub.
@@ -1262,6 +1272,11 @@ def down(quiet: bool = False) -> None:
     if not rd.exists():
         return
     st = State.load(rd)
+    if st is not None and st.provider == "vagrant":
+        import vagrant_lab  # the Vagrant lab builds on this module: imported only when needed
+
+        vagrant_lab.down(quiet)
+        return
     pids = set(lab_processes(rd))
     for pf in rd.glob("*.pid"):
         with contextlib.suppress(OSError, ValueError):
@@ -1273,6 +1288,13 @@ def down(quiet: bool = False) -> None:
     left = [p for p in lab_processes(rd) if pid_alive(p)]
     if left:
         raise LabError(f"lab {name!r}: qemu processes {left} survived SIGKILL")
+    forget(rd, st)
+    if not quiet:
+        print(f"pool_lab: lab {name!r} down", file=sys.stderr)
+
+
+def forget(rd: Path, st: State | None) -> None:
+    """Remove a stopped lab's runtime files, and its inventory when the lab wrote it."""
     for pattern in ("*.qcow2", "*.efivars.fd", "*.pid", "*.monitor", "state.json", "known_hosts", ".*.tmp*"):
         for p in rd.glob(pattern):
             with contextlib.suppress(FileNotFoundError):
@@ -1282,8 +1304,6 @@ def down(quiet: bool = False) -> None:
         with contextlib.suppress(OSError):
             if inv.read_text().startswith("# Generated by molecule/lab/pool_lab.py"):
                 inv.unlink()
-    if not quiet:
-        print(f"pool_lab: lab {name!r} down", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- reset
@@ -1393,7 +1413,7 @@ def status(as_json: bool) -> int:
     else:
         nodes = [
             {"name": n.name, "pid": n.pid, "running": pid_alive(n.pid), "ssh_port": n.port,
-             "ipv4": n.ipv4, "ipv6": n.ipv6, "firmware": n.firmware, "release": n.release,
+             "ssh_host": n.host, "ipv4": n.ipv4, "ipv6": n.ipv6, "firmware": n.firmware, "release": n.release,
              "kernel": n.kernel or st.kernel, "console": n.console,
              "links": n.links, "neighbours": n.neighbours}
             for n in st.nodes
@@ -1404,6 +1424,7 @@ def status(as_json: bool) -> int:
             "up": st.ready and bool(nodes) and all(n["running"] for n in nodes),
             "ready": st.ready,
             "accel": st.accel,
+            "provider": st.provider,
             "firmware": st.firmware or "per node (topology.json)",
             "kernel": st.kernel,
             "image": st.image,
@@ -1414,7 +1435,7 @@ def status(as_json: bool) -> int:
             "molecule_instances": [
                 {
                     "instance": n.name,
-                    "address": "127.0.0.1",
+                    "address": n.host,
                     "port": n.port,
                     "user": SSH_USER,
                     "identity_file": str(rd / "id_ed25519"),
@@ -1434,7 +1455,7 @@ def status(as_json: bool) -> int:
                 state = "running" if n["running"] else "stopped"
                 addrs = " ".join(f"{lk['interface']} {lk['ipv4']} {lk['ipv6']}" for lk in n["links"])
                 print(
-                    f"  {n['name']}: {state} pid {n['pid']} ssh 127.0.0.1:{n['ssh_port']} {n['release']}"
+                    f"  {n['name']}: {state} pid {n['pid']} ssh {n['ssh_host']}:{n['ssh_port']} {n['release']}"
                     f" {n['kernel']} {n['firmware']} {addrs}"
                 )
             print(f"  inventory: {out['inventory']}")
