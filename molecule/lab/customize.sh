@@ -94,7 +94,10 @@ ip link set dev lo up
 if [ "$(arg mgmt)" = dhcp ]; then
 	# A management network with DHCP (the Vagrant boxes: libvirt's network, whose leases tell
 	# Vagrant the address): systemd-networkd asks for one on that NIC alone.
-	mkdir -p /run/systemd/network
+	# networkd would drop the routes it did not make when it starts (the unreachable ones below).
+	mkdir -p /run/systemd/network /run/systemd/networkd.conf.d
+	printf '[Network]\nManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n' \
+		>/run/systemd/networkd.conf.d/pool-lab.conf
 	printf '[Match]\nMACAddress=%s\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' "$umac" \
 		>/run/systemd/network/10-pool-lab-mgmt.network
 	systemctl start --no-block systemd-networkd.service

@@ -27,6 +27,7 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import ipaddress
 import json
 import math
 import os
@@ -46,8 +47,11 @@ LIBVIRT_URI = "qemu:///system"
 # What the VMs' QEMU opens itself (kernels, initrds, UEFI variable stores, consoles): under
 # libvirt's own tree, which its unprivileged qemu user can reach (a home folder may not be).
 LIBVIRT_DIR = Path(os.environ.get("POOL_LAB_LIBVIRT_DIR", "/var/lib/libvirt/pool-lab"))
-# The management network: libvirt NAT and DHCP, away from the lab's own ranges (topology.json).
-MANAGEMENT_ADDRESS = os.environ.get("POOL_LAB_VAGRANT_NETWORK", "192.168.253.0/24")
+# The management networks: libvirt NAT and DHCP, away from the lab's own ranges (topology.json).
+# Each node has one of its own (a /28 of this range), as each VM of the QEMU lab has its own
+# user-mode network: libvirt forwards no new connection between two of its NAT networks, so the
+# management side gives node1 no path to node3 either.
+MANAGEMENT_RANGE = ipaddress.IPv4Network(os.environ.get("POOL_LAB_VAGRANT_NETWORK", "192.168.253.0/24"))
 # Vagrant's well-known key pair: a box booted outside the lab (no key on its command line) takes
 # this public key, and Vagrant logs in with the private one by default.
 VAGRANT_INSECURE_PUB = Path("/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant.pub")
@@ -374,6 +378,9 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
     )
     prefix = f"pool-lab-{name}-"
     spec_nodes = []
+    management = list(MANAGEMENT_RANGE.subnets(new_prefix=28))
+    if len(topo.nodes) >= len(management):
+        raise LabError(f"POOL_LAB_VAGRANT_NETWORK {MANAGEMENT_RANGE} has room for {len(management) - 1} nodes")
     for node_name in topo.nodes:
         n = lab.make_node(rd, topo, node_name, 22, firmware, releases[node_name])
         n.image, n.kernel = str(images[n.release]), kernels[n.release]
@@ -392,6 +399,8 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
                 "initrd": str(boot / "initrd.img"),
                 "cmd_line": lab.kernel_command_line(n, pubkey, topo, mgmt="dhcp"),
                 "umac": n.umac,
+                "management_network": f"{prefix}mgmt{n.index}",
+                "management_network_address": str(management[n.index]),
                 "firmware": n.firmware,
                 "nvram": nvram,
                 "console": n.console,
@@ -406,8 +415,6 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
         "cpus": cpus,
         "boot_timeout": int(timeout),
         "tcg_cpu": os.environ.get("POOL_LAB_TCG_CPU", lab.TCG_CPU),
-        "management_network": f"{prefix}mgmt",
-        "management_network_address": MANAGEMENT_ADDRESS,
         "ovmf_code": lab.OVMF_CODE,
         "private_key": str(rd / "id_ed25519"),
         "nodes": spec_nodes,
