@@ -1480,17 +1480,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--print", action="store_true", help="only print the image directory (no build)")
     p = sub.add_parser("up", help="boot the VMs and write the inventory")
-    p.add_argument(
-        "--count",
-        type=int,
-        default=int(os.environ["POOL_LAB_COUNT"]) if os.environ.get("POOL_LAB_COUNT") else None,
-        help="boot the first N nodes of topology.json and the links among them (default: all)",
-    )
-    p.add_argument("--memory", type=int, default=int(os.environ.get("POOL_LAB_MEMORY", "2048")), help="MiB per VM")
-    p.add_argument("--cpus", type=int, default=int(os.environ.get("POOL_LAB_CPUS", "2")), help="vCPUs per VM")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "900")))
+    add_up_options(p)
     p.add_argument("--ssh-port-base", type=int, default=0, help="try ports BASE+i first (default: any free)")
-    p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
     sub.add_parser("down", help="stop the VMs and remove runtime state")
     p = sub.add_parser("status", help="what runs (exit 0 when up, 3 when not)")
     p.add_argument("--json", action="store_true")
@@ -1503,9 +1494,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("node", help="the VM's name (node1..nodeN)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command (none: a shell)")
     args = ap.parse_args(argv)
-    # SIGTERM (a CI timeout, molecule interrupted) cleans up like Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+
+    def command() -> int:
         if args.cmd == "image":
             if args.print:
                 print(image_dir(release=args.release))
@@ -1528,15 +1518,39 @@ def main(argv: list[str] | None = None) -> int:
             reset(args.node, args.timeout)
         elif args.cmd == "ssh":
             return ssh_node(args.node, args.command)
+        return 0
+
+    return run_command("pool_lab", command)
+
+
+def add_up_options(p: argparse.ArgumentParser) -> None:
+    """The options of `up` that the QEMU and the Vagrant lab share."""
+    p.add_argument(
+        "--count",
+        type=int,
+        default=int(os.environ["POOL_LAB_COUNT"]) if os.environ.get("POOL_LAB_COUNT") else None,
+        help="boot the first N nodes of topology.json and the links among them (default: all)",
+    )
+    p.add_argument("--memory", type=int, default=int(os.environ.get("POOL_LAB_MEMORY", "2048")), help="MiB per VM")
+    p.add_argument("--cpus", type=int, default=int(os.environ.get("POOL_LAB_CPUS", "2")), help="vCPUs per VM")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "900")))
+    p.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
+
+
+def run_command(prog: str, command: Callable[[], int]) -> int:
+    """Run a CLI command: a LabError is one line (and its detail) and exit 1, Ctrl-C exit 130;
+    SIGTERM (a CI timeout, molecule interrupted) cleans up as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return command()
     except LabError as e:
-        print(f"pool_lab: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         if e.detail:
             print(e.detail, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("pool_lab: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -474,16 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("box", help="add the lab's images to the local Vagrant as boxes (idempotent)")
     p.add_argument("--release", choices=lab.RELEASES, action="append", help="this release only (repeatable)")
     p = sub.add_parser("up", help="boot the lab's nodes with vagrant up and write the inventory")
-    p.add_argument("--count", type=int, default=None, help="the first N nodes of topology.json (default: all)")
-    p.add_argument("--memory", type=int, default=int(os.environ.get("POOL_LAB_MEMORY", "2048")), help="MiB per VM")
-    p.add_argument("--cpus", type=int, default=int(os.environ.get("POOL_LAB_CPUS", "2")), help="vCPUs per VM")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("POOL_LAB_TIMEOUT", "900")))
-    p.add_argument("--inventory", type=Path, default=lab.DEFAULT_INVENTORY)
+    lab.add_up_options(p)
     sub.add_parser("down", help="vagrant destroy the lab and remove its runtime files")
     sub.add_parser("libvirtd", help="start libvirtd unless it answers")
     args = ap.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
+
+    def command() -> int:
         if args.cmd == "box":
             releases = args.release or sorted(set(lab.node_releases(lab.load_topology()).values()))
             ensure_libvirtd()
@@ -496,15 +491,9 @@ def main(argv: list[str] | None = None) -> int:
             down()
         elif args.cmd == "libvirtd":
             ensure_libvirtd()
-    except LabError as e:
-        print(f"vagrant_lab: {e}", file=sys.stderr)
-        if e.detail:
-            print(e.detail, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vagrant_lab: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return lab.run_command("vagrant_lab", command)
 
 
 if __name__ == "__main__":
