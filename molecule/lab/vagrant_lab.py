@@ -38,6 +38,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pool_lab as lab
 
@@ -184,15 +185,23 @@ def default_cmd_line() -> str:
     return " ".join(parts)
 
 
-def make_box(release: str, quiet: bool = False) -> tuple[str, str, Path]:
-    """The box of `release`'s current image in the local Vagrant: (name, version, boot folder)."""
+class Box(NamedTuple):
+    name: str
+    version: str
+    boot: Path  # the kernel and initrd, where libvirt's QEMU reads them
+    image: Path  # the lab image it was made of
+
+
+def make_box(release: str, quiet: bool = False) -> Box:
+    """The box of `release`'s current image in the local Vagrant (the image built if need be)."""
     img = lab.build_image(release=release, quiet=quiet)
     digest = img.name
     name, version = box_name(release), box_version(digest)
     boot = boot_files(img)
-    if (name, "libvirt", version) in listed_boxes():
-        prune(name, version)
-        return name, version, boot
+    listed = listed_boxes()
+    if (name, "libvirt", version) in listed:
+        prune(name, version, listed)
+        return Box(name, version, boot, img)
     t0 = time.monotonic()
     work_root = lab.cache_root() / "vagrant"
     work_root.mkdir(parents=True, exist_ok=True)
@@ -266,14 +275,14 @@ def make_box(release: str, quiet: bool = False) -> tuple[str, str, Path]:
             raise LabError(f"vagrant box add {name} {version} failed", (added.stderr or added.stdout).strip())
     if not quiet:
         print(f"vagrant_lab: box {name} {version} added ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
-    prune(name, version)
-    return name, version, boot
+    prune(name, version, listed)
+    return Box(name, version, boot, img)
 
 
-def prune(name: str, keep: str) -> None:
+def prune(name: str, keep: str, listed: set[tuple[str, str, str]]) -> None:
     """Remove the other versions of box `name` (older images or box defaults): from Vagrant, and
     the copy vagrant-libvirt uploaded into libvirt's storage pool."""
-    for box, provider, version in listed_boxes():
+    for box, provider, version in listed:
         if box != name or provider != "libvirt" or version == keep:
             continue
         subprocess.run(
@@ -287,10 +296,6 @@ def prune(name: str, keep: str) -> None:
             capture_output=True,
             check=False,
         )
-
-
-def boxes(releases: list[str], quiet: bool = False) -> dict[str, tuple[str, str, Path]]:
-    return {r: make_box(r, quiet) for r in releases}
 
 
 def run_vagrant(rd: Path, args: list[str], log: Path | None = None, timeout: float | None = None) -> str:
@@ -351,8 +356,8 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
         print(f"vagrant_lab: lab {name!r} already up ({count} VMs)", file=sys.stderr)
         return old
     lab.down(quiet=True)  # whatever ran under this name, QEMU or Vagrant
-    images = {r: lab.build_image(release=r) for r in sorted(set(releases.values()))}
-    made = boxes(sorted(images))
+    made = {r: make_box(r) for r in sorted(set(releases.values()))}
+    images = {r: box.image for r, box in made.items()}
     kernels = {r: json.loads((d / "manifest.json").read_text())["kernel"] for r, d in images.items()}
     rd.mkdir(parents=True, exist_ok=True)
     os.chmod(rd, 0o700)
@@ -384,7 +389,7 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
         n = lab.make_node(rd, topo, node_name, 22, firmware, releases[node_name])
         n.image, n.kernel = str(images[n.release]), kernels[n.release]
         n.console = str(files / f"{node_name}.console.log")
-        box, version, boot = made[n.release]
+        box, version, boot, _ = made[n.release]
         nvram = ""
         if n.firmware == "uefi":
             nvram = str(files / f"{node_name}.efivars.fd")
@@ -483,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             releases = args.release or sorted(set(lab.node_releases(lab.load_topology()).values()))
             ensure_libvirtd()
             for r in releases:
-                name, version, _ = make_box(r)
-                print(f"{name} {version}")
+                box = make_box(r)
+                print(f"{box.name} {box.version}")
         elif args.cmd == "up":
             up(args.count, args.memory, args.cpus, args.timeout, args.inventory.resolve())
         elif args.cmd == "down":
