@@ -45,15 +45,8 @@ failure_summary() {
 		grep -aE '^(FAILED|ERROR) |^E  |^fatal: |^failed: |"msg": |➜ [a-z_]+: Executed: Failed' | tail -n 40 | cut -c1-700 >&2 || true
 }
 
-# The lab is converged from the collection as users install it: built with ansible-galaxy,
-# installed into a collections path of its own, with nothing of the working tree on the path.
-# Molecule's idempotence step then runs that installed pool.ops.site a second time.
-installed="$PWD/.cache/molecule-collections"
-scripts/galaxy-install-test.sh --into "$installed"
-export ANSIBLE_COLLECTIONS_PATH="$installed" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
-# molecule's console wraps what the verifier prints at the terminal's width (80 without one):
-# wide enough that a failed assertion's message stays on the one line the summary shows
-export COLUMNS=400
+# shellcheck source=scripts/molecule-env.sh
+source scripts/molecule-env.sh
 
 start=$SECONDS
 echo "molecule-all: molecule test --all on one shared lab (full log: $all)"

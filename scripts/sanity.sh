@@ -16,10 +16,8 @@
 # .cache/sanity-home for it, so that is in the checkout's cache) with its pinned
 # requirements from PyPI. To seed pip in those venvs ansible-test downloads get-pip.py from
 # ci-files.testing.ansible.com; machines that reach only PyPI cannot, so when that file is not
-# cached this script caches a stand-in that installs the bundled pip (ensurepip) and then the
+# cached this script caches a stand-in, scripts/install-pip.py: the interpreter's own pip, then the
 # requested pip version from PyPI. The project venv stays untouched.
-# (Debian's ensurepip takes the host's pip wheel, too old for Python 3.13, so the stand-in
-# installs the pip wheel of the interpreter's own tree when it has one.)
 #
 # Usage: scripts/sanity.sh [extra ansible-test sanity arguments]
 #   e.g. scripts/sanity.sh --test validate-modules
@@ -81,21 +79,7 @@ PY
 		return 0
 	fi
 	rm -f "$get_pip.download"
-	cat >"$get_pip" <<'PY'
-"""Stand-in for get-pip.py written by pool.ops scripts/sanity.sh: the interpreter's own pip wheel
-(else ensurepip), then pip install ARGS."""
-import glob
-import subprocess
-import sys
-
-args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
-wheels = sorted(glob.glob(f"{sys.base_prefix}/share/python-wheels/pip-*.whl"))
-if wheels:
-    subprocess.check_call([sys.executable, f"{wheels[-1]}/pip", "install", "--quiet", "--no-index", wheels[-1]])
-else:
-    subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"])
-subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet"] + args)
-PY
+	cp "$root/scripts/install-pip.py" "$get_pip"
 }
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/pool-sanity.XXXXXX")"
