@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import socket
 import struct
+from pathlib import Path
 
 import pytest
+from pooltools.relay import splice as splice_module
 from pooltools.relay.limits import Scheduler
 from pooltools.relay.splice import Flow, Listener, splice, unacknowledged
 
@@ -55,6 +58,39 @@ def test_both_directions_arrive_whole_and_are_counted() -> None:
         assert (flow.forward, flow.backward) == (len(there), len(back))
 
     asyncio.run(main())
+
+
+def test_a_direction_gets_a_big_pipe_where_allowed_and_still_works_without() -> None:
+    """A splice from TCP takes a pipe slot per received segment: the relay asks for PIPE_SIZE,
+    and where the system refuses (fs.pipe-max-size lowered, the user's pipe pages used up) it
+    keeps the pipe it got and still moves every byte."""
+    out, inp, size = splice_module._pipe()
+    os.close(out)
+    os.close(inp)
+    max_size = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    assert size == splice_module.PIPE_SIZE or max_size < splice_module.PIPE_SIZE
+
+    real_fcntl = fcntl.fcntl
+
+    def refuse_resize(fd: int, cmd: int, *args: int) -> int:
+        if cmd == fcntl.F_SETPIPE_SZ:
+            raise PermissionError(1, "Operation not permitted")
+        return real_fcntl(fd, cmd, *args)
+
+    async def main() -> None:
+        a, b, flow, task = await _relay()
+        data = os.urandom(1 << 20)
+        got, *_ = await asyncio.gather(_read_all(b), _send_all(a, data), _send_all(b, b""))
+        await asyncio.wait_for(task, 10)
+        assert got == data and flow.forward == len(data)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(splice_module.fcntl, "fcntl", refuse_resize)
+        out, inp, size = splice_module._pipe()
+        os.close(out)
+        os.close(inp)
+        assert 0 < size < splice_module.PIPE_SIZE
+        asyncio.run(main())
 
 
 def test_the_fault_switch_flips_exactly_one_byte() -> None:
