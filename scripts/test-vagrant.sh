@@ -35,11 +35,9 @@ fi
 
 logs="${POOL_MOLECULE_LOG_DIR:-.cache/molecule-logs}"
 mkdir -p "$logs"
-# The collection as users install it, as scripts/molecule-all.sh does for the QEMU scenarios.
-installed="$PWD/.cache/molecule-collections"
-scripts/galaxy-install-test.sh --into "$installed"
-export ANSIBLE_COLLECTIONS_PATH="$installed" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false COLUMNS=400
-export POOL_TEST_STRICT=1 ANSIBLE_HOME="$PWD/.cache/ansible-home"
+# The collection as users install it, and the environment, as for the QEMU scenarios.
+# shellcheck source=scripts/molecule-env.sh
+source scripts/molecule-env.sh
 start=$SECONDS
 status=0
 molecule test -s vagrant 2>&1 | tee "$logs/vagrant.log" || status=$?

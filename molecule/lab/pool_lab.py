@@ -723,6 +723,11 @@ class Node:
     neighbours: dict[str, dict] = field(default_factory=dict)
     pid: int = 0
     host: str = "127.0.0.1"  # where SSH answers: QEMU's forward on the loopback, or a Vagrant VM's address
+    # The controller as the node reaches it, and where a service on the controller listens for
+    # that: QEMU's user-mode network maps its gateway, 10.0.2.2, to the controller's loopback; on
+    # Vagrant it is the controller's address on the node's libvirt network.
+    controller_address: str = "10.0.2.2"
+    controller_listen: str = "127.0.0.1"
 
     @property
     def ipv4(self) -> str:
@@ -892,6 +897,8 @@ def render_inventory(st: State, rd: Path) -> str:
             f"          pool_lab_release: {q(n.release)}",
             f"          pool_lab_links: {json.dumps(links)}",
             f"          pool_lab_neighbours: {json.dumps(n.neighbours)}",
+            f"          pool_lab_controller_address: {q(n.controller_address)}",
+            f"          pool_lab_controller_listen: {q(n.controller_listen)}",
             # Each node trusts and connects to the nodes it shares a link with, at their
             # address on that link (role pool.ops.node and pool.ops.config).
             f"          pool_node_peers: {json.dumps(sorted(n.neighbours))}",

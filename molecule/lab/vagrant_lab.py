@@ -79,6 +79,12 @@ end
 """
 
 
+def controller_address(management: ipaddress.IPv4Network) -> str:
+    """The controller's address on a node's management network: vagrant-libvirt gives the host
+    the network's first address (the DHCP router the node's default route goes through)."""
+    return str(next(management.hosts()))
+
+
 def box_name(release: str) -> str:
     return f"pool-lab/{release}"
 
@@ -388,6 +394,7 @@ def up(count: int | None, memory: int, cpus: int, timeout: float, inventory: Pat
     for node_name in topo.nodes:
         n = lab.make_node(rd, topo, node_name, 22, firmware, releases[node_name])
         n.image, n.kernel = str(images[n.release]), kernels[n.release]
+        n.controller_address = n.controller_listen = controller_address(management[n.index])
         n.console = str(files / f"{node_name}.console.log")
         box, version, boot, _ = made[n.release]
         nvram = ""

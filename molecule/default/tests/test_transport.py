@@ -619,22 +619,25 @@ def forward_to(node: Node, port: int):
 
 
 def test_refpeer_interop_on_host(lab: Lab, tmp_path: Path) -> None:
-    """refpeer on the host (the controller that runs QEMU): pool.ko in node2 reaches it at
-    10.0.2.2 (QEMU's user-mode NIC maps it to the host's loopback); the host reaches
-    pool.ko in node2 through an SSH port forward to node2's 127.0.0.1:9253."""
+    """refpeer on the host (the controller that runs the VMs): pool.ko in node2 reaches it at
+    the lab's controller address (QEMU's user-mode NIC maps 10.0.2.2 to the host's loopback;
+    on Vagrant, the host's address on the node's libvirt network); the host reaches pool.ko in
+    node2 through an SSH port forward to node2's 127.0.0.1:9253."""
     n2 = lab.n2
+    v = n2.host.backend.get_variables()
+    address, listen = v["pool_lab_controller_address"], v["pool_lab_controller_listen"]
     ref, env = _host_refpeer()
     keyf = tmp_path / "host.key"
     key = _host_refpeer_key(ref, env, keyf)
     port = _free_port()
-    with trusted(n2, "ktest-host", key, f"10.0.2.2:{port}"):
+    with trusted(n2, "ktest-host", key, f"{address}:{port}"):
         # pool.ko (node2) -> refpeer (host)
         serve = subprocess.Popen(
             [
                 *ref,
                 "serve",
                 "--listen",
-                "127.0.0.1",
+                listen,
                 "--port",
                 str(port),
                 "--key",

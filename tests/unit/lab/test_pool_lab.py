@@ -188,6 +188,8 @@ def test_inventory_rendering(tmp_path):
     assert f"UserKnownHostsFile={rd / 'known_hosts'}" in n2["ansible_ssh_common_args"]
     assert n2["pool_lab_ipv4"] == "10.253.0.12"
     assert n2["pool_lab_release"] == "bookworm"
+    # QEMU's user-mode network: the controller's loopback is 10.0.2.2 from the node
+    assert (n2["pool_lab_controller_address"], n2["pool_lab_controller_listen"]) == ("10.0.2.2", "127.0.0.1")
     assert n2["pool_lab_ipv6"] == "fd53:253::12"
     assert n2["pool_lab_links"] == {
         "a": {"interface": "lab-a", "ipv4": "10.253.0.12", "ipv6": "fd53:253::12"},

@@ -95,9 +95,11 @@ def test_a_vagrant_lab_inventory_names_each_nodes_own_address(tmp_path):
     rd = tmp_path / "run"
     topo = pool_lab.load_topology()
     st = pool_lab.State(name="v", count=3, accel="tcg", image="/img", kernel="k", mcast={}, provider="vagrant")
+    management = list(vagrant_lab.MANAGEMENT_RANGE.subnets(new_prefix=28))
     for i, name in enumerate(topo.nodes, 1):
         n = pool_lab.make_node(rd, topo, name, 22)
         n.host, n.image = f"192.168.253.{100 + i}", f"/img/{n.release}"
+        n.controller_address = n.controller_listen = vagrant_lab.controller_address(management[n.index])
         st.nodes.append(n)
     hosts = yaml.safe_load(pool_lab.render_inventory(st, rd))["all"]["children"]["pool_nodes"]["hosts"]
     assert {h: (v["ansible_host"], v["ansible_port"]) for h, v in hosts.items()} == {
@@ -106,6 +108,11 @@ def test_a_vagrant_lab_inventory_names_each_nodes_own_address(tmp_path):
         "node3": ("192.168.253.103", 22),
     }
     assert pool_lab.ssh_base(rd, 22, "192.168.253.102")[-1] == "root@192.168.253.102"
+    # the controller as node2 reaches it (and listens for it): on node2's own /28, its router
+    assert (hosts["node2"]["pool_lab_controller_address"], hosts["node2"]["pool_lab_controller_listen"]) == (
+        "192.168.253.33",
+        "192.168.253.33",
+    )
 
 
 def test_down_of_a_vagrant_lab_destroys_it_and_forgets_it(fake_tools, capsys):
