@@ -45,7 +45,7 @@ class Lab:
         self.nodes = {n.name: n for n in state.nodes}
 
     def ssh(self, node: str, command: str, timeout: float = 600) -> str:
-        argv = [*pool_lab.ssh_base(self.rd, self.nodes[node].port), command]
+        argv = [*pool_lab.ssh_base(self.rd, self.nodes[node].port, self.nodes[node].host), command]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
@@ -55,7 +55,7 @@ class Lab:
         return done.stdout
 
     def background(self, node: str, command: str) -> subprocess.Popen[str]:
-        argv = [*pool_lab.ssh_base(self.rd, self.nodes[node].port), command]
+        argv = [*pool_lab.ssh_base(self.rd, self.nodes[node].port, self.nodes[node].host), command]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
