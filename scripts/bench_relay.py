@@ -68,6 +68,13 @@ def cpu_used(before: dict[str, float], after: dict[str, float], seconds: float) 
     return use
 
 
+def vm_cpu_per_mib(before: dict[str, float], after: dict[str, float], size: int) -> dict[str, float]:
+    """Host CPU seconds each VM's QEMU used per MiB moved, and their sum ("all"): what a
+    transfer costs the host's cores whatever their number. The window includes the pings."""
+    per = {name: (after[name] - before[name]) / (size / (1 << 20)) for name in before if not name.startswith("host")}
+    return {**{name: round(v, 4) for name, v in per.items()}, "all": round(sum(per.values()), 4)}
+
+
 def relayed_path(lab: Lab) -> str:
     out = json.loads(lab.ssh("node1", "poolctl --json sessions"))
     key3 = json.loads(lab.ssh("node3", "poolctl --json identity show"))["public_key"]
@@ -94,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             for name, peer in (("direct", "node2"), ("relayed", "node3")):
                 before, t0 = cpu_snapshot(lab), time.monotonic()
                 doc = over_held_session(lab, "node1", peer, f"--bytes {args.bytes} --pings {args.pings}", args.timeout)
-                cpu = cpu_used(before, cpu_snapshot(lab), time.monotonic() - t0)
+                after, seconds = cpu_snapshot(lab), time.monotonic() - t0
+                cpu = cpu_used(before, after, seconds)
                 if not doc["bulk"]["sha256_ok"]:
                     raise BenchError(f"{name}: SHA-256 mismatch: {doc['bulk']}")
                 r[name] = {
                     "mbit_s": doc["bulk"]["throughput_mbit_s"],
                     "rtt_ms": doc["ping"]["rtt_us"]["p50"] / 1000,
                     "cpu_percent": cpu,
+                    "vm_cpu_s_per_mib": vm_cpu_per_mib(before, after, args.bytes),
                 }
             r["ratio"] = round(r["relayed"]["mbit_s"] / r["direct"]["mbit_s"], 3)
             r["extra_rtt_ms"] = round(r["relayed"]["rtt_ms"] - r["direct"]["rtt_ms"], 3)
@@ -120,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             use = r[name]["cpu_percent"]
             vms = ", ".join(f"{n} {v:.0f}%" for n, v in use.items() if n != "host_busy")
             print(f"  round {i} {name:<8} {vms}; host busy {use['host_busy']:.0f}% of {os.cpu_count()} cores")
+    print("host CPU seconds per MiB moved (all VMs; the relay node's share):")
+    for i, r in enumerate(rounds, 1):
+        d, rl = r["direct"]["vm_cpu_s_per_mib"], r["relayed"]["vm_cpu_s_per_mib"]
+        print(
+            f"  round {i}: direct {d['all']:.3f}, relayed {rl['all']:.3f} (node2 {rl.get('node2', 0):.3f});"
+            f" where the host's cores are the limit, relayed / direct can reach {d['all'] / rl['all']:.2f}"
+        )
     figures = {
         "bytes": args.bytes,
         "rounds": rounds,
