@@ -52,6 +52,6 @@ def test_no_cpu_controller_is_a_cap_error_not_a_failed_bench():
         bench_relay.cpu_controller("proc /proc proc rw 0 0\n", "0::/\n")
 
 
-def test_each_vm_gets_an_equal_part_of_the_host_cores():
-    assert bench_relay.cpu_quota_us(2, 3) == 66_666  # of each 100 ms period
-    assert bench_relay.cpu_quota_us(4, 2) == 200_000  # two cores' worth: a VM with 2 vCPUs
+def test_each_vm_gets_an_equal_part_of_three_quarters_of_the_host_cores():
+    assert bench_relay.cpu_quota_us(2, 3) == 50_000  # half a core: 50 ms of each 100 ms period
+    assert bench_relay.cpu_quota_us(4, 2) == 150_000  # a core and a half: a VM with 2 vCPUs may use it
