@@ -125,8 +125,8 @@ def cpu_quota_us(cores: float, vms: int) -> int:
 
 @contextlib.contextmanager
 def equal_cpu_shares(pids: dict[str, int], cores: float, tag: str) -> Iterator[int]:
-    """Each QEMU in a CPU cgroup of its own capped at cores / len(pids) cores while the block
-    runs (yields the quota); put back where it was after, whatever happened."""
+    """Each QEMU in a CPU cgroup of its own, capped at its equal part (cpu_quota_us) while the
+    block runs (yields the quota); put back where it was after, whatever happened."""
     quota = cpu_quota_us(cores, len(pids))
     moved: list[tuple[int, Path, Path]] = []
     try:
