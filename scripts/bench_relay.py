@@ -192,7 +192,8 @@ def measure(lab: Lab, args: argparse.Namespace) -> list[dict[str, Any]]:
     return rounds
 
 
-def report(mode: str, rounds: list[dict[str, Any]], cores: int) -> None:
+def report(mode: str, result: dict[str, Any], cores: int) -> None:
+    rounds = result["rounds"]
     print(f"{mode}:")
     print(f"{'round':<6} {'direct Mbit/s':>14} {'relayed Mbit/s':>15} {'ratio':>6} {'extra RTT ms':>13}")
     for i, r in enumerate(rounds, 1):
@@ -213,7 +214,7 @@ def report(mode: str, rounds: list[dict[str, Any]], cores: int) -> None:
             f"  round {i}: direct {d['all']:.3f}, relayed {rl['all']:.3f} (node2 {rl.get('node2', 0):.3f});"
             f" where the host's cores are the limit, relayed / direct can reach {d['all'] / rl['all']:.2f}"
         )
-    print(f"{mode}: relayed / direct throughput, median {statistics.median(r['ratio'] for r in rounds):.2f}")
+    print(f"{mode}: relayed / direct throughput, median {result['ratio_median']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
             result["ratio_median"] = statistics.median(r["ratio"] for r in result["rounds"])
             result["extra_rtt_ms_median"] = statistics.median(r["extra_rtt_ms"] for r in result["rounds"])
             figures["modes"][mode] = result
-            report(mode, result["rounds"], cores)
+            report(mode, result, cores)
     except (BenchError, KeyError, ValueError) as exc:
         print(f"bench_relay: {exc}", file=sys.stderr)
         return 1
     measured = [m for m in MODES if "ratio_median" in figures["modes"].get(m, {})]
+    if not measured:
+        print(f"bench_relay: nothing measured ({args.mode} only, and it was not available)", file=sys.stderr)
+        return 1
     figures["ratio_mode"] = measured[0]
     figures["ratio_median"] = figures["modes"][measured[0]]["ratio_median"]
     figures["extra_rtt_ms_median"] = figures["modes"][measured[0]]["extra_rtt_ms_median"]

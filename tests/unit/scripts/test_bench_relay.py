@@ -55,3 +55,23 @@ def test_no_cpu_controller_is_a_cap_error_not_a_failed_bench():
 def test_each_vm_gets_an_equal_part_of_three_quarters_of_the_host_cores():
     assert bench_relay.cpu_quota_us(2, 3) == 50_000  # half a core: 50 ms of each 100 ms period
     assert bench_relay.cpu_quota_us(4, 2) == 150_000  # a core and a half: a VM with 2 vCPUs may use it
+
+
+def test_equal_share_alone_where_it_cannot_be_capped_fails_with_a_message(monkeypatch, tmp_path, capsys):
+    class Node:
+        pid = 1
+
+    class FakeLab:
+        def __init__(self) -> None:
+            self.nodes = {"node1": Node(), "node2": Node(), "node3": Node()}
+
+    def refuse(*_args):
+        raise bench_relay.CapError("the host has no CPU cgroup controller mounted")
+
+    monkeypatch.setattr(bench_relay, "Lab", FakeLab)
+    monkeypatch.setattr(bench_relay, "relayed_path", lambda lab: "relay node2")
+    monkeypatch.setattr(bench_relay, "equal_cpu_shares", refuse)
+    output = tmp_path / "relay.json"
+    assert bench_relay.main(["--mode", "equal-share", "--output", str(output)]) == 1
+    assert "nothing measured" in capsys.readouterr().err
+    assert not output.exists()
